@@ -111,7 +111,7 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
       );
     }
   }
-  const file: GgufFile = { source, metadata: parsed.metadata as Metadata, tensors, fileSize, dataOffset };
+  const file: GgufFile = { source, metadata: Object.fromEntries(Object.entries(parsed.metadata)) as Metadata, tensors, fileSize, dataOffset };
   caches.set(file, cache);
   return file;
 }

@@ -1,0 +1,195 @@
+// The Head's GPU part: token embedding lookup, final norm, output head, repetition penalty and top-k selection.
+// A decode step ends here with k (logit, id) candidates copied for readback: 8·k bytes instead of the vocabulary.
+// The sampler (src/model/sampler.ts) finishes the choice on the CPU. The Head never leaves the user's device.
+
+import type { ModelConfig } from '../model/config';
+import { partTensors } from '../model/config';
+import { InvalidArgumentError } from '../model/errors';
+import type { GgufFile } from '../model/gguf';
+import { encodeReadback, storageBuffer, submit, type FlockDevice } from './device';
+import { encodeParams, PARAMS_BYTES, type StepParams } from './kernels/params';
+import { TOPK_CHUNK, TOPK_MAX } from './kernels/topk';
+import { encodeOps, makeOp, type Op } from './pipelines';
+import { matmulOps, uploadMatrix, uploadVector, type GpuMatrix, type LoadCounter } from './weights';
+
+export interface HeadOptions {
+  maxBatch?: number;
+  maxPartBytes?: number;
+  counter?: LoadCounter;
+  signal?: AbortSignal;
+}
+
+export interface Candidates {
+  ids: Uint32Array;
+  logits: Float32Array;
+}
+
+/** Most ids the penalty kernel takes per step (repeat-last-n windows are far smaller). */
+export const MAX_PENALTY_IDS = 4096;
+
+export class GpuHead {
+  private readonly params = new Map<string, GPUBuffer>();
+  private embedOpsCache = new Map<GPUBuffer, Op[]>();
+  private selectCache = new Map<string, { ops: Op[]; out: GPUBuffer }>();
+  private readonly idsBuf: GPUBuffer;
+  private readonly xn: GPUBuffer;
+  private readonly logits: GPUBuffer;
+  private readonly penaltyIds: GPUBuffer;
+  private pairs: GPUBuffer[] = [];
+
+  private constructor(
+    private readonly dev: FlockDevice,
+    readonly cfg: ModelConfig,
+    readonly maxBatch: number,
+    private readonly embedding: GpuMatrix,
+    private readonly outNorm: GPUBuffer,
+    private readonly output: GpuMatrix,
+    readonly weightBytes: number,
+  ) {
+    this.idsBuf = storageBuffer(dev, 'token ids', maxBatch * 4);
+    this.xn = storageBuffer(dev, 'head xn', cfg.dim * 4);
+    this.logits = storageBuffer(dev, 'logits', cfg.vocab * 4);
+    this.penaltyIds = storageBuffer(dev, 'penalty ids', MAX_PENALTY_IDS * 4);
+  }
+
+  static async load(dev: FlockDevice, file: GgufFile, cfg: ModelConfig, opts: HeadOptions = {}): Promise<GpuHead> {
+    const tensors = partTensors(file, cfg, { start: 0, end: 0, head: true });
+    const maxPart = Math.min(opts.maxPartBytes ?? dev.maxBinding, dev.maxBinding);
+    const embedding = await uploadMatrix(dev, file, tensors.get('token_embd.weight')!, maxPart, opts.counter, opts.signal);
+    const outNorm = await uploadVector(dev, file, tensors.get('output_norm.weight')!, opts.counter);
+    const output = cfg.tiedOutput
+      ? embedding
+      : await uploadMatrix(dev, file, tensors.get('output.weight')!, maxPart, opts.counter, opts.signal);
+    const bytes = embedding.bytes + (cfg.tiedOutput ? 0 : output.bytes);
+    return new GpuHead(dev, cfg, opts.maxBatch ?? 64, embedding, outNorm, output, bytes);
+  }
+
+  /** A uniform buffer per use, written before each submission. */
+  private param(key: string, p: StepParams): GPUBuffer {
+    let b = this.params.get(key);
+    if (!b) {
+      b = this.dev.device.createBuffer({ label: `head params ${key}`, size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.params.set(key, b);
+    }
+    this.dev.device.queue.writeBuffer(b, 0, encodeParams(p));
+    return b;
+  }
+
+  /** Embed token ids into X [n, dim]. */
+  encodeEmbed(enc: GPUCommandEncoder, X: GPUBuffer, ids: readonly number[]): void {
+    const n = ids.length;
+    if (n < 1 || n > this.maxBatch) throw new InvalidArgumentError(`embed takes 1..${this.maxBatch} tokens, not ${n}`);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocab) throw new InvalidArgumentError(`token id ${id} is outside the vocabulary (${this.cfg.vocab})`);
+    }
+    this.dev.device.queue.writeBuffer(this.idsBuf, 0, new Uint32Array(ids));
+    const P = this.param('embed', { n, pos0: 0 });
+    let ops = this.embedOpsCache.get(X);
+    if (!ops) {
+      const dim = this.cfg.dim;
+      ops = this.embedding.parts.map((part) =>
+        makeOp(this.dev, { op: 'embed', type: this.embedding.type, dim, rows: part.rows, rowBase: part.rowBase },
+          [part.buffer, this.idsBuf, X, P], (nn) => [Math.ceil(dim / 4 / 64), nn, 1]));
+      this.embedOpsCache.set(X, ops);
+    }
+    encodeOps(this.dev, enc, ops, n, 'embed');
+  }
+
+  private pairsBuffer(i: number): GPUBuffer {
+    const words = Math.ceil(this.cfg.vocab / TOPK_CHUNK) * TOPK_MAX * 2;
+    return (this.pairs[i] ??= storageBuffer(this.dev, `topk pairs ${i}`, words * 4));
+  }
+
+  /**
+   * Encode: final norm of row `row` of X, logits, penalty on `penaltyIds`, top-k. Returns a function to call after
+   * submission that yields the candidates (best first). k = 0 or k > TOPK_MAX returns every logit instead.
+   */
+  encodeSelect(
+    enc: GPUCommandEncoder, X: GPUBuffer, row: number, k: number, penaltyIds: readonly number[], penalty: number,
+  ): () => Promise<Candidates> {
+    const { vocab, dim } = this.cfg;
+    if (penaltyIds.length > MAX_PENALTY_IDS) throw new InvalidArgumentError(`at most ${MAX_PENALTY_IDS} penalised ids`);
+    const all = k <= 0 || k > TOPK_MAX || k >= vocab;
+    const doPenalty = penalty !== 1 && penaltyIds.length > 0;
+    if (doPenalty) this.dev.device.queue.writeBuffer(this.penaltyIds, 0, new Uint32Array(penaltyIds));
+    const key = `${all ? 'all' : k}:${doPenalty}`;
+    let sel = this.selectCache.get(key + ':' + X.label);
+    const Pn = this.param('norm', { n: 1, pos0: 0, a: row });
+    const Pp = this.param('penalty', { n: 1, pos0: 0, b: penaltyIds.length, f: penalty });
+    // top-k passes: vocab -> ceil(vocab/1024)·k pairs -> ... -> k pairs
+    const passes: { count: number; groups: number }[] = [];
+    if (!all) {
+      for (let count = vocab; ; ) {
+        const groups = Math.ceil(count / TOPK_CHUNK);
+        passes.push({ count, groups });
+        if (groups === 1) break;
+        count = groups * k;
+      }
+    }
+    const Pk = passes.map((p, i) => this.param(`topk${i}`, { n: 1, pos0: 0, a: p.count }));
+    if (!sel) {
+      const ops: Op[] = [];
+      ops.push(makeOp(this.dev, { op: 'rmsnorm', dim, eps: this.cfg.normEps, singleRow: true }, [X, this.outNorm, this.xn, Pn], () => [1, 1, 1]));
+      ops.push(...matmulOps(this.dev, this.output, this.xn, this.logits, Pn, false, false));
+      if (doPenalty) {
+        ops.push(makeOp(this.dev, { op: 'penalty' }, [this.logits, this.penaltyIds, Pp], () => [Math.ceil(MAX_PENALTY_IDS / 64), 1, 1]));
+      }
+      let input = this.logits;
+      passes.forEach((p, i) => {
+        const out = this.pairsBuffer(i % 2);
+        ops.push(makeOp(this.dev, { op: 'topk', k, source: i === 0 ? 'logits' : 'pairs' }, [input, out, Pk[i]], () => [p.groups, 1, 1]));
+        input = out;
+      });
+      sel = { ops, out: input };
+      this.selectCache.set(key + ':' + X.label, sel);
+    }
+    encodeOps(this.dev, enc, sel.ops, 1, 'head');
+    if (all) {
+      const read = encodeReadback(this.dev, enc, this.logits, vocab * 4);
+      return async () => {
+        const logits = new Float32Array(await read());
+        return { ids: Uint32Array.from({ length: vocab }, (_, i) => i), logits };
+      };
+    }
+    const read = encodeReadback(this.dev, enc, sel.out, k * 8);
+    return async () => {
+      const words = new Uint32Array(await read());
+      const ids = new Uint32Array(k);
+      const logits = new Float32Array(k);
+      const f = new Float32Array(words.buffer);
+      let m = 0;
+      for (let i = 0; i < k; i++) {
+        if (words[2 * i + 1] === 0xffffffff) continue;
+        ids[m] = words[2 * i + 1];
+        logits[m++] = f[2 * i];
+      }
+      return { ids: ids.subarray(0, m), logits: logits.subarray(0, m) };
+    };
+  }
+
+  /** Logits of every row of X [n, dim] (tests and scoring; one submission, reads back n·vocab floats). */
+  async logitsAll(X: GPUBuffer, n: number): Promise<Float32Array> {
+    const { vocab, dim } = this.cfg;
+    const xnAll = storageBuffer(this.dev, 'head xn all', n * dim * 4);
+    const out = storageBuffer(this.dev, 'logits all', n * vocab * 4);
+    const P = this.dev.device.createBuffer({ size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.dev.device.queue.writeBuffer(P, 0, encodeParams({ n, pos0: 0 }));
+    const ops = [
+      makeOp(this.dev, { op: 'rmsnorm', dim, eps: this.cfg.normEps, singleRow: false }, [X, this.outNorm, xnAll, P], (nn) => [nn, 1, 1]),
+      ...matmulOps(this.dev, this.output, xnAll, out, P, n > 4, false),
+    ];
+    const enc = this.dev.device.createCommandEncoder({ label: 'logits all' });
+    encodeOps(this.dev, enc, ops, n, 'logits all');
+    const read = encodeReadback(this.dev, enc, out, n * vocab * 4);
+    submit(this.dev, enc);
+    const logits = new Float32Array(await read());
+    for (const b of [xnAll, out, P]) b.destroy();
+    return logits;
+  }
+
+  destroy(): void {
+    for (const p of this.embedding.parts) p.buffer.destroy();
+    if (!this.cfg.tiedOutput) for (const p of this.output.parts) p.buffer.destroy();
+    for (const b of [this.outNorm, this.idsBuf, this.xn, this.logits, this.penaltyIds, ...this.pairs, ...this.params.values()]) b.destroy();
+  }
+}

@@ -1,0 +1,216 @@
+// A Stage: layers [start, end) of a model on one GPU, serving any number of sessions, each with its own KV cache.
+// It transforms hidden states in place: X [n, dim] at positions pos0..pos0+n-1 -> X after the span's layers.
+// Several Stages on one device can be encoded into one command buffer (a whole local model is one submission per
+// step); a remote Stage uploads hidden states, runs, and reads them back (forward()).
+
+import type { ModelConfig } from '../model/config';
+import { partTensors } from '../model/config';
+import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
+import type { GgufFile } from '../model/gguf';
+import { ropeTable } from '../model/rope';
+import {
+  encodeReadback, storageBuffer, submit, uploadBuffer, writeBufferPadded, type FlockDevice,
+} from './device';
+import { encodeParams, PARAMS_BYTES } from './kernels/params';
+import { encodeOps, makeOp, type Op } from './pipelines';
+import { MATVEC_MAX_N, matmulOps, uploadMatrix, uploadVector, type GpuMatrix, type LoadCounter } from './weights';
+
+export interface StageOptions {
+  /** most tokens per forward call (prefill chunk); default 64 */
+  maxBatch?: number;
+  /** most positions a session may hold; default min(model context, 2048) */
+  maxContext?: number;
+  /** largest weight buffer; default the device's binding limit (tests lower it to exercise split tensors) */
+  maxPartBytes?: number;
+  counter?: LoadCounter;
+  signal?: AbortSignal;
+}
+
+interface Layer {
+  attnNorm: GPUBuffer;
+  q: GpuMatrix; k: GpuMatrix; v: GpuMatrix; o: GpuMatrix;
+  ffnNorm: GPUBuffer;
+  gate: GpuMatrix; up: GpuMatrix; down: GpuMatrix;
+}
+
+export class StageSession {
+  /** positions filled so far (the next token's position) */
+  length = 0;
+  readonly opsCache = new Map<GPUBuffer, { decode?: Op[]; prefill?: Op[] }>();
+  /** hidden-state buffer for forward() */
+  io: GPUBuffer | undefined;
+  constructor(
+    readonly kc: GPUBuffer[],
+    readonly vc: GPUBuffer[],
+    readonly params: GPUBuffer,
+    readonly maxPos: number,
+  ) {}
+  destroy(): void {
+    for (const b of [...this.kc, ...this.vc, this.params]) b.destroy();
+    this.io?.destroy();
+    this.opsCache.clear();
+  }
+}
+
+export class GpuStage {
+  private sessions = new Set<StageSession>();
+  private constructor(
+    private readonly dev: FlockDevice,
+    readonly cfg: ModelConfig,
+    readonly start: number,
+    readonly end: number,
+    readonly maxBatch: number,
+    readonly maxContext: number,
+    private readonly layers: Layer[],
+    private readonly rope: GPUBuffer,
+    private readonly scratch: Record<'xn' | 'q' | 'k' | 'v' | 'att' | 'g' | 'u', GPUBuffer>,
+    /** bytes of weights this stage holds */
+    readonly weightBytes: number,
+  ) {}
+
+  static async load(dev: FlockDevice, file: GgufFile, cfg: ModelConfig, start: number, end: number, opts: StageOptions = {}): Promise<GpuStage> {
+    const tensors = partTensors(file, cfg, { start, end, head: false }); // validates before any fetch
+    const maxBatch = opts.maxBatch ?? 64;
+    const maxContext = Math.min(opts.maxContext ?? 2048, cfg.ctx);
+    const maxPart = Math.min(opts.maxPartBytes ?? dev.maxBinding, dev.maxBinding);
+    const get = (l: number, n: string) => tensors.get(`blk.${l}.${n}.weight`)!;
+    const mat = (l: number, n: string) => uploadMatrix(dev, file, get(l, n), maxPart, opts.counter, opts.signal);
+    const vec = (l: number, n: string) => uploadVector(dev, file, get(l, n), opts.counter);
+    const layers: Layer[] = [];
+    let weightBytes = 0;
+    for (let l = start; l < end; l++) {
+      const layer: Layer = {
+        attnNorm: await vec(l, 'attn_norm'),
+        q: await mat(l, 'attn_q'), k: await mat(l, 'attn_k'), v: await mat(l, 'attn_v'), o: await mat(l, 'attn_output'),
+        ffnNorm: await vec(l, 'ffn_norm'),
+        gate: await mat(l, 'ffn_gate'), up: await mat(l, 'ffn_up'), down: await mat(l, 'ffn_down'),
+      };
+      for (const m of [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]) weightBytes += m.bytes;
+      layers.push(layer);
+    }
+    const { dim, nHeads, nKvHeads, headDim: hd, ffn } = cfg;
+    const f32 = (label: string, elems: number) => storageBuffer(dev, label, elems * 4);
+    const scratch = {
+      xn: f32('xn', maxBatch * dim),
+      q: f32('q', maxBatch * nHeads * hd),
+      k: f32('k', maxBatch * nKvHeads * hd),
+      v: f32('v', maxBatch * nKvHeads * hd),
+      att: f32('att', maxBatch * nHeads * hd),
+      g: f32('g', maxBatch * ffn),
+      u: f32('u', maxBatch * ffn),
+    };
+    const rope = uploadBuffer(dev, 'rope table', ropeTable(cfg, maxContext));
+    return new GpuStage(dev, cfg, start, end, maxBatch, maxContext, layers, rope, scratch, weightBytes);
+  }
+
+  createSession(maxPos = this.maxContext): StageSession {
+    if (maxPos > this.maxContext) {
+      throw new ContextOverflowError(`A session of ${maxPos} positions exceeds this stage's context of ${this.maxContext}.`);
+    }
+    const kvBytes = maxPos * this.cfg.nKvHeads * this.cfg.headDim * 4;
+    const kc: GPUBuffer[] = [];
+    const vc: GPUBuffer[] = [];
+    for (let l = this.start; l < this.end; l++) {
+      kc.push(storageBuffer(this.dev, `k cache ${l}`, kvBytes));
+      vc.push(storageBuffer(this.dev, `v cache ${l}`, kvBytes));
+    }
+    const params = this.dev.device.createBuffer({ label: 'stage params', size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const s = new StageSession(kc, vc, params, maxPos);
+    this.sessions.add(s);
+    return s;
+  }
+
+  closeSession(s: StageSession): void {
+    s.destroy();
+    this.sessions.delete(s);
+  }
+
+  /** KV cache bytes one position takes in this stage */
+  get kvBytesPerPosition(): number {
+    return 2 * (this.end - this.start) * this.cfg.nKvHeads * this.cfg.headDim * 4;
+  }
+
+  private buildOps(s: StageSession, X: GPUBuffer, tiled: boolean): Op[] {
+    const { dev, cfg, scratch: S } = this;
+    const { dim, nHeads, nKvHeads, headDim: hd, ffn } = cfg;
+    const P = s.params;
+    const ops: Op[] = [];
+    const norm = (w: GPUBuffer) =>
+      makeOp(dev, { op: 'rmsnorm', dim, eps: cfg.normEps, singleRow: false }, [X, w, S.xn, P], (n) => [n, 1, 1]);
+    const mm = (W: GpuMatrix, x: GPUBuffer, y: GPUBuffer, acc: boolean) => matmulOps(dev, W, x, y, P, tiled, acc);
+    this.layers.forEach((L, i) => {
+      // attention block: x += Wo · attn(rope(Wq·norm(x)), cache ← rope(Wk·norm(x)), Wv·norm(x))
+      ops.push(norm(L.attnNorm)); // xn: [n, dim]
+      ops.push(...mm(L.q, S.xn, S.q, false)); // q: [n, nHeads * hd]
+      ops.push(...mm(L.k, S.xn, S.k, false)); // k: [n, nKvHeads * hd]
+      ops.push(...mm(L.v, S.xn, S.v, false)); // v: [n, nKvHeads * hd]
+      ops.push(makeOp(dev, { op: 'rope_kv', nHeads, nKvHeads, headDim: hd, ropeDim: cfg.ropeDim },
+        [S.q, S.k, S.v, s.kc[i], s.vc[i], this.rope, P],
+        (n) => [Math.ceil(((nHeads + nKvHeads) * hd) / 2 / 64), n, 1]));
+      ops.push(makeOp(dev, { op: 'attention', nHeads, nKvHeads, headDim: hd },
+        [S.q, s.kc[i], s.vc[i], S.att, P], (n) => [nHeads, n, 1])); // att: [n, nHeads * hd]
+      ops.push(...mm(L.o, S.att, X, true)); // x += att · Woᵀ
+      // feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+      ops.push(norm(L.ffnNorm));
+      ops.push(...mm(L.gate, S.xn, S.g, false)); // g: [n, ffn]
+      ops.push(...mm(L.up, S.xn, S.u, false)); // u: [n, ffn]
+      ops.push(makeOp(dev, { op: 'swiglu', ffn }, [S.g, S.u, P], (n) => {
+        const groups = Math.ceil((n * ffn) / 64); // the kernel spreads 1024 workgroups per row of the grid
+        return [Math.min(groups, 1024), Math.ceil(groups / 1024), 1];
+      }));
+      ops.push(...mm(L.down, S.g, X, true)); // x += g · Wdownᵀ
+    });
+    return ops;
+  }
+
+  /**
+   * Encode this stage's layers for n tokens at positions s.length.. into `enc`, updating X in place.
+   * Writes the session's step parameters now: encode a session at most once per submission.
+   */
+  encode(enc: GPUCommandEncoder, s: StageSession, X: GPUBuffer, n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) {
+      throw new InvalidArgumentError(`A stage runs 1..${this.maxBatch} tokens at a time, not ${n}.`);
+    }
+    if (s.length + n > s.maxPos) {
+      throw new ContextOverflowError(
+        `The conversation needs ${s.length + n} positions but the context holds ${s.maxPos}. Start a new chat or shorten the prompt.`,
+      );
+    }
+    this.dev.device.queue.writeBuffer(s.params, 0, encodeParams({ n, pos0: s.length }));
+    let cached = s.opsCache.get(X);
+    if (!cached) s.opsCache.set(X, (cached = {}));
+    const tiled = n > MATVEC_MAX_N;
+    const ops = tiled ? (cached.prefill ??= this.buildOps(s, X, true)) : (cached.decode ??= this.buildOps(s, X, false));
+    encodeOps(this.dev, enc, ops, n, `layers ${this.start}-${this.end}`);
+    s.length += n;
+  }
+
+  /** Run hidden states [n, dim] through the stage and read them back: one submission, one readback. */
+  async forward(s: StageSession, hidden: Float32Array): Promise<Float32Array> {
+    const n = hidden.length / this.cfg.dim;
+    s.io ??= storageBuffer(this.dev, 'stage io', this.maxBatch * this.cfg.dim * 4);
+    writeBufferPadded(this.dev, s.io, 0, hidden);
+    const enc = this.dev.device.createCommandEncoder({ label: 'stage forward' });
+    this.encode(enc, s, s.io, n);
+    const read = encodeReadback(this.dev, enc, s.io, hidden.byteLength);
+    submit(this.dev, enc);
+    return new Float32Array(await read());
+  }
+
+  /** Drop the last positions of a session (used to rewind after an abandoned step). */
+  truncate(s: StageSession, length: number): void {
+    s.length = Math.min(s.length, Math.max(0, length));
+  }
+
+  destroy(): void {
+    for (const s of this.sessions) s.destroy();
+    this.sessions.clear();
+    for (const L of this.layers) {
+      L.attnNorm.destroy();
+      L.ffnNorm.destroy();
+      for (const m of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]) for (const p of m.parts) p.buffer.destroy();
+    }
+    this.rope.destroy();
+    for (const b of Object.values(this.scratch)) b.destroy();
+  }
+}

@@ -1,0 +1,95 @@
+// Weight tensors on the GPU, in their GGUF encoding. A matrix larger than one storage binding is split by rows over
+// several buffers, each dispatched with its row offset. Norm vectors (tiny) are stored as f32.
+// Tensors are read from the file one at a time (or one part at a time), so loading never holds the whole file.
+
+import { readBytes, type GgufFile, type TensorEntry } from '../model/gguf';
+import { blockFormat, byteSize, dequantize, type TensorTypeName } from '../model/quant';
+import { storageBuffer, uploadBuffer, writeBufferPadded, type FlockDevice } from './device';
+import { makeOp, grid2d, type Op } from './pipelines';
+import { MATVEC_WG, matvecThreadsPerRow, TILE_R, TILE_T } from './kernels/matmul';
+import { rowBytes } from './kernels/weights-wgsl';
+
+export interface WeightPart {
+  buffer: GPUBuffer;
+  rowBase: number;
+  rows: number;
+}
+
+export interface GpuMatrix {
+  name: string;
+  type: TensorTypeName;
+  /** row length */
+  K: number;
+  /** total rows */
+  rows: number;
+  parts: WeightPart[];
+  bytes: number;
+}
+
+export interface LoadCounter {
+  loaded: number;
+  onBytes?: (n: number) => void;
+}
+
+/** Upload a 2-D tensor, split into parts of at most `maxPartBytes` (whole rows). */
+export async function uploadMatrix(
+  dev: FlockDevice, file: GgufFile, t: TensorEntry, maxPartBytes: number, counter?: LoadCounter, signal?: AbortSignal,
+): Promise<GpuMatrix> {
+  const f = blockFormat(t.type, t.name);
+  const [K, rows] = [t.dims[0], t.dims[1] ?? 1];
+  const rb = rowBytes(f.name, K);
+  // keep 16 bytes of slack per part for the two-word reads of unaligned block fields
+  const rowsPerPart = Math.max(1, Math.floor((maxPartBytes - 16) / rb));
+  const parts: WeightPart[] = [];
+  for (let r0 = 0; r0 < rows; r0 += rowsPerPart) {
+    signal?.throwIfAborted();
+    const n = Math.min(rowsPerPart, rows - r0);
+    const bytes = await readBytes(file, t.offset + r0 * rb, n * rb, signal);
+    const buffer = storageBuffer(dev, `${t.name}[${r0}:${r0 + n}]`, n * rb + 16);
+    writeBufferPadded(dev, buffer, 0, bytes);
+    parts.push({ buffer, rowBase: r0, rows: n });
+    if (counter) {
+      counter.loaded += bytes.byteLength;
+      counter.onBytes?.(counter.loaded);
+    }
+  }
+  return { name: t.name, type: f.name, K, rows, parts, bytes: byteSize(f, t.nElems) };
+}
+
+/** Upload a 1-D tensor (a norm weight) as f32. */
+export async function uploadVector(dev: FlockDevice, file: GgufFile, t: TensorEntry, counter?: LoadCounter): Promise<GPUBuffer> {
+  const f = blockFormat(t.type, t.name);
+  const bytes = await readBytes(file, t.offset, byteSize(f, t.nElems));
+  if (counter) {
+    counter.loaded += bytes.byteLength;
+    counter.onBytes?.(counter.loaded);
+  }
+  return uploadBuffer(dev, t.name, dequantize(f, bytes, 0, t.nElems));
+}
+
+/** Largest batch the decode kernel (matvec) handles; larger batches use the tiled kernel. */
+export const MATVEC_MAX_N = 4;
+
+/**
+ * Ops computing Y[:, rows] (+)= X @ W^T for one matrix, one op per part.
+ * `tiled` picks the prefill kernel; decode uses matvec with the token index in z.
+ */
+export function matmulOps(
+  dev: FlockDevice, W: GpuMatrix, X: GPUBuffer, Y: GPUBuffer, params: GPUBuffer, tiled: boolean, accumulate: boolean,
+): Op[] {
+  return W.parts.map((part) => {
+    const v = {
+      op: tiled ? ('tiled' as const) : ('matvec' as const),
+      type: W.type, K: W.K, rows: part.rows, rowBase: part.rowBase, outStride: W.rows, accumulate,
+    };
+    const partBytes = part.rows * rowBytes(W.type, W.K);
+    if (tiled) {
+      return makeOp(dev, v, [part.buffer, X, Y, params],
+        (n) => [Math.ceil(part.rows / TILE_R), Math.ceil(n / TILE_T), 1],
+        (n) => partBytes * Math.ceil(n / TILE_T));
+    }
+    return makeOp(dev, v, [part.buffer, X, Y, params],
+      (n) => [...grid2d(Math.ceil(part.rows / (MATVEC_WG / matvecThreadsPerRow(W.K)))), n],
+      (n) => partBytes * n);
+  });
+}

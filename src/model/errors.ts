@@ -1,0 +1,59 @@
+// Named errors for everything that can go wrong while reading a model file or preparing a model: one class per
+// failure, each with `name` set so it survives a worker or peer boundary (rebuild it from `name` + `message`).
+// This file holds errors only; no logic.
+
+export class FlockError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The bytes are not a GGUF file we can read: wrong magic, truncated header, bad version. */
+export class GgufFormatError extends FlockError {}
+
+/** A tensor's data would run past the end of the file, or its shape does not match its byte size. */
+export class TensorBoundsError extends FlockError {}
+
+/** `general.architecture` names a model family Flock does not run. */
+export class UnsupportedArchitectureError extends FlockError {}
+
+/** A tensor uses a GGML type for which Flock has no kernel. */
+export class UnsupportedTensorTypeError extends FlockError {}
+
+/** Metadata is missing or inconsistent (head counts that do not divide, missing tensors, …). */
+export class ModelConfigError extends FlockError {}
+
+/** The prompt plus the requested tokens do not fit in the context window. */
+export class ContextOverflowError extends FlockError {}
+
+/** A tokenizer kind (`tokenizer.ggml.model`) we do not implement, or a broken vocabulary. */
+export class TokenizerError extends FlockError {}
+
+/** Fetching bytes of a model failed (HTTP error, server without Range support, unreadable file). */
+export class ModelFetchError extends FlockError {}
+
+/** The runtime has no usable WebGPU adapter or device. */
+export class WebGpuUnavailableError extends FlockError {}
+
+/** Bad argument from a caller (negative token count, unknown option value…). */
+export class InvalidArgumentError extends FlockError {}
+
+const byName: Record<string, new (message: string) => FlockError> = {
+  GgufFormatError,
+  TensorBoundsError,
+  UnsupportedArchitectureError,
+  UnsupportedTensorTypeError,
+  ModelConfigError,
+  ContextOverflowError,
+  TokenizerError,
+  ModelFetchError,
+  WebGpuUnavailableError,
+  InvalidArgumentError,
+};
+
+/** Rebuild a named error that crossed a boundary as `{name, message}`; unknown names become a plain FlockError. */
+export function reviveError(name: string, message: string): FlockError {
+  const Ctor = byName[name] ?? FlockError;
+  return new Ctor(message);
+}
