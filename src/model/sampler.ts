@@ -31,14 +31,14 @@ export interface SamplingParams {
   seed: number;
 }
 
-/** llama.cpp's CLI defaults (common_params_sampling): --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05
- *  --repeat-penalty 1.1 (llama.cpp has since lowered its own default to 1.0) --repeat-last-n 64. */
+/** llama.cpp's current CLI defaults (common_params_sampling): --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05
+ *  --repeat-penalty 1.0 (off; it was 1.1 in older releases) --repeat-last-n 64. */
 export const DEFAULT_SAMPLING: SamplingParams = Object.freeze({
   temperature: 0.8,
   topK: 40,
   topP: 0.95,
   minP: 0.05,
-  repeatPenalty: 1.1,
+  repeatPenalty: 1.0,
   repeatLastN: 64,
   seed: 0,
 });

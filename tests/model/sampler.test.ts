@@ -104,7 +104,7 @@ describe('normalizeSampling', () => {
       topK: 40,
       topP: 0.95,
       minP: 0.05,
-      repeatPenalty: 1.1,
+      repeatPenalty: 1.0,
       repeatLastN: 64,
       seed: 0,
     });

@@ -1,0 +1,113 @@
+// `flock` command line: generate text with a local GGUF model through Dawn (Node's WebGPU), and run the benchmark.
+// Argument parsing and output formatting only; the work happens in src/engine.
+
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { FlockError } from '../model/errors';
+import { openSource } from '../model/source-file';
+import { LocalModel } from '../engine/local-model';
+import { nodeDevice } from './dawn';
+
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../public/models/stories260K.gguf', import.meta.url));
+
+const USAGE = `Usage:
+  flock generate [--model PATH|URL] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-k K]
+                 [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stages K] [--json]
+  flock bench    [--out FILE] [--tokens N]
+
+The default model is the embedded stories260K. Without --prompt, generation starts from BOS alone.`;
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new FlockError(`--${name} expects a number, got "${v}"`);
+  return n;
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: DEFAULT_MODEL },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string', default: '128' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      'repeat-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      stages: { type: 'string', default: '1' },
+      'max-context': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const dev = await nodeDevice();
+  const t0 = performance.now();
+  const model = await LocalModel.load(dev, openSource(values.model!), {
+    stages: num(values.stages, 'stages'),
+    maxContext: num(values['max-context'], 'max-context'),
+  });
+  const loadMs = performance.now() - t0;
+  const it = model.generate({
+    prompt: values.prompt,
+    maxTokens: num(values['max-tokens'], 'max-tokens') ?? 128,
+    temperature: num(values.temperature, 'temperature'),
+    topK: num(values['top-k'], 'top-k'),
+    topP: num(values['top-p'], 'top-p'),
+    minP: num(values['min-p'], 'min-p'),
+    repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
+    seed: num(values.seed, 'seed'),
+  });
+  for (;;) {
+    const r = await it.next();
+    if (r.done) {
+      const res = r.value;
+      if (values.json) {
+        process.stdout.write(JSON.stringify({
+          input_ids: res.inputIds,
+          output_ids: res.outputIds,
+          text: res.text,
+          finish_reason: res.finishReason,
+          timings: { load_ms: loadMs, ...res.timings },
+          per_decode_step: res.perDecodeStep,
+          device: dev.adapterName,
+        }) + '\n');
+      } else {
+        process.stdout.write('\n');
+      }
+      break;
+    }
+    if (!values.json) process.stdout.write(r.value.text);
+  }
+  model.destroy();
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  switch (cmd) {
+    case 'generate':
+      return generate(rest);
+    case 'bench': {
+      const { runBench } = await import('./bench');
+      return runBench(rest);
+    }
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE + '\n');
+      return;
+    default:
+      throw new FlockError(`Unknown command "${cmd}".\n${USAGE}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    const err = e instanceof Error ? e : new Error(String(e));
+    process.stderr.write(`flock: ${err.name}: ${err.message}\n`);
+    process.exit(1);
+  },
+);
