@@ -1,4 +1,145 @@
-// Placeholder replaced by the benchmark implementation.
-export async function runBench(_argv: string[]): Promise<void> {
-  throw new Error('not implemented');
+// `flock bench`: prefill and decode speed of this engine against llama.cpp on the same GGUF in the same run —
+// llama.cpp's CPU build, and its Vulkan build on the same Vulkan device Dawn uses — plus, per decode token, the GPU
+// work we do: submissions, readbacks, dispatches, and weight bytes read against the model's weight bytes.
+// Prints a table and writes JSON. Numbers vary between runs on shared machines: each figure is a median of runs.
+
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { FileSource } from '../model/source-file';
+import { generateAll, LocalModel } from '../engine/local-model';
+import { nodeDevice } from './dawn';
+import { DEFAULT_MODEL } from './main';
+
+const run = promisify(execFile);
+
+interface Speed {
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function llamaCpp(model: string, backend: 'cpu' | 'vulkan', prompt: number, decode: number): Promise<Speed | { error: string }> {
+  const script = fileURLToPath(new URL('./bench-llama.ts', import.meta.url));
+  const env = { ...process.env };
+  // ggml's Vulkan backend skips CPU-type devices (SwiftShader) unless they are listed explicitly
+  if (backend === 'vulkan') env.GGML_VK_VISIBLE_DEVICES ??= '0';
+  try {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', script, model, backend, String(prompt), String(decode)], {
+      env, timeout: 600_000, maxBuffer: 1 << 20,
+    });
+    const line = stdout.trim().split('\n').pop() ?? '';
+    const parsed: unknown = JSON.parse(line);
+    if (typeof parsed === 'object' && parsed !== null && 'decodeTokensPerSecond' in parsed && 'prefillTokensPerSecond' in parsed) {
+      return { prefillTokensPerSecond: Number(parsed.prefillTokensPerSecond), decodeTokensPerSecond: Number(parsed.decodeTokensPerSecond) };
+    }
+    return { error: `unexpected output: ${line.slice(0, 200)}` };
+  } catch (e) {
+    const stderr = String((e as { stderr?: unknown }).stderr ?? '');
+    const why = stderr.split('\n').filter((l) => /error|not support|unsupported/i.test(l)).slice(0, 2).join(' / ');
+    return { error: why || (e as Error).message.split('\n')[0] };
+  }
+}
+
+export async function runBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', multiple: true },
+      out: { type: 'string', default: 'bench-results/bench.json' },
+      prompt: { type: 'string', default: '64' },
+      tokens: { type: 'string', default: '64' },
+      'vulkan-tokens': { type: 'string', default: '16' },
+      runs: { type: 'string', default: '3' },
+    },
+  });
+  const models = values.model?.length ? values.model : [DEFAULT_MODEL];
+  const promptLen = Number(values.prompt);
+  const decodeLen = Number(values.tokens);
+  const runs = Number(values.runs);
+  const dev = await nodeDevice();
+  const rows: Record<string, unknown>[] = [];
+  for (const path of models) {
+    const model = await LocalModel.load(dev, new FileSource(path), { maxContext: promptLen + decodeLen + 8 });
+    const vocab = model.config.vocab;
+    const bos = model.tokenizer.bosId ?? 1;
+    // the same prompt ids bench-llama.ts builds: BOS then ordinary pieces
+    const inputIds = [bos, ...Array.from({ length: promptLen - 1 }, (_, i) => 3 + ((i * 7) % Math.max(1, vocab - 3)))];
+    const opts = { inputIds, maxTokens: decodeLen, temperature: 0, ignoreEos: true };
+    await generateAll(model, opts); // warm-up: compiles every pipeline
+    const results = [];
+    for (let i = 0; i < runs; i++) results.push(await generateAll(model, opts));
+    const ours: Speed = {
+      prefillTokensPerSecond: median(results.map((r) => r.timings.prefillTokensPerSecond)),
+      decodeTokensPerSecond: median(results.map((r) => r.timings.decodeTokensPerSecond)),
+    };
+    const per = results[0].perDecodeStep;
+    const modelWeightBytes = model.weightBytes;
+    model.destroy();
+    const cpu = await llamaCpp(path, 'cpu', promptLen, decodeLen);
+    const vulkan = await llamaCpp(path, 'vulkan', promptLen, Number(values['vulkan-tokens']));
+    const ratio = (a: Speed, b: Speed | { error: string }, k: keyof Speed) => ('error' in b ? null : a[k] / b[k]);
+    rows.push({
+      model: basename(path),
+      device: dev.adapterName,
+      promptTokens: promptLen,
+      decodeTokens: decodeLen,
+      flock: ours,
+      llamaCpu: cpu,
+      llamaVulkan: vulkan,
+      ratios: {
+        prefillVsCpu: ratio(ours, cpu, 'prefillTokensPerSecond'),
+        decodeVsCpu: ratio(ours, cpu, 'decodeTokensPerSecond'),
+        prefillVsVulkan: ratio(ours, vulkan, 'prefillTokensPerSecond'),
+        decodeVsVulkan: ratio(ours, vulkan, 'decodeTokensPerSecond'),
+      },
+      perDecodeToken: {
+        submits: per.submits,
+        readbacks: per.readbacks,
+        dispatches: per.dispatches,
+        weightBytesRead: per.weightBytesRead,
+        modelWeightBytes,
+        readOverModel: per.weightBytesRead / modelWeightBytes,
+      },
+    });
+  }
+  printTable(rows);
+  mkdirSync(dirname(values.out!), { recursive: true });
+  writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), rows }, null, 2) + '\n');
+  process.stdout.write(`\nJSON written to ${values.out}\n`);
+}
+
+function fmt(x: unknown, digits = 1): string {
+  if (typeof x === 'number') return x.toFixed(digits);
+  if (x && typeof x === 'object' && 'error' in x) return 'n/a';
+  return String(x);
+}
+
+function printTable(rows: Record<string, unknown>[]): void {
+  const lines = [
+    '| model | engine | prefill tok/s | decode tok/s |',
+    '|---|---|---|---|',
+  ];
+  const notes: string[] = [];
+  for (const r of rows) {
+    const get = (k: string) => r[k] as Speed | { error: string };
+    for (const [name, key] of [['Flock (WebGPU/Dawn)', 'flock'], ['llama.cpp CPU (1 thread)', 'llamaCpu'], ['llama.cpp Vulkan', 'llamaVulkan']] as const) {
+      const s = get(key);
+      lines.push(`| ${r.model} | ${name} | ${'error' in s ? 'n/a' : fmt(s.prefillTokensPerSecond)} | ${'error' in s ? 'n/a' : fmt(s.decodeTokensPerSecond)} |`);
+      if ('error' in s) notes.push(`${name}: ${s.error}`);
+    }
+    const ra = r.ratios as Record<string, number | null>;
+    const p = r.perDecodeToken as Record<string, number>;
+    lines.push('');
+    lines.push(`ratios (Flock / llama.cpp): prefill vs CPU ${fmt(ra.prefillVsCpu, 3)}, decode vs CPU ${fmt(ra.decodeVsCpu, 3)}, ` +
+      `prefill vs Vulkan ${fmt(ra.prefillVsVulkan, 3)}, decode vs Vulkan ${fmt(ra.decodeVsVulkan, 3)}`);
+    lines.push(`per decode token: ${fmt(p.submits, 0)} submission, ${fmt(p.readbacks, 0)} readback, ${fmt(p.dispatches, 0)} dispatches, ` +
+      `${fmt(p.weightBytesRead / 1e6, 3)} MB of weights read of ${fmt(p.modelWeightBytes / 1e6, 3)} MB (${fmt(p.readOverModel, 2)}x)`);
+    lines.push(`device: ${r.device}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  if (notes.length) process.stdout.write('\n' + notes.join('\n') + '\n');
 }

@@ -69,6 +69,10 @@ export interface GenerationResult {
 }
 
 export class LocalModel {
+  private busy = false;
+  /** hidden states [maxBatch, dim], shared by the Head and every Stage of this model */
+  private readonly X: GPUBuffer;
+
   private constructor(
     readonly dev: FlockDevice,
     readonly file: GgufFile,
@@ -78,7 +82,9 @@ export class LocalModel {
     readonly stages: GpuStage[],
     readonly maxBatch: number,
     readonly maxContext: number,
-  ) {}
+  ) {
+    this.X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4);
+  }
 
   static async load(dev: FlockDevice, source: ByteSource, opts: LoadOptions = {}): Promise<LocalModel> {
     const file = await openGguf(source);
@@ -129,9 +135,11 @@ export class LocalModel {
         throw new InvalidArgumentError(`Input token id ${id} is outside the vocabulary (0..${this.config.vocab - 1}).`);
       }
     }
+    if (this.busy) throw new InvalidArgumentError('This model is already generating; wait for it or abort it first.');
+    this.busy = true;
     const maxPos = Math.min(this.maxContext, input.length + opts.maxTokens);
     const sessions = this.stages.map((s) => s.createSession(maxPos));
-    const X = storageBuffer(this.dev, 'hidden', this.maxBatch * this.config.dim * 4);
+    const X = this.X;
     const sampler = new Sampler(sampling);
     const k = candidateCount(sampling, this.config.vocab);
     const history = [...input];
@@ -190,7 +198,7 @@ export class LocalModel {
       text += tail;
     } finally {
       sessions.forEach((s, i) => this.stages[i].closeSession(s));
-      X.destroy();
+      this.busy = false;
     }
     const tEnd = performance.now();
     const decodeSteps = Math.max(0, output.length - 1);
@@ -222,6 +230,7 @@ export class LocalModel {
   }
 
   destroy(): void {
+    this.X.destroy();
     this.head.destroy();
     for (const s of this.stages) s.destroy();
   }

@@ -29,8 +29,8 @@ export const MAX_PENALTY_IDS = 4096;
 
 export class GpuHead {
   private readonly params = new Map<string, GPUBuffer>();
-  private embedOpsCache = new Map<GPUBuffer, Op[]>();
-  private selectCache = new Map<string, { ops: Op[]; out: GPUBuffer }>();
+  private embedOpsCache = new WeakMap<GPUBuffer, Op[]>();
+  private selectCache = new WeakMap<GPUBuffer, Map<string, { ops: Op[]; out: GPUBuffer }>>();
   private readonly idsBuf: GPUBuffer;
   private readonly xn: GPUBuffer;
   private readonly logits: GPUBuffer;
@@ -113,7 +113,9 @@ export class GpuHead {
     const doPenalty = penalty !== 1 && penaltyIds.length > 0;
     if (doPenalty) this.dev.device.queue.writeBuffer(this.penaltyIds, 0, new Uint32Array(penaltyIds));
     const key = `${all ? 'all' : k}:${doPenalty}`;
-    let sel = this.selectCache.get(key + ':' + X.label);
+    let byKey = this.selectCache.get(X);
+    if (!byKey) this.selectCache.set(X, (byKey = new Map()));
+    let sel = byKey.get(key);
     const Pn = this.param('norm', { n: 1, pos0: 0, a: row });
     const Pp = this.param('penalty', { n: 1, pos0: 0, b: penaltyIds.length, f: penalty });
     // top-k passes: vocab -> ceil(vocab/1024)·k pairs -> ... -> k pairs
@@ -141,7 +143,7 @@ export class GpuHead {
         input = out;
       });
       sel = { ops, out: input };
-      this.selectCache.set(key + ':' + X.label, sel);
+      byKey.set(key, sel);
     }
     encodeOps(this.dev, enc, sel.ops, 1, 'head');
     if (all) {
