@@ -2,7 +2,7 @@
 // (prefill in chunks, then one submission and one small readback per decoded token, streaming text, abortable).
 // The swarm's client session reuses the same loop shape with remote Stages.
 
-import { readConfig, type ModelConfig } from '../model/config';
+import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
 import {
@@ -95,10 +95,19 @@ export class LocalModel {
     const maxContext = Math.min(opts.maxContext ?? 2048, config.ctx);
     const total = file.fileSize - file.dataOffset;
     const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => opts.onProgress?.({ loaded, total }) };
+    // validate every tensor (presence, type, shape, bounds) before fetching any weight
+    partTensors(file, config, { start: 0, end: config.nLayers, head: true });
     const common = { maxBatch, maxPartBytes: opts.maxPartBytes, counter, signal: opts.signal };
-    const head = await GpuHead.load(dev, file, config, common);
+    let head: GpuHead | undefined;
     const stages: GpuStage[] = [];
-    for (const s of spans) stages.push(await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext }));
+    try {
+      head = await GpuHead.load(dev, file, config, common);
+      for (const s of spans) stages.push(await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext }));
+    } catch (e) {
+      head?.destroy();
+      for (const s of stages) s.destroy();
+      throw e;
+    }
     opts.onProgress?.({ loaded: total, total });
     return new LocalModel(dev, file, config, tokenizer, head, stages, maxBatch, maxContext);
   }
@@ -167,6 +176,10 @@ export class LocalModel {
       // prefill: the prompt in chunks of maxBatch; the last chunk also yields the first token
       let next: number | undefined;
       for (let i = 0; i < input.length; i += this.maxBatch) {
+        if (opts.signal?.aborted) {
+          finishReason = 'abort';
+          break;
+        }
         const chunk = input.slice(i, i + this.maxBatch);
         next = await step(chunk, i + this.maxBatch >= input.length && opts.maxTokens > 0);
       }

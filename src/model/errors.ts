@@ -3,41 +3,60 @@
 // This file holds errors only; no logic.
 
 export class FlockError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
+  // Names are literal strings, not the class's own name: minifiers rename classes, and `name` is what a worker or
+  // peer boundary carries across to rebuild the error (reviveError).
+  override name = 'FlockError';
 }
 
 /** The bytes are not a GGUF file we can read: wrong magic, truncated header, bad version. */
-export class GgufFormatError extends FlockError {}
+export class GgufFormatError extends FlockError {
+  override name = 'GgufFormatError';
+}
 
 /** A tensor's data would run past the end of the file, or its shape does not match its byte size. */
-export class TensorBoundsError extends FlockError {}
+export class TensorBoundsError extends FlockError {
+  override name = 'TensorBoundsError';
+}
 
 /** `general.architecture` names a model family Flock does not run. */
-export class UnsupportedArchitectureError extends FlockError {}
+export class UnsupportedArchitectureError extends FlockError {
+  override name = 'UnsupportedArchitectureError';
+}
 
 /** A tensor uses a GGML type for which Flock has no kernel. */
-export class UnsupportedTensorTypeError extends FlockError {}
+export class UnsupportedTensorTypeError extends FlockError {
+  override name = 'UnsupportedTensorTypeError';
+}
 
 /** Metadata is missing or inconsistent (head counts that do not divide, missing tensors, …). */
-export class ModelConfigError extends FlockError {}
+export class ModelConfigError extends FlockError {
+  override name = 'ModelConfigError';
+}
 
 /** The prompt plus the requested tokens do not fit in the context window. */
-export class ContextOverflowError extends FlockError {}
+export class ContextOverflowError extends FlockError {
+  override name = 'ContextOverflowError';
+}
 
 /** A tokenizer kind (`tokenizer.ggml.model`) we do not implement, or a broken vocabulary. */
-export class TokenizerError extends FlockError {}
+export class TokenizerError extends FlockError {
+  override name = 'TokenizerError';
+}
 
 /** Fetching bytes of a model failed (HTTP error, server without Range support, unreadable file). */
-export class ModelFetchError extends FlockError {}
+export class ModelFetchError extends FlockError {
+  override name = 'ModelFetchError';
+}
 
 /** The runtime has no usable WebGPU adapter or device. */
-export class WebGpuUnavailableError extends FlockError {}
+export class WebGpuUnavailableError extends FlockError {
+  override name = 'WebGpuUnavailableError';
+}
 
 /** Bad argument from a caller (negative token count, unknown option value…). */
-export class InvalidArgumentError extends FlockError {}
+export class InvalidArgumentError extends FlockError {
+  override name = 'InvalidArgumentError';
+}
 
 const byName: Record<string, new (message: string) => FlockError> = {
   GgufFormatError,

@@ -54,7 +54,7 @@ class HeaderCache {
     }
     const bytes = await this.source.read(start, end - start + 1);
     if (start === 0 && (bytes.length < 4 || new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) !== MAGIC)) {
-      throw new GgufFormatError(`${this.source.name} is not a GGUF file (its first bytes are not "GGUF").`);
+      throw new GgufFormatError(`${this.source.name} is not a GGUF file (its first bytes are not "GGUF"). Choose a .gguf model file.`);
     }
     this.chunks.push({ offset: start, bytes });
     return new Response(bytes as BlobPart, {
@@ -80,7 +80,7 @@ const caches = new WeakMap<GgufFile, HeaderCache>();
 export async function openGguf(source: ByteSource): Promise<GgufFile> {
   const fileSize = await source.size();
   if (fileSize < 24) {
-    throw new GgufFormatError(`${source.name} is ${fileSize} bytes long: too short to be a GGUF file.`);
+    throw new GgufFormatError(`${source.name} is ${fileSize} bytes long: too short to be a GGUF file. Choose a complete .gguf model file.`);
   }
   const cache = new HeaderCache(source, fileSize);
   let parsed: GGUFParseOutput;
@@ -89,7 +89,7 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     parsed = await gguf('https://flock.invalid/model.gguf', { fetch: cache.fetch as typeof fetch });
   } catch (e) {
     if (e instanceof GgufFormatError) throw e;
-    throw new GgufFormatError(`${source.name} is not a readable GGUF file: ${(e as Error).message}`);
+    throw new GgufFormatError(`${source.name} is not a readable GGUF file (${(e as Error).message}). Download it again or choose another .gguf file.`);
   }
   const dataOffset = Number(parsed.tensorDataOffset);
   if (parsed.tensorInfoByteRange[1] > fileSize || dataOffset > fileSize) {
@@ -107,7 +107,7 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     tensors.set(t.name, { name: t.name, dims, type: t.dtype, offset, nElems });
     if (offset > fileSize) {
       throw new TensorBoundsError(
-        `Tensor ${t.name} starts at byte ${offset}, past the end of ${source.name} (${fileSize} bytes): the file is truncated or corrupt.`,
+        `Tensor ${t.name} starts at byte ${offset}, past the end of ${source.name} (${fileSize} bytes): the file is truncated or corrupt. Download it again.`,
       );
     }
   }
@@ -121,7 +121,7 @@ export function checkTensorBounds(file: GgufFile, t: TensorEntry, byteLength: nu
   if (t.offset + byteLength > file.fileSize) {
     throw new TensorBoundsError(
       `Tensor ${t.name} needs bytes ${t.offset}..${t.offset + byteLength} but ${file.source.name} is only ` +
-        `${file.fileSize} bytes long: the file is truncated or corrupt.`,
+        `${file.fileSize} bytes long: the file is truncated or corrupt. Download it again.`,
     );
   }
 }
@@ -132,7 +132,7 @@ export async function readBytes(file: GgufFile, offset: number, length: number, 
   if (cached) return cached;
   const bytes = await file.source.read(offset, length, signal);
   if (bytes.length !== length) {
-    throw new TensorBoundsError(`${file.source.name}: wanted ${length} bytes at ${offset}, got ${bytes.length}.`);
+    throw new TensorBoundsError(`${file.source.name}: wanted ${length} bytes at ${offset}, got ${bytes.length}: the file is truncated. Download it again.`);
   }
   return bytes;
 }

@@ -11,7 +11,8 @@ export class FileSource implements ByteSource {
 
   private fh(): Promise<FileHandle> {
     this.handle ??= open(this.name, 'r').catch((e: NodeJS.ErrnoException) => {
-      throw new ModelFetchError(`Cannot open model file ${this.name}: ${e.code ?? e.message}.`);
+      const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
+      throw new ModelFetchError(`Cannot open model file ${this.name}: ${why} (${e.code ?? 'error'}). Check the path.`);
     });
     return this.handle;
   }

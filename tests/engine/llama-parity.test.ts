@@ -1,56 +1,131 @@
-// Parity with llama.cpp (the oracle, run live through node-llama-cpp's CPU build): for every synthetic Llama in
-// LLAMA_FIXTURES, our greedy ids over 32 steps from [BOS] and our log-probabilities at every step; for stories260K,
-// our first 64 greedy ids after "Once upon a time".
+// Parity with llama.cpp, the oracle, run live here through node-llama-cpp's CPU build (tests/helpers/llama-ref.ts):
+// for every synthetic Llama in LLAMA_FIXTURES (F32, F16, Q8_0, Q4_0, GQA, tied head), our engine's 32 greedy ids from
+// [BOS] equal llama.cpp's (and the ids recorded in the table), and our log-probabilities at each of those 32 steps
+// agree with llama.cpp's within a tolerance per tensor type; for stories260K, our 64 greedy ids after
+// "Once upon a time" equal llama.cpp's for the same input ids, and so do the log-probs.
+//
+// How our log-probs are taken: a teacher-forced decode through the Head and the Stages (parity-logits.ts): [BOS] (or
+// the prompt) in one submission, then llama.cpp's ids one per submission, each ending in the Head's full-vocabulary
+// select (generate's path with topK 0). That is the order llama.cpp evaluated them in, and reuses the decode
+// pipelines `generate` already compiled (a 32-token prefill would compile the tiled kernels again per fixture: ~5 s
+// each on SwiftShader).
+//
+// Tolerances, on |our log p - llama.cpp's log p| over every token of every step (the fixtures keep logit spreads far
+// below float32 underflow, so all of llama.cpp's log-probs are finite; the top-10 tokens are among them), and on its
+// mean over one step's tokens. Measured with node-llama-cpp 3.21.1 CPU, 1 thread; max over all tokens / over the
+// top 10 / largest step mean, the worst fixture of each type:
+//   F32   0.0028 / 0.0017 / 0.0008   llama.cpp's only rounding is its F16 KV cache (K and V, and with them q·K and
+//                                    softmax·V, in half precision: relative 2^-11 per element).
+//   F16   0.0056 / 0.0046 / 0.0032   + activations rounded to f16 before every F16 matrix product.
+//   Q8_0  0.22 / 0.18 / 0.066        + activations quantized to Q8_0 (8 bits per 32-element block, step max|x|/127)
+//   Q4_0  0.22 / 0.14 / 0.066          before every quantized matrix product: the ~0.2 of ARCHITECTURE.md.
+//   stories260K (F32) 0.022 / 0.018 / 0.0098: the F16 KV cache as above, on a real model's wider logits.
+// Every bound is 1.6-3.6x the largest value measured for its type. That the difference is llama.cpp's
+// rounding and not ours is checked here too: our log-probs equal the exact-f32 CPU reference (src/model/reference.ts)
+// to 1e-3 (measured <= 2.1e-5 for every fixture), and the CPU reference differs from llama.cpp by the same amounts as
+// we do. A kernel bug does not hide under the quantized bounds: dropping attention moves logits by ~0.6 on average
+// (llama-fixture.ts), 5x the mean bound. Set FLOCK_PARITY_LOG=1 to print the measured differences.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateAll, LocalModel } from '../../src/engine/local-model';
 import type { FlockDevice } from '../../src/gpu/device';
-import { GgmlType } from '../../src/model/quant';
+import { GgmlType, ggmlTypeName } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
 import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
-import { FIXTURE_TOKENS, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
-import { llamaGreedy } from '../helpers/llama-ref';
-import { logSoftmax, maxFiniteDiff, maxTopKDiff, prefillLogits } from '../helpers/parity-logits';
+import { FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
+import { llamaGreedy, type LlamaGreedyResult } from '../helpers/llama-ref';
+import {
+  decodeLogits, logSoftmax, maxFiniteDiff, maxTopKDiff, meanFiniteDiff, referenceSequenceLogits,
+} from '../helpers/parity-logits';
 
 const STEPS = 32;
-const TOP = 10;
+const STORIES_STEPS = 64;
+
+interface Tolerance {
+  /** largest |Δ log p| over every token of every step */
+  max: number;
+  /** largest mean |Δ log p| over one step's tokens */
+  mean: number;
+}
+
+/** Per weight type; see the header for the measurements behind each number. */
+const TOLERANCE: Record<number, Tolerance> = {
+  [GgmlType.F32]: { max: 0.01, mean: 0.003 },
+  [GgmlType.F16]: { max: 0.02, mean: 0.008 },
+  [GgmlType.Q8_0]: { max: 0.35, mean: 0.12 },
+  [GgmlType.Q4_0]: { max: 0.35, mean: 0.12 },
+};
+const STORIES_TOLERANCE: Tolerance = { max: 0.05, mean: 0.02 };
+/** Our GPU against the exact-f32 CPU reference: float32 summation order only (measured <= 2.1e-5). */
+const CPU_REFERENCE_MAX = 1e-3;
 
 let dev: FlockDevice;
 beforeAll(async () => {
   dev = await testDevice();
+  takeGpuErrors();
 });
 afterAll(() => {
   expect(takeGpuErrors()).toEqual([]);
 });
 
-const measured: string[] = [];
-afterAll(() => {
-  console.log(measured.join('\n'));
-});
+interface Diffs {
+  max: number;
+  top10: number;
+  mean: number;
+  cpuMax: number;
+  minGap: number;
+}
 
-describe('llama.cpp parity on synthetic Llamas', () => {
+/**
+ * Compare our per-step log-probs (teacher-forced on llama.cpp's ids after `input`) with llama.cpp's and with the CPU
+ * reference's. Row t of ours predicts ref.ids[t].
+ */
+async function compareLogprobs(model: LocalModel, input: number[], ref: LlamaGreedyResult): Promise<Diffs> {
+  const steps = ref.ids.length;
+  const ours = await decodeLogits(model, input, ref.ids.slice(0, steps - 1));
+  const cpu = (await referenceSequenceLogits(model, [...input, ...ref.ids.slice(0, steps - 1)])).slice(input.length - 1);
+  const d: Diffs = { max: 0, top10: 0, mean: 0, cpuMax: 0, minGap: Infinity };
+  for (let t = 0; t < steps; t++) {
+    const lp = logSoftmax(ours[t]);
+    const theirs = ref.logprobs[t];
+    d.max = Math.max(d.max, maxFiniteDiff(lp, theirs));
+    d.top10 = Math.max(d.top10, maxTopKDiff(lp, theirs, 10));
+    d.mean = Math.max(d.mean, meanFiniteDiff(lp, theirs));
+    d.cpuMax = Math.max(d.cpuMax, maxFiniteDiff(lp, logSoftmax(cpu[t])));
+    const sorted = [...ours[t]].sort((a, b) => b - a);
+    d.minGap = Math.min(d.minGap, sorted[0] - sorted[1]);
+  }
+  return d;
+}
+
+const show = (d: Diffs) =>
+  `measured max ${d.max.toFixed(4)}, top-10 ${d.top10.toFixed(4)}, mean ${d.mean.toFixed(4)}, ` +
+  `vs CPU reference ${d.cpuMax.toExponential(1)}, smallest top-2 gap ${d.minGap.toFixed(2)}`;
+
+describe('llama.cpp parity on the synthetic Llamas', () => {
   for (const fx of LLAMA_FIXTURES) {
-    it(`${fx.name}: 32 greedy ids and every step's log-probs match llama.cpp`, async () => {
+    const tol = TOLERANCE[fx.type];
+    it(`${fx.name} (${ggmlTypeName(fx.type)}): 32 greedy ids from [BOS] and every step's log-probs`, async () => {
       const path = await writeLlamaFixture(fx);
       const ref = await llamaGreedy(path, [FIXTURE_TOKENS.bos], STEPS);
+      // the oracle still agrees with the table (a changed generator or llama.cpp shows up here first)
+      expect(ref.ids).toEqual(fx.greedyIds);
+      for (const lp of ref.logprobs) expect(lp.every(Number.isFinite)).toBe(true);
+
       const source = new FileSource(path);
       const model = await LocalModel.load(dev, source, { maxContext: 64 });
       try {
         const ours = await generateAll(model, { inputIds: [FIXTURE_TOKENS.bos], maxTokens: STEPS, temperature: 0, ignoreEos: true });
-        const rows = await prefillLogits(model, [FIXTURE_TOKENS.bos, ...ref.ids.slice(0, STEPS - 1)]);
-        let top = 0;
-        let fin = 0;
-        let minGap = Infinity;
-        rows.forEach((row, t) => {
-          const lp = logSoftmax(row);
-          top = Math.max(top, maxTopKDiff(lp, ref.logprobs[t], TOP));
-          fin = Math.max(fin, maxFiniteDiff(lp, ref.logprobs[t]));
-          const s = [...row].sort((a, b) => b - a);
-          minGap = Math.min(minGap, s[0] - s[1]);
-        });
-        measured.push(`${fx.name} type ${fx.type}: top${TOP} ${top.toFixed(5)} finite ${fin.toFixed(5)} gap ${minGap.toFixed(2)}`);
-        expect(ref.ids).toEqual(fx.greedyIds);
         expect(ours.outputIds).toEqual(ref.ids);
+        expect(ours.finishReason).toBe('length');
+
+        const d = await compareLogprobs(model, [FIXTURE_TOKENS.bos], ref);
+        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${show(d)}`);
+        expect(d.cpuMax, show(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+        expect(d.max, show(d)).toBeLessThanOrEqual(tol.max);
+        expect(d.mean, show(d)).toBeLessThanOrEqual(tol.mean);
+        // no near-tie anywhere: the id comparison above is a fair one
+        expect(d.minGap, show(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
       } finally {
         model.destroy();
         await source.close();
@@ -60,27 +135,26 @@ describe('llama.cpp parity on synthetic Llamas', () => {
 });
 
 describe('llama.cpp parity on stories260K', () => {
-  it('64 greedy ids after "Once upon a time"', async () => {
+  it('64 greedy ids after "Once upon a time", and every step\'s log-probs', async () => {
     const source = new FileSource(STORIES);
-    const model = await LocalModel.load(dev, source, { maxContext: 128, maxBatch: 128 });
+    const model = await LocalModel.load(dev, source, { maxContext: 128 });
     try {
       const input = model.encodePrompt('Once upon a time');
-      const ref = await llamaGreedy(STORIES, input, 64);
-      const ours = await generateAll(model, { inputIds: input, maxTokens: 64, temperature: 0, ignoreEos: true });
-      const rows = await prefillLogits(model, [...input, ...ref.ids.slice(0, 63)]);
-      let top = 0;
-      let fin = 0;
-      rows.slice(input.length - 1).forEach((row, t) => {
-        const lp = logSoftmax(row);
-        top = Math.max(top, maxTopKDiff(lp, ref.logprobs[t], TOP));
-        fin = Math.max(fin, maxFiniteDiff(lp, ref.logprobs[t]));
-      });
-      measured.push(`stories: input ${input.join(',')} top${TOP} ${top.toFixed(5)} finite ${fin.toFixed(5)}`);
+      expect(input[0]).toBe(model.tokenizer.bosId);
+      const ref = await llamaGreedy(STORIES, input, STORIES_STEPS);
+      const ours = await generateAll(model, { inputIds: input, maxTokens: STORIES_STEPS, temperature: 0, ignoreEos: true });
       expect(ours.outputIds).toEqual(ref.ids);
+
+      // stories260K is not built for clear winners: its smallest top-1/top-2 gap over these 64 steps is ~0.07 logits.
+      // The ids still agree, with room: a log-prob difference of at most 0.022 moves a top-2 gap by at most 0.045.
+      const d = await compareLogprobs(model, input, ref);
+      expect(d.cpuMax, show(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+      expect(d.max, show(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.max);
+      expect(d.mean, show(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.mean);
+      if (process.env.FLOCK_PARITY_LOG) console.log(`stories260K: ${show(d)}`);
     } finally {
       model.destroy();
       await source.close();
     }
   });
 });
-void GgmlType;

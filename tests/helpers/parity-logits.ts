@@ -1,28 +1,41 @@
-// Helpers for comparing our engine with llama.cpp: every position's logits from one prefill of a token sequence,
-// log-softmax, and the largest log-probability difference over a step's top tokens.
+// Helpers for comparing our engine with llama.cpp: our logits at every step of a teacher-forced decode, the exact-f32
+// CPU reference's logits for the same tokens, log-softmax, and the log-probability differences we put bounds on.
 // Not here: running llama.cpp (llama-ref.ts) or building fixtures (llama-fixture.ts).
 
 import { storageBuffer, submit } from '../../src/gpu/device';
 import type { LocalModel } from '../../src/engine/local-model';
+import {
+  loadReferenceWeights, ReferenceCache, referenceEmbed, referenceLayers, referenceLogits,
+} from '../../src/model/reference';
 
 /**
- * Logits of every position of `ids` ([n, vocab] rows; row t predicts token t+1), from one prefill through the Head and
- * every Stage (the tiled prefill kernels when n > 4). `ids.length` must be at most the model's maxBatch.
+ * Our logits at every step of a teacher-forced decode, the way llama.cpp evaluates in llama-ref.ts: one submission
+ * with all of `input` (prefill; the tiled kernels when it is longer than 4 tokens), then one submission per token of
+ * `forced`. Each submission ends in the Head's full-vocabulary select (what `generate` runs with topK 0), so row 0
+ * predicts the token after `input` and row t (t >= 1) the token after forced[t - 1]. Returns forced.length + 1 rows.
  */
-export async function prefillLogits(model: LocalModel, ids: readonly number[]): Promise<Float32Array[]> {
-  const { dim, vocab } = model.config;
-  const n = ids.length;
-  const sessions = model.openSessions(n);
-  const X = storageBuffer(model.dev, 'parity hidden', n * dim * 4); // X: [n, dim]
+export async function decodeLogits(model: LocalModel, input: readonly number[], forced: readonly number[]): Promise<Float32Array[]> {
+  const { dev, config, head, stages } = model;
+  if (input.length < 1 || input.length > model.maxBatch) throw new Error(`decodeLogits: input of 1..${model.maxBatch} tokens`);
+  const sessions = model.openSessions(input.length + forced.length);
+  const X = storageBuffer(dev, 'parity hidden', model.maxBatch * config.dim * 4); // X: [maxBatch, dim]
+  const rows: Float32Array[] = [];
   try {
-    const enc = model.dev.device.createCommandEncoder({ label: 'parity prefill' });
-    model.head.encodeEmbed(enc, X, ids);
-    model.stages.forEach((st, i) => st.encode(enc, sessions[i], X, n));
-    submit(model.dev, enc);
-    const all = await model.head.logitsAll(X, n); // [n, vocab]
-    return Array.from({ length: n }, (_, t) => all.slice(t * vocab, (t + 1) * vocab));
+    for (const ids of [input, ...forced.map((id) => [id])]) {
+      const enc = dev.device.createCommandEncoder({ label: 'parity step' });
+      head.encodeEmbed(enc, X, ids);
+      stages.forEach((st, i) => st.encode(enc, sessions[i], X, ids.length));
+      const read = head.encodeSelect(enc, X, ids.length - 1, 0, [], 1); // k = 0: every logit, in id order
+      submit(dev, enc);
+      const c = await read();
+      if (c.logits.length !== config.vocab || c.ids[config.vocab - 1] !== config.vocab - 1) {
+        throw new Error('decodeLogits: the Head returned a partial or reordered vocabulary');
+      }
+      rows.push(Float32Array.from(c.logits));
+    }
+    return rows;
   } finally {
-    sessions.forEach((s, i) => model.stages[i].closeSession(s));
+    sessions.forEach((s, i) => stages[i].closeSession(s));
     X.destroy();
   }
 }
@@ -51,9 +64,32 @@ export function maxTopKDiff(ours: ArrayLike<number>, theirs: ArrayLike<number>, 
   return m;
 }
 
+/** Mean |ours - theirs| over every token where the reference's log-probability is finite. */
+export function meanFiniteDiff(ours: ArrayLike<number>, theirs: ArrayLike<number>): number {
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < theirs.length; i++) {
+    if (Number.isFinite(theirs[i])) {
+      s += Math.abs(ours[i] - theirs[i]);
+      n++;
+    }
+  }
+  return n > 0 ? s / n : 0;
+}
+
 /** Largest |ours - theirs| over every token where the reference's probability is a finite log (did not underflow). */
 export function maxFiniteDiff(ours: ArrayLike<number>, theirs: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < theirs.length; i++) if (Number.isFinite(theirs[i])) m = Math.max(m, Math.abs(ours[i] - theirs[i]));
   return m;
+}
+
+/** The exact-f32 CPU reference's logits for every position of `seq` ([seq.length] rows; row t predicts seq[t+1]). */
+export async function referenceSequenceLogits(model: LocalModel, seq: readonly number[]): Promise<Float32Array[]> {
+  const cfg = model.config;
+  const w = await loadReferenceWeights(model.file, cfg, { start: 0, end: cfg.nLayers, head: true });
+  const cache = new ReferenceCache(cfg, seq.length);
+  const x = referenceLayers(cfg, w, cache, referenceEmbed(cfg, w, seq), 0, 0, cfg.nLayers); // x: [n, dim]
+  const all = referenceLogits(cfg, w, x); // [n, vocab]
+  return Array.from({ length: seq.length }, (_, t) => all.slice(t * cfg.vocab, (t + 1) * cfg.vocab));
 }

@@ -1,0 +1,77 @@
+// Named errors of the swarm wire protocol: one class per failure, each with a `code` a caller can switch on and a
+// literal `name` (minifiers rename classes; the name is what crosses a worker or peer boundary).
+// ProtocolError is a peer's fault (drop the frame, consider banning the peer); EncodeError is ours (we tried to send
+// something the protocol cannot carry); ReassemblyError is a resource bound (an honest but busy peer can hit it);
+// StepOrderError is a session's steps arriving out of order. This file holds errors only; no logic.
+
+import { FlockError } from '../model/errors';
+
+/** Why a frame (a peer's, or one we were about to build) breaks protocol v1. */
+export type ProtocolErrorCode =
+  | 'bad-magic' // first byte is not the Flock magic: not a Flock frame at all
+  | 'bad-version' // a protocol version this build does not speak
+  | 'unknown-kind' // kind byte names no message
+  | 'truncated' // fewer bytes than the header or the fields promise
+  | 'size-mismatch' // more bytes than promised, or a payload whose length disagrees with nTokens * dim
+  | 'too-large' // a frame, tensor or string above the agreed limits
+  | 'non-finite' // NaN or Infinity in a payload or a time
+  | 'bad-field' // a field outside its range: span start >= end, zero tokens, unknown flag, non-zero padding…
+  | 'bad-utf8' // a string that is not valid UTF-8
+  | 'bad-chunk'; // chunk index >= count, a count that does not match the sizes, chunks that disagree
+
+/** A peer sent a frame that breaks the protocol. Drop the frame; a peer that keeps doing this should be banned. */
+export class ProtocolError extends FlockError {
+  override name = 'ProtocolError';
+
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/** We tried to encode a message the protocol cannot carry (bad field, NaN in our own payload, f16 overflow). */
+export class EncodeError extends FlockError {
+  override name = 'EncodeError';
+
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+export type ReassemblyErrorCode = 'too-many-partials' | 'buffer-full';
+
+/** A chunked message would exceed the Reassembler's bounds; the chunk was dropped. Slow the peer down or retry. */
+export class ReassemblyError extends FlockError {
+  override name = 'ReassemblyError';
+
+  constructor(
+    readonly code: ReassemblyErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+export type StepOrderErrorCode =
+  | 'unknown-session' // check() before begin(), or after end()
+  | 'session-exists' // begin() twice
+  | 'too-many-sessions' // begin() past the guard's maxSessions
+  | 'gap' // a step beyond last + 1
+  | 'unflagged-replay'; // a step <= last without the replay flag
+
+/** A session's step is not the next one (a gap, or a replay without the replay flag), or the session is unknown. */
+export class StepOrderError extends FlockError {
+  override name = 'StepOrderError';
+
+  constructor(
+    readonly code: StepOrderErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}

@@ -1,0 +1,118 @@
+// Small helpers for GPU kernel and stage tests: an in-memory GGUF-like file (so `uploadMatrix` can be fed bytes made by
+// `quantize` without writing a file), uniform and storage buffers, one-submission runs of a list of ops, readback,
+// seeded test values and error measures. Not here: the shared device (gpu.ts) or any oracle (the tests hold those).
+
+import { encodeReadback, storageBuffer, submit, uploadBuffer, type FlockDevice } from '../../src/gpu/device';
+import { encodeParams, PARAMS_BYTES, type StepParams } from '../../src/gpu/kernels/params';
+import { encodeOps, type Op } from '../../src/gpu/pipelines';
+import type { GgufFile, TensorEntry } from '../../src/model/gguf';
+import { blockFormat, byteSize } from '../../src/model/quant';
+import type { ByteSource } from '../../src/model/source';
+import { FixtureRng } from './llama-fixture';
+
+/** A ByteSource over bytes in memory. */
+class MemorySource implements ByteSource {
+  bytesFetched = 0;
+  readonly name = 'memory';
+  constructor(private readonly bytes: Uint8Array) {}
+  async size(): Promise<number> {
+    return this.bytes.byteLength;
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = this.bytes.slice(offset, offset + length);
+    this.bytesFetched += out.byteLength;
+    return out;
+  }
+}
+
+export interface MemoryTensor {
+  name: string;
+  /** ggml order: dims[0] is the row length */
+  dims: number[];
+  type: number;
+  data: Uint8Array;
+}
+
+/** A GgufFile whose tensors live in memory (32-byte aligned, as in a real file); enough for uploadMatrix/Vector. */
+export function gpuMemoryFile(tensors: readonly MemoryTensor[]): GgufFile {
+  const entries = new Map<string, TensorEntry>();
+  let size = 0;
+  for (const t of tensors) {
+    const nElems = t.dims.reduce((a, b) => a * b, 1);
+    if (byteSize(blockFormat(t.type, t.name), nElems) !== t.data.byteLength) {
+      throw new Error(`gpuMemoryFile: ${t.name} has ${t.data.byteLength} bytes, not the size of its dims and type`);
+    }
+    entries.set(t.name, { name: t.name, dims: t.dims, type: t.type, offset: size, nElems });
+    size = Math.ceil((size + t.data.byteLength) / 32) * 32;
+  }
+  const bytes = new Uint8Array(size);
+  for (const t of tensors) bytes.set(t.data, entries.get(t.name)!.offset);
+  return { source: new MemorySource(bytes), metadata: {}, tensors: entries, fileSize: size, dataOffset: 0 };
+}
+
+/** A uniform Params buffer holding `p`. */
+export function gpuParams(dev: FlockDevice, p: StepParams): GPUBuffer {
+  const b = dev.device.createBuffer({ label: 'test params', size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  dev.device.queue.writeBuffer(b, 0, encodeParams(p));
+  return b;
+}
+
+export function gpuWriteParams(dev: FlockDevice, b: GPUBuffer, p: StepParams): void {
+  dev.device.queue.writeBuffer(b, 0, encodeParams(p));
+}
+
+/** A storage buffer holding `data` (f32 or u32). */
+export function gpuUpload(dev: FlockDevice, data: Float32Array | Uint32Array, label = 'test data'): GPUBuffer {
+  return uploadBuffer(dev, label, data);
+}
+
+/** A storage buffer of `elems` f32, every element `fill` (a sentinel that shows which elements a kernel wrote). */
+export function gpuFilled(dev: FlockDevice, elems: number, fill: number, label = 'test out'): GPUBuffer {
+  return gpuUpload(dev, new Float32Array(elems).fill(fill), label);
+}
+
+/** Encode `ops` for n tokens in one pass, submit, and read back `elems` f32 of `out`. */
+export async function gpuRun(dev: FlockDevice, ops: readonly Op[], n: number, out: GPUBuffer, elems: number): Promise<Float32Array> {
+  const enc = dev.device.createCommandEncoder({ label: 'test run' });
+  encodeOps(dev, enc, ops, n, 'test');
+  const read = encodeReadback(dev, enc, out, elems * 4);
+  submit(dev, enc);
+  return new Float32Array(await read());
+}
+
+/** Read back `elems` f32 of a buffer. */
+export async function gpuRead(dev: FlockDevice, buf: GPUBuffer, elems: number): Promise<Float32Array> {
+  const enc = dev.device.createCommandEncoder({ label: 'test read' });
+  const read = encodeReadback(dev, enc, buf, elems * 4);
+  submit(dev, enc);
+  return new Float32Array(await read());
+}
+
+/** An empty f32 storage buffer of `elems` elements. */
+export function gpuScratch(dev: FlockDevice, elems: number, label = 'test scratch'): GPUBuffer {
+  return storageBuffer(dev, label, elems * 4);
+}
+
+/** Seeded N(0, scale²) values (FixtureRng: identical on every machine). */
+export function gpuRandom(n: number, seed: number, scale = 1): Float32Array {
+  const rng = new FixtureRng(seed);
+  return Float32Array.from({ length: n }, () => scale * rng.normal());
+}
+
+/** Largest |a[i] - b[i]|. */
+export function gpuMaxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`gpuMaxAbsDiff: lengths ${a.length} and ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = d; // NaN propagates as NaN
+  }
+  return m;
+}
+
+/** Index of the largest value (the first on ties). */
+export function gpuArgmax(a: ArrayLike<number>, from = 0, to = a.length): number {
+  let best = from;
+  for (let i = from + 1; i < to; i++) if (a[i] > a[best]) best = i;
+  return best - from;
+}
