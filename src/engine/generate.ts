@@ -1,0 +1,186 @@
+// The generation loop, shared by every backend (a local model, a swarm session): prompt checks, prefill in chunks,
+// then one step per token with sampling on GPU-selected candidates, streaming text, stop conditions and statistics.
+// A backend only has to run token ids through all layers and return top candidates for the last row.
+
+import type { ModelConfig } from '../model/config';
+import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
+import { candidateCount, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../model/sampler';
+import { TokenDecoder, type Tokenizer } from '../model/tokenizer';
+import type { GpuCounters } from '../gpu/device';
+import type { Candidates } from '../gpu/head';
+
+export interface StepSelect {
+  /** candidates to return (0 = every logit) */
+  k: number;
+  penaltyIds: number[];
+  penalty: number;
+}
+
+export interface BackendSequence {
+  /** positions filled so far */
+  readonly length: number;
+  /** Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. */
+  step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
+  close(): void;
+}
+
+export interface Backend {
+  readonly config: ModelConfig;
+  readonly tokenizer: Tokenizer;
+  readonly maxBatch: number;
+  readonly maxContext: number;
+  begin(maxPos: number): BackendSequence | Promise<BackendSequence>;
+  /** GPU work counters of this device so far */
+  counters(): GpuCounters;
+}
+
+export interface GenerateOptions extends Partial<SamplingParams> {
+  /** user text; encoded as plain text after BOS */
+  prompt?: string;
+  /** token ids to start from instead of a prompt (BOS is not added) */
+  inputIds?: number[];
+  maxTokens: number;
+  signal?: AbortSignal;
+  /** keep going past end-of-generation tokens (benchmarks) */
+  ignoreEos?: boolean;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** the text this token completes (may be empty while a UTF-8 character is incomplete) */
+  text: string;
+}
+
+export interface GenerationResult {
+  inputIds: number[];
+  outputIds: number[];
+  text: string;
+  finishReason: 'length' | 'stop' | 'abort' | 'context';
+  timings: {
+    /** prompt submission to first token, ms */
+    prefillMs: number;
+    /** all decode steps after the first token, ms */
+    decodeMs: number;
+    prefillTokensPerSecond: number;
+    decodeTokensPerSecond: number;
+  };
+  /** GPU work per decode step (averaged over decode steps) */
+  perDecodeStep: GpuCounters;
+}
+
+
+/** Token ids for a prompt: BOS (when the vocabulary wants it) then the text as plain text. */
+export function encodePrompt(tokenizer: Tokenizer, prompt: string): number[] {
+  const ids = tokenizer.encode(prompt);
+  const bos = tokenizer.bosId;
+  return tokenizer.addBos && bos !== null ? [bos, ...ids] : ids;
+}
+
+/** Check and complete the input ids of a generation. */
+export function prepareInput(backend: Backend, opts: GenerateOptions): number[] {
+  if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 0) {
+    throw new InvalidArgumentError(`maxTokens must be a whole number >= 0, got ${opts.maxTokens}`);
+  }
+  let input = opts.inputIds ? [...opts.inputIds] : encodePrompt(backend.tokenizer, opts.prompt ?? '');
+  if (input.length === 0) {
+    const bos = backend.tokenizer.bosId;
+    if (bos === null) throw new InvalidArgumentError('An empty prompt needs a BOS token, and this vocabulary has none.');
+    input = [bos];
+  }
+  if (input.length >= backend.maxContext) {
+    throw new ContextOverflowError(
+      `The prompt is ${input.length} tokens but the context holds ${backend.maxContext}, leaving no room for a reply. Shorten the prompt.`,
+    );
+  }
+  for (const id of input) {
+    if (!Number.isInteger(id) || id < 0 || id >= backend.config.vocab) {
+      throw new InvalidArgumentError(`Input token id ${id} is outside the vocabulary (0..${backend.config.vocab - 1}).`);
+    }
+  }
+  return input;
+}
+
+export async function* generateTokens(backend: Backend, opts: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult, void> {
+  const sampling = normalizeSampling(opts);
+  const input = prepareInput(backend, opts);
+  const maxPos = Math.min(backend.maxContext, input.length + opts.maxTokens);
+  const seq = await backend.begin(maxPos);
+  const sampler = new Sampler(sampling);
+  const k = candidateCount(sampling, backend.config.vocab);
+  const history = [...input];
+  const output: number[] = [];
+  const decoder = new TokenDecoder(backend.tokenizer);
+  let text = '';
+  let finishReason: GenerationResult['finishReason'] = 'length';
+  const t0 = performance.now();
+  let tFirst = t0;
+  let cAfterFirst = backend.counters();
+  const step = async (ids: number[], select: boolean): Promise<number | undefined> => {
+    const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined);
+    return c ? sampler.pick(c.ids, c.logits) : undefined;
+  };
+  try {
+    // prefill: the prompt in chunks of maxBatch; the last chunk also yields the first token
+    let next: number | undefined;
+    for (let i = 0; i < input.length; i += backend.maxBatch) {
+      if (opts.signal?.aborted) {
+        finishReason = 'abort';
+        break;
+      }
+      next = await step(input.slice(i, i + backend.maxBatch), i + backend.maxBatch >= input.length && opts.maxTokens > 0);
+    }
+    tFirst = performance.now();
+    cAfterFirst = backend.counters();
+    // decode: one token per step
+    while (next !== undefined) {
+      if (!opts.ignoreEos && backend.tokenizer.isEndOfGeneration(next)) {
+        finishReason = 'stop';
+        break;
+      }
+      output.push(next);
+      history.push(next);
+      const piece = decoder.push(next);
+      text += piece;
+      yield { id: next, text: piece };
+      if (output.length >= opts.maxTokens) break;
+      if (opts.signal?.aborted) {
+        finishReason = 'abort';
+        break;
+      }
+      if (seq.length >= maxPos) {
+        finishReason = 'context';
+        break;
+      }
+      next = await step([next], true);
+    }
+    const tail = decoder.flush();
+    text += tail;
+  } finally {
+    seq.close();
+  }
+  const tEnd = performance.now();
+  const decodeSteps = Math.max(0, output.length - 1);
+  const now = backend.counters();
+  const per = (key: keyof GpuCounters) => (decodeSteps > 0 ? (now[key] - cAfterFirst[key]) / decodeSteps : 0);
+  return {
+    inputIds: input,
+    outputIds: output,
+    text,
+    finishReason,
+    timings: {
+      prefillMs: tFirst - t0,
+      decodeMs: tEnd - tFirst,
+      prefillTokensPerSecond: (input.length / (tFirst - t0)) * 1000,
+      decodeTokensPerSecond: decodeSteps > 0 ? (decodeSteps / (tEnd - tFirst)) * 1000 : 0,
+    },
+    perDecodeStep: { submits: per('submits'), readbacks: per('readbacks'), dispatches: per('dispatches'), weightBytesRead: per('weightBytesRead') },
+  };
+}
+
+/** Run a generator to its end and return its result. */
+export async function drain<R>(it: AsyncGenerator<unknown, R, void>): Promise<R> {
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+  }
+}
