@@ -3,10 +3,11 @@
 // Several Stages on one device can be encoded into one command buffer (a whole local model is one submission per
 // step); a remote Stage uploads hidden states, runs, and reads them back (forward()).
 
-import type { ModelConfig } from '../model/config';
-import { partTensors } from '../model/config';
+import type { ModelConfig, WeightRole } from '../model/config';
+import { layerWeights, partTensors } from '../model/config';
 import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
-import type { GgufFile } from '../model/gguf';
+import { readBytes, type GgufFile } from '../model/gguf';
+import { blockFormat, byteSize, dequantize } from '../model/quant';
 import { ropeTable } from '../model/rope';
 import {
   encodeReadback, storageBuffer, submit, uploadBuffer, writeBufferPadded, type FlockDevice,
@@ -28,10 +29,13 @@ export interface StageOptions {
 
 interface Layer {
   attnNorm: GPUBuffer;
-  q: GpuMatrix; k: GpuMatrix; v: GpuMatrix; o: GpuMatrix;
   ffnNorm: GPUBuffer;
-  gate: GpuMatrix; up: GpuMatrix; down: GpuMatrix;
+  w: Record<WeightRole, GpuMatrix>;
+  /** biases of q, k, v (qwen2) */
+  bias: Partial<Record<WeightRole, GPUBuffer>>;
 }
+
+const ROLES: readonly WeightRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
 export class StageSession {
   /** positions filled so far (the next token's position) */
@@ -73,20 +77,26 @@ export class GpuStage {
     const maxBatch = opts.maxBatch ?? 64;
     const maxContext = Math.min(opts.maxContext ?? 2048, cfg.ctx);
     const maxPart = Math.min(opts.maxPartBytes ?? dev.maxBinding, dev.maxBinding);
-    const get = (l: number, n: string) => tensors.get(`blk.${l}.${n}.weight`)!;
-    const mat = (l: number, n: string) => uploadMatrix(dev, file, get(l, n), maxPart, opts.counter, opts.signal);
-    const vec = (l: number, n: string) => uploadVector(dev, file, get(l, n), opts.counter);
+    const vec = (name: string) => uploadVector(dev, file, tensors.get(name)!, opts.counter);
     const layers: Layer[] = [];
     let weightBytes = 0;
     for (let l = start; l < end; l++) {
-      const layer: Layer = {
-        attnNorm: await vec(l, 'attn_norm'),
-        q: await mat(l, 'attn_q'), k: await mat(l, 'attn_k'), v: await mat(l, 'attn_v'), o: await mat(l, 'attn_output'),
-        ffnNorm: await vec(l, 'ffn_norm'),
-        gate: await mat(l, 'ffn_gate'), up: await mat(l, 'ffn_up'), down: await mat(l, 'ffn_down'),
-      };
-      for (const m of [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]) weightBytes += m.bytes;
-      layers.push(layer);
+      const slices = layerWeights(cfg, l);
+      const w = {} as Record<WeightRole, GpuMatrix>;
+      const bias: Partial<Record<WeightRole, GPUBuffer>> = {};
+      for (const role of ROLES) {
+        const sl = slices[role];
+        w[role] = await uploadMatrix(dev, file, tensors.get(sl.name)!, maxPart, opts.counter, opts.signal, { start: sl.rowStart, count: sl.rows });
+        weightBytes += w[role].bytes;
+        if (sl.bias) bias[role] = await vec(sl.bias);
+      }
+      layers.push({ attnNorm: await vec(`blk.${l}.attn_norm.weight`), ffnNorm: await vec(`blk.${l}.ffn_norm.weight`), w, bias });
+    }
+    let freqFactors: Float32Array | undefined;
+    if (cfg.ropeFreqs) {
+      const t = tensors.get('rope_freqs.weight')!;
+      const f = blockFormat(t.type, t.name);
+      freqFactors = dequantize(f, await readBytes(file, t.offset, byteSize(f, t.nElems)), 0, t.nElems);
     }
     const { dim, nHeads, nKvHeads, headDim: hd, ffn } = cfg;
     const f32 = (label: string, elems: number) => storageBuffer(dev, label, elems * 4);
@@ -99,7 +109,7 @@ export class GpuStage {
       g: f32('g', maxBatch * ffn),
       u: f32('u', maxBatch * ffn),
     };
-    const rope = uploadBuffer(dev, 'rope table', ropeTable(cfg, maxContext));
+    const rope = uploadBuffer(dev, 'rope table', ropeTable(cfg, maxContext, freqFactors));
     return new GpuStage(dev, cfg, start, end, maxBatch, maxContext, layers, rope, scratch, weightBytes);
   }
 
@@ -137,28 +147,28 @@ export class GpuStage {
     const ops: Op[] = [];
     const norm = (w: GPUBuffer) =>
       makeOp(dev, { op: 'rmsnorm', dim, eps: cfg.normEps, singleRow: false }, [X, w, S.xn, P], (n) => [n, 1, 1]);
-    const mm = (W: GpuMatrix, x: GPUBuffer, y: GPUBuffer, acc: boolean) => matmulOps(dev, W, x, y, P, tiled, acc);
     this.layers.forEach((L, i) => {
+      const mm = (role: WeightRole, x: GPUBuffer, y: GPUBuffer, acc: boolean) => matmulOps(dev, L.w[role], x, y, P, tiled, acc, L.bias[role]);
       // attention block: x += Wo · attn(rope(Wq·norm(x)), cache ← rope(Wk·norm(x)), Wv·norm(x))
       ops.push(norm(L.attnNorm)); // xn: [n, dim]
-      ops.push(...mm(L.q, S.xn, S.q, false)); // q: [n, nHeads * hd]
-      ops.push(...mm(L.k, S.xn, S.k, false)); // k: [n, nKvHeads * hd]
-      ops.push(...mm(L.v, S.xn, S.v, false)); // v: [n, nKvHeads * hd]
-      ops.push(makeOp(dev, { op: 'rope_kv', nHeads, nKvHeads, headDim: hd, ropeDim: cfg.ropeDim },
+      ops.push(...mm('q', S.xn, S.q, false)); // q: [n, nHeads * hd]
+      ops.push(...mm('k', S.xn, S.k, false)); // k: [n, nKvHeads * hd]
+      ops.push(...mm('v', S.xn, S.v, false)); // v: [n, nKvHeads * hd]
+      ops.push(makeOp(dev, { op: 'rope_kv', nHeads, nKvHeads, headDim: hd, ropeDim: cfg.ropeDim, ...(cfg.ropeNeox ? { neox: true } : {}) },
         [S.q, S.k, S.v, s.kc[i], s.vc[i], this.rope, P],
         (n) => [Math.ceil(((nHeads + nKvHeads) * hd) / 2 / 64), n, 1]));
       ops.push(makeOp(dev, { op: 'attention', nHeads, nKvHeads, headDim: hd },
         [S.q, s.kc[i], s.vc[i], S.att, P], (n) => [nHeads, n, 1])); // att: [n, nHeads * hd]
-      ops.push(...mm(L.o, S.att, X, true)); // x += att · Woᵀ
+      ops.push(...mm('o', S.att, X, true)); // x += att · Woᵀ
       // feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
       ops.push(norm(L.ffnNorm));
-      ops.push(...mm(L.gate, S.xn, S.g, false)); // g: [n, ffn]
-      ops.push(...mm(L.up, S.xn, S.u, false)); // u: [n, ffn]
+      ops.push(...mm('gate', S.xn, S.g, false)); // g: [n, ffn]
+      ops.push(...mm('up', S.xn, S.u, false)); // u: [n, ffn]
       ops.push(makeOp(dev, { op: 'swiglu', ffn }, [S.g, S.u, P], (n) => {
         const groups = Math.ceil((n * ffn) / 64); // the kernel spreads 1024 workgroups per row of the grid
         return [Math.min(groups, 1024), Math.ceil(groups / 1024), 1];
       }));
-      ops.push(...mm(L.down, S.g, X, true)); // x += g · Wdownᵀ
+      ops.push(...mm('down', S.g, X, true)); // x += g · Wdownᵀ
     });
     return ops;
   }
@@ -208,7 +218,10 @@ export class GpuStage {
     for (const L of this.layers) {
       L.attnNorm.destroy();
       L.ffnNorm.destroy();
-      for (const m of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]) for (const p of m.parts) p.buffer.destroy();
+      for (const role of ROLES) {
+        for (const p of L.w[role].parts) p.buffer.destroy();
+        L.bias[role]?.destroy();
+      }
     }
     this.rope.destroy();
     for (const b of Object.values(this.scratch)) b.destroy();

@@ -31,20 +31,29 @@ export interface LoadCounter {
   onBytes?: (n: number) => void;
 }
 
-/** Upload a 2-D tensor, split into parts of at most `maxPartBytes` (whole rows). */
+/** Rows [start, start + count) of a stored tensor: a logical weight inside a fused one (phi3's attn_qkv). */
+export interface RowRange {
+  start: number;
+  count: number;
+}
+
+/** Upload a 2-D tensor (or a range of its rows), split into parts of at most `maxPartBytes` (whole rows). */
 export async function uploadMatrix(
   dev: FlockDevice, file: GgufFile, t: TensorEntry, maxPartBytes: number, counter?: LoadCounter, signal?: AbortSignal,
+  range?: RowRange,
 ): Promise<GpuMatrix> {
   const f = blockFormat(t.type, t.name);
-  const [K, rows] = [t.dims[0], t.dims[1] ?? 1];
+  const K = t.dims[0];
+  const rows = range?.count ?? t.dims[1] ?? 1;
   const rb = rowBytes(f.name, K);
+  const base = t.offset + (range?.start ?? 0) * rb;
   // keep 16 bytes of slack per part for the two-word reads of unaligned block fields
   const rowsPerPart = Math.max(1, Math.floor((maxPartBytes - 16) / rb));
   const parts: WeightPart[] = [];
   for (let r0 = 0; r0 < rows; r0 += rowsPerPart) {
     signal?.throwIfAborted();
     const n = Math.min(rowsPerPart, rows - r0);
-    const bytes = await readBytes(file, t.offset + r0 * rb, n * rb, signal);
+    const bytes = await readBytes(file, base + r0 * rb, n * rb, signal);
     const buffer = storageBuffer(dev, `${t.name}[${r0}:${r0 + n}]`, n * rb + 16);
     writeBufferPadded(dev, buffer, 0, bytes);
     parts.push({ buffer, rowBase: r0, rows: n });
@@ -53,7 +62,7 @@ export async function uploadMatrix(
       counter.onBytes?.(counter.loaded);
     }
   }
-  return { name: t.name, type: f.name, K, rows, parts, bytes: byteSize(f, t.nElems) };
+  return { name: t.name, type: f.name, K, rows, parts, bytes: rows * rb };
 }
 
 /** Upload a 1-D tensor (a norm weight) as f32. */
@@ -76,19 +85,22 @@ export const MATVEC_MAX_N = 4;
  */
 export function matmulOps(
   dev: FlockDevice, W: GpuMatrix, X: GPUBuffer, Y: GPUBuffer, params: GPUBuffer, tiled: boolean, accumulate: boolean,
+  bias?: GPUBuffer,
 ): Op[] {
   return W.parts.map((part) => {
     const v = {
       op: tiled ? ('tiled' as const) : ('matvec' as const),
       type: W.type, K: W.K, rows: part.rows, rowBase: part.rowBase, outStride: W.rows, accumulate,
+      ...(bias ? { bias: true } : {}),
     };
+    const buffers = [part.buffer, X, Y, params, ...(bias ? [bias] : [])];
     const partBytes = part.rows * rowBytes(W.type, W.K);
     if (tiled) {
-      return makeOp(dev, v, [part.buffer, X, Y, params],
+      return makeOp(dev, v, buffers,
         (n) => [Math.ceil(part.rows / TILE_R), Math.ceil(n / TILE_T), 1],
         (n) => partBytes * Math.ceil(n / TILE_T));
     }
-    return makeOp(dev, v, [part.buffer, X, Y, params],
+    return makeOp(dev, v, buffers,
       (n) => [...grid2d(Math.ceil(part.rows / (MATVEC_WG / matvecThreadsPerRow(W.K)))), n],
       (n) => partBytes * n);
   });

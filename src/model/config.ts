@@ -10,8 +10,10 @@ import {
 import { checkTensorBounds, metaNumber, metaString, type GgufFile, type TensorEntry } from './gguf';
 import { blockFormat, byteSize } from './quant';
 
+export type Architecture = 'llama' | 'qwen2' | 'phi3';
+
 export interface ModelConfig {
-  arch: 'llama';
+  arch: Architecture;
   nLayers: number;
   dim: number;
   nHeads: number;
@@ -22,19 +24,42 @@ export interface ModelConfig {
   ctx: number;
   normEps: number;
   ropeBase: number;
-  /** how many leading dimensions of each head RoPE rotates (pairs (2i, 2i+1), llama.cpp's "normal" layout) */
+  /** how many leading dimensions of each head RoPE rotates */
   ropeDim: number;
+  /** rotate pairs (i, i + ropeDim/2) (GPT-NeoX layout: qwen2, phi3) instead of (2i, 2i+1) (llama) */
+  ropeNeox: boolean;
+  /** linear RoPE scaling: positions are multiplied by this (1 / rope.scaling.factor) */
+  ropeFreqScale: number;
+  /** per-pair frequency divisors from a `rope_freqs.weight` tensor (Llama 3.1+) */
+  ropeFreqs: boolean;
+  /** Q, K and V projections have biases (qwen2) */
+  qkvBias: boolean;
+  /** one attn_qkv tensor holds Q, K and V rows (phi3) */
+  fusedQkv: boolean;
+  /** ffn_up holds the gate rows then the up rows (phi3) */
+  fusedGateUp: boolean;
   /** no output.weight: the token embedding matrix is the output head */
   tiedOutput: boolean;
 }
 
-export const SUPPORTED_ARCHITECTURES = ['llama'] as const;
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'phi3'];
+
+/** What each architecture changes relative to llama (all are pre-norm decoders with RMSNorm, SwiGLU and RoPE). */
+const ARCH_TRAITS: Record<Architecture, Pick<ModelConfig, 'ropeNeox' | 'qkvBias' | 'fusedQkv' | 'fusedGateUp'>> = {
+  llama: { ropeNeox: false, qkvBias: false, fusedQkv: false, fusedGateUp: false },
+  qwen2: { ropeNeox: true, qkvBias: true, fusedQkv: false, fusedGateUp: false },
+  phi3: { ropeNeox: true, qkvBias: false, fusedQkv: true, fusedGateUp: true },
+};
+
+function isArchitecture(a: string): a is Architecture {
+  return (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a);
+}
 
 export function readConfig(file: GgufFile): ModelConfig {
   const m = file.metadata;
   const arch = metaString(m, 'general.architecture');
   if (arch === undefined) throw new ModelConfigError(`${file.source.name} has no general.architecture key.`);
-  if (arch !== 'llama') {
+  if (!isArchitecture(arch)) {
     throw new UnsupportedArchitectureError(
       `${file.source.name} is a "${arch}" model; Flock runs ${SUPPORTED_ARCHITECTURES.join(', ')} models.`,
     );
@@ -54,9 +79,17 @@ export function readConfig(file: GgufFile): ModelConfig {
   const headDim = dim / nHeads;
   const ropeDim = metaNumber(m, `${arch}.rope.dimension_count`) ?? headDim;
   if (ropeDim % 2 !== 0 || ropeDim > headDim) throw new ModelConfigError(`rope.dimension_count ${ropeDim} is invalid for head size ${headDim}.`);
-  const scaling = metaString(m, `${arch}.rope.scaling.type`);
-  if (scaling !== undefined && scaling !== 'none') {
-    throw new ModelConfigError(`RoPE scaling "${scaling}" is not supported yet.`);
+  const scaling = metaString(m, `${arch}.rope.scaling.type`) ?? 'none';
+  let ropeFreqScale = 1;
+  if (scaling === 'linear') {
+    const factor = metaNumber(m, `${arch}.rope.scaling.factor`) ?? 1;
+    if (!(factor > 0)) throw new ModelConfigError(`rope.scaling.factor ${factor} is invalid.`);
+    ropeFreqScale = 1 / factor;
+  } else if (scaling !== 'none') {
+    throw new ModelConfigError(`${file.source.name} asks for RoPE scaling "${scaling}", which Flock does not support yet (supported: none, linear, rope_freqs).`);
+  }
+  if (file.tensors.has('rope_factors_long.weight') || file.tensors.has('rope_factors_short.weight')) {
+    throw new ModelConfigError(`${file.source.name} uses long-context RoPE factors (LongRoPE), which Flock does not support yet.`);
   }
   const embd = file.tensors.get('token_embd.weight');
   if (!embd) throw new ModelConfigError(`${file.source.name} has no token_embd.weight tensor.`);
@@ -73,6 +106,9 @@ export function readConfig(file: GgufFile): ModelConfig {
     normEps: metaNumber(m, `${arch}.attention.layer_norm_rms_epsilon`) ?? 1e-5,
     ropeBase: metaNumber(m, `${arch}.rope.freq_base`) ?? 10000,
     ropeDim,
+    ropeFreqScale,
+    ropeFreqs: file.tensors.has('rope_freqs.weight'),
+    ...ARCH_TRAITS[arch],
     tiedOutput: !file.tensors.has('output.weight'),
   };
   return cfg;
@@ -85,25 +121,80 @@ export interface Part {
   head: boolean;
 }
 
+/** The tensors of one llama layer (the common case; other architectures fuse or add some, see layerTensors). */
 export const LAYER_TENSORS = [
   'attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm', 'ffn_gate', 'ffn_up', 'ffn_down',
 ] as const;
-export type LayerTensor = (typeof LAYER_TENSORS)[number];
+
+/** The tensor names (without `blk.N.` and `.weight`/`.bias`) a layer of this config stores. */
+export function layerTensors(cfg: ModelConfig): string[] {
+  const attn = cfg.fusedQkv ? ['attn_qkv'] : ['attn_q', 'attn_k', 'attn_v'];
+  const ffn = cfg.fusedGateUp ? ['ffn_up'] : ['ffn_gate', 'ffn_up'];
+  return ['attn_norm', ...attn, 'attn_output', 'ffn_norm', ...ffn, 'ffn_down'];
+}
+
+/** Logical weights of a layer: each is a row range of a stored tensor (fused tensors hold several). */
+export type WeightRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+export interface WeightSlice {
+  name: string;
+  rowStart: number;
+  rows: number;
+  /** bias vector (same rows), if the architecture has one */
+  bias?: string;
+}
+
+export function layerWeights(cfg: ModelConfig, l: number): Record<WeightRole, WeightSlice> {
+  const q = cfg.nHeads * cfg.headDim;
+  const kv = cfg.nKvHeads * cfg.headDim;
+  const p = `blk.${l}.`;
+  const bias = (t: string) => (cfg.qkvBias ? `${p}${t}.bias` : undefined);
+  const attn = cfg.fusedQkv
+    ? {
+        q: { name: `${p}attn_qkv.weight`, rowStart: 0, rows: q },
+        k: { name: `${p}attn_qkv.weight`, rowStart: q, rows: kv },
+        v: { name: `${p}attn_qkv.weight`, rowStart: q + kv, rows: kv },
+      }
+    : {
+        q: { name: `${p}attn_q.weight`, rowStart: 0, rows: q, bias: bias('attn_q') },
+        k: { name: `${p}attn_k.weight`, rowStart: 0, rows: kv, bias: bias('attn_k') },
+        v: { name: `${p}attn_v.weight`, rowStart: 0, rows: kv, bias: bias('attn_v') },
+      };
+  const ffn = cfg.fusedGateUp
+    ? {
+        gate: { name: `${p}ffn_up.weight`, rowStart: 0, rows: cfg.ffn },
+        up: { name: `${p}ffn_up.weight`, rowStart: cfg.ffn, rows: cfg.ffn },
+      }
+    : {
+        gate: { name: `${p}ffn_gate.weight`, rowStart: 0, rows: cfg.ffn },
+        up: { name: `${p}ffn_up.weight`, rowStart: 0, rows: cfg.ffn },
+      };
+  return {
+    ...attn,
+    o: { name: `${p}attn_output.weight`, rowStart: 0, rows: cfg.dim },
+    ...ffn,
+    down: { name: `${p}ffn_down.weight`, rowStart: 0, rows: cfg.dim },
+  };
+}
 
 /** Expected ggml shapes ([row length, rows]) of every tensor, to check a file against its metadata. */
 function expectedShape(cfg: ModelConfig, name: string): number[] {
   const q = cfg.nHeads * cfg.headDim;
   const kv = cfg.nKvHeads * cfg.headDim;
-  const kind = name.replace(/^blk\.\d+\./, '').replace(/\.weight$/, '');
+  const kind = name.replace(/^blk\.\d+\./, '');
   switch (kind) {
-    case 'token_embd': return [cfg.dim, cfg.vocab];
-    case 'output': return [cfg.dim, cfg.vocab];
-    case 'output_norm': case 'attn_norm': case 'ffn_norm': return [cfg.dim];
-    case 'attn_q': return [cfg.dim, q];
-    case 'attn_k': case 'attn_v': return [cfg.dim, kv];
-    case 'attn_output': return [q, cfg.dim];
-    case 'ffn_gate': case 'ffn_up': return [cfg.dim, cfg.ffn];
-    case 'ffn_down': return [cfg.ffn, cfg.dim];
+    case 'token_embd.weight': return [cfg.dim, cfg.vocab];
+    case 'output.weight': return [cfg.dim, cfg.vocab];
+    case 'output_norm.weight': case 'attn_norm.weight': case 'ffn_norm.weight': return [cfg.dim];
+    case 'rope_freqs.weight': return [cfg.ropeDim / 2];
+    case 'attn_q.weight': return [cfg.dim, q];
+    case 'attn_k.weight': case 'attn_v.weight': return [cfg.dim, kv];
+    case 'attn_q.bias': return [q];
+    case 'attn_k.bias': case 'attn_v.bias': return [kv];
+    case 'attn_qkv.weight': return [cfg.dim, q + 2 * kv];
+    case 'attn_output.weight': return [q, cfg.dim];
+    case 'ffn_gate.weight': return [cfg.dim, cfg.ffn];
+    case 'ffn_up.weight': return [cfg.dim, cfg.fusedGateUp ? 2 * cfg.ffn : cfg.ffn];
+    case 'ffn_down.weight': return [cfg.ffn, cfg.dim];
     default: throw new ModelConfigError(`no expected shape for tensor ${name}`);
   }
 }
@@ -114,7 +205,11 @@ export function tensorNames(cfg: ModelConfig, part: Part): string[] {
     names.push('token_embd.weight', 'output_norm.weight');
     if (!cfg.tiedOutput) names.push('output.weight');
   }
-  for (let l = part.start; l < part.end; l++) for (const t of LAYER_TENSORS) names.push(`blk.${l}.${t}.weight`);
+  if (cfg.ropeFreqs && part.end > part.start) names.push('rope_freqs.weight');
+  for (let l = part.start; l < part.end; l++) {
+    for (const t of layerTensors(cfg)) names.push(`blk.${l}.${t}.weight`);
+    if (cfg.qkvBias) for (const t of ['attn_q', 'attn_k', 'attn_v']) names.push(`blk.${l}.${t}.bias`);
+  }
   return names;
 }
 

@@ -2,8 +2,8 @@
 // It is the oracle the GPU kernels and the Stage/Head passes are tested against. It can run any layer span, the Head,
 // or the whole model, with a KV cache per sequence.
 
-import type { ModelConfig } from './config';
-import { partTensors, type Part } from './config';
+import type { ModelConfig, WeightRole } from './config';
+import { layerWeights, partTensors, type Part } from './config';
 import { readBytes, type GgufFile } from './gguf';
 import { blockFormat, byteSize, dequantize } from './quant';
 import { ropeTable } from './rope';
@@ -71,20 +71,38 @@ export function referenceLayers(
   const n = x.length / dim;
   const kvDim = nKvHeads * hd;
   const group = nHeads / nKvHeads;
-  const rope = ropeTable(cfg, pos0 + n);
+  const rope = ropeTable(cfg, pos0 + n, w.get('rope_freqs.weight'));
   const h = x.slice();
   for (let l = start; l < end; l++) {
-    const W = (t: string) => w.get(`blk.${l}.${t}.weight`) as Float32Array;
+    const slices = layerWeights(cfg, l);
+    // a logical weight: its rows of the stored (possibly fused) tensor
+    const W = (role: WeightRole) => {
+      const sl = slices[role];
+      const t = w.get(sl.name) as Float32Array;
+      const K = role === 'o' ? nHeads * hd : role === 'down' ? ffn : dim; // row length
+      return t.subarray(sl.rowStart * K, (sl.rowStart + sl.rows) * K);
+    };
+    const addBias = (v: Float32Array, role: WeightRole) => {
+      const b = slices[role].bias;
+      if (b) {
+        const bv = w.get(b) as Float32Array;
+        for (let i = 0; i < v.length; i++) v[i] += bv[i];
+      }
+    };
+    const norm = (t: string) => w.get(`blk.${l}.${t}.weight`) as Float32Array;
     for (let t = 0; t < n; t++) {
       const pos = pos0 + t;
       const xt = h.subarray(t * dim, (t + 1) * dim);
       // attention: norm, q/k/v projections, rotate q and k, append k/v to the cache
-      const xn = rmsNorm(xt, W('attn_norm'), cfg.normEps);
-      const q = matVec(W('attn_q'), xn, nHeads * hd); // q: [nHeads * hd]
-      const k = matVec(W('attn_k'), xn, kvDim); // k: [nKvHeads * hd]
-      const v = matVec(W('attn_v'), xn, kvDim);
-      applyRope(q, nHeads, hd, cfg.ropeDim, rope, pos);
-      applyRope(k, nKvHeads, hd, cfg.ropeDim, rope, pos);
+      const xn = rmsNorm(xt, norm('attn_norm'), cfg.normEps);
+      const q = matVec(W('q'), xn, nHeads * hd); // q: [nHeads * hd]
+      const k = matVec(W('k'), xn, kvDim); // k: [nKvHeads * hd]
+      const v = matVec(W('v'), xn, kvDim);
+      addBias(q, 'q');
+      addBias(k, 'k');
+      addBias(v, 'v');
+      applyRope(q, nHeads, hd, cfg.ropeDim, rope, pos, cfg.ropeNeox);
+      applyRope(k, nKvHeads, hd, cfg.ropeDim, rope, pos, cfg.ropeNeox);
       cache.k[l].set(k, pos * kvDim);
       cache.v[l].set(v, pos * kvDim);
       // each head attends over positions 0..pos of its KV head
@@ -107,29 +125,38 @@ export function referenceLayers(
           att[hh * hd + d] = a / sum;
         }
       }
-      const o = matVec(W('attn_output'), att, dim);
+      const o = matVec(W('o'), att, dim);
       for (let i = 0; i < dim; i++) xt[i] += o[i];
       // feed-forward: norm, SwiGLU, down projection, residual
-      const xn2 = rmsNorm(xt, W('ffn_norm'), cfg.normEps);
-      const g = matVec(W('ffn_gate'), xn2, ffn); // g: [ffn]
-      const u = matVec(W('ffn_up'), xn2, ffn);
+      const xn2 = rmsNorm(xt, norm('ffn_norm'), cfg.normEps);
+      const g = matVec(W('gate'), xn2, ffn); // g: [ffn]
+      const u = matVec(W('up'), xn2, ffn);
       for (let i = 0; i < ffn; i++) g[i] = silu(g[i]) * u[i];
-      const down = matVec(W('ffn_down'), g, dim);
+      const down = matVec(W('down'), g, dim);
       for (let i = 0; i < dim; i++) xt[i] += down[i];
     }
   }
   return h;
 }
 
-export function applyRope(v: Float32Array, heads: number, hd: number, ropeDim: number, table: Float32Array, pos: number): void {
+/**
+ * Rotate each head's first ropeDim dimensions: pairs (2i, 2i+1) (llama), or (i, i + ropeDim/2) with `neox`
+ * (qwen2, phi3), by the angle of pair i at `pos`.
+ */
+export function applyRope(
+  v: Float32Array, heads: number, hd: number, ropeDim: number, table: Float32Array, pos: number, neox = false,
+): void {
+  const half = ropeDim / 2;
   for (let hh = 0; hh < heads; hh++) {
-    for (let i = 0; i < ropeDim / 2; i++) {
+    for (let i = 0; i < half; i++) {
       const c = table[pos * ropeDim + 2 * i];
       const s = table[pos * ropeDim + 2 * i + 1];
-      const a = v[hh * hd + 2 * i];
-      const b = v[hh * hd + 2 * i + 1];
-      v[hh * hd + 2 * i] = a * c - b * s;
-      v[hh * hd + 2 * i + 1] = a * s + b * c;
+      const ia = hh * hd + (neox ? i : 2 * i);
+      const ib = ia + (neox ? half : 1);
+      const a = v[ia];
+      const b = v[ib];
+      v[ia] = a * c - b * s;
+      v[ib] = a * s + b * c;
     }
   }
 }

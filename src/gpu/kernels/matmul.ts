@@ -21,6 +21,8 @@ export interface MatmulVariant {
   outStride: number;
   /** add into Y instead of overwriting it (fuses the residual add) */
   accumulate: boolean;
+  /** add a per-row bias B[ROW_BASE + row] (binding 4) */
+  bias?: boolean;
 }
 
 export const MATVEC_WG = 64;
@@ -39,7 +41,7 @@ export const TILE_T = 16;
 export const TILE_R = 64;
 const KC = 32;
 
-// Bindings: 0 W (weights), 1 X [n, K], 2 Y [n, outStride], 3 params {n}.
+// Bindings: 0 W (weights), 1 X [n, K], 2 Y [n, outStride], 3 params {n}, 4 bias [outStride] (with `bias`).
 export function matmulWgsl(v: MatmulVariant): string {
   const head = `
 const K: u32 = ${v.K}u;
@@ -52,6 +54,7 @@ ${PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
+${v.bias ? '@group(0) @binding(4) var<storage, read> B: array<f32>;' : ''}
 ${dequantWgsl(v.type, v.K)}
 fn x4(t: u32, k: u32) -> vec4f {
   let b = t * K + k;
@@ -59,8 +62,9 @@ fn x4(t: u32, k: u32) -> vec4f {
     ? 'return vec4f(X[b], X[b + 1u], X[b + 2u], X[b + 3u]);'
     : 'var r = vec4f(0.0); for (var j = 0u; j < 4u; j++) { if (k + j < K) { r[j] = X[b + j]; } } return r;'}
 }
-fn store(t: u32, row: u32, val: f32) {
+fn store(t: u32, row: u32, v0: f32) {
   let i = t * OUT + ROW_BASE + row;
+  let val = v0${v.bias ? ' + B[ROW_BASE + row]' : ''};
   ${v.accumulate ? 'Y[i] = Y[i] + val;' : 'Y[i] = val;'}
 }
 `;

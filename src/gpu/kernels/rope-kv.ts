@@ -12,6 +12,8 @@ export interface RopeKvVariant {
   nKvHeads: number;
   headDim: number;
   ropeDim: number;
+  /** pairs (i, i + ropeDim/2) instead of (2i, 2i+1) */
+  neox?: boolean;
 }
 
 // Bindings: 0 Q [n, nHeads*hd] (in place), 1 Kin [n, kvDim], 2 Vin [n, kvDim], 3 Kc [ctx, kvDim], 4 Vc, 5 table, 6 params.
@@ -42,20 +44,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var c = 1.0;
   var s = 0.0;
   if (i < ROPE_HALF) { c = R[pos * RD + 2u * i]; s = R[pos * RD + 2u * i + 1u]; }
+  // element pair (ea, eb) of the head rotated by pair i's angle; dimensions past ropeDim pass through (c=1, s=0)
+  ${v.neox
+    ? 'var ea = i; var eb = i + HALF; if (i < ROPE_HALF) { eb = i + ROPE_HALF; } else { ea = ROPE_HALF + i; eb = ea + (HALF - ROPE_HALF); }'
+    : 'let ea = 2u * i; let eb = 2u * i + 1u;'}
   if (h < NH) {
-    let o = t * NH * HD + h * HD + 2u * i;
-    let a = Q[o]; let b = Q[o + 1u];
-    Q[o] = a * c - b * s;
-    Q[o + 1u] = a * s + b * c;
+    let o = t * NH * HD + h * HD;
+    let a = Q[o + ea]; let b = Q[o + eb];
+    Q[o + ea] = a * c - b * s;
+    Q[o + eb] = a * s + b * c;
   } else {
     let kh = h - NH;
-    let o = t * NKV * HD + kh * HD + 2u * i;
-    let dst = pos * NKV * HD + kh * HD + 2u * i;
-    let a = Kin[o]; let b = Kin[o + 1u];
-    Kc[dst] = a * c - b * s;
-    Kc[dst + 1u] = a * s + b * c;
-    Vc[dst] = Vin[o];
-    Vc[dst + 1u] = Vin[o + 1u];
+    let o = t * NKV * HD + kh * HD;
+    let dst = pos * NKV * HD + kh * HD;
+    let a = Kin[o + ea]; let b = Kin[o + eb];
+    Kc[dst + ea] = a * c - b * s;
+    Kc[dst + eb] = a * s + b * c;
+    Vc[dst + ea] = Vin[o + ea];
+    Vc[dst + eb] = Vin[o + eb];
   }
 }
 `;
