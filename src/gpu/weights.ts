@@ -31,6 +31,10 @@ export interface LoadCounter {
   onBytes?: (n: number) => void;
 }
 
+/** Bytes read and written per piece while uploading (a multiple of 4, as writeBuffer offsets must be). 16 MiB keeps
+ *  memory flat while loading multi-gigabyte files and keeps the number of reads (HTTP Range requests) low. */
+export const UPLOAD_PIECE_BYTES = 16 << 20;
+
 /** Rows [start, start + count) of a stored tensor: a logical weight inside a fused one (phi3's attn_qkv). */
 export interface RowRange {
   start: number;
@@ -53,14 +57,25 @@ export async function uploadMatrix(
   for (let r0 = 0; r0 < rows; r0 += rowsPerPart) {
     signal?.throwIfAborted();
     const n = Math.min(rowsPerPart, rows - r0);
-    const bytes = await readBytes(file, base + r0 * rb, n * rb, signal);
     const buffer = storageBuffer(dev, `${t.name}[${r0}:${r0 + n}]`, n * rb + 16);
-    writeBufferPadded(dev, buffer, 0, bytes);
-    parts.push({ buffer, rowBase: r0, rows: n });
-    if (counter) {
-      counter.loaded += bytes.byteLength;
-      counter.onBytes?.(counter.loaded);
+    try {
+      // stream the part in pieces so a large tensor never sits whole in JS memory
+      for (let o = 0; o < n * rb; o += UPLOAD_PIECE_BYTES) {
+        signal?.throwIfAborted();
+        const len = Math.min(UPLOAD_PIECE_BYTES, n * rb - o);
+        const bytes = await readBytes(file, base + r0 * rb + o, len, signal);
+        writeBufferPadded(dev, buffer, o, bytes);
+        if (counter) {
+          counter.loaded += bytes.byteLength;
+          counter.onBytes?.(counter.loaded);
+        }
+      }
+    } catch (e) {
+      buffer.destroy();
+      for (const p of parts) p.buffer.destroy();
+      throw e;
     }
+    parts.push({ buffer, rowBase: r0, rows: n });
   }
   return { name: t.name, type: f.name, K, rows, parts, bytes: rows * rb };
 }
