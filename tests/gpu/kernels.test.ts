@@ -52,7 +52,8 @@ function expectNoGpuErrors(): void {
 // matmul
 
 const TYPES = [
-  // f32/f16: K = 13 and 172 take the unaligned (scalar) reads, K = 64 the vec4 ones.
+  // f32/f16: K = 13 and 172 take the unaligned (scalar) reads, K = 64 the vec4 ones; K = 13 < 32 is matvec's
+  // one-thread-per-row case (matvecThreadsPerRow = 1, no reduction).
   { name: 'f32', id: GgmlType.F32, shapes: [{ K: 13, rows: 70 }, { K: 64, rows: 5 }, { K: 172, rows: 131 }] },
   { name: 'f16', id: GgmlType.F16, shapes: [{ K: 13, rows: 70 }, { K: 64, rows: 5 }, { K: 172, rows: 131 }] },
   // quants: K = 32·k (one to five blocks per row; 18- and 34-byte blocks put fields at every byte offset).
@@ -122,7 +123,7 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
             if (!(err <= worst)) worst = err;
           }
         }
-        record(`matmul ${op} ${name} (relative to sum|w·x|)`, worst);
+        record(`matmul ${op} ${name} K ${K} (relative to sum|w·x|)`, worst);
         expect(worst, `${op} ${name} K=${K} rows=${rows} n=${n} parts=${M.parts.length} acc=${accumulate}`).toBeLessThanOrEqual(REL);
         Y.destroy();
       }

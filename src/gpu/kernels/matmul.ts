@@ -88,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   }
   part[lid] = acc;
   workgroupBarrier();
-  for (var s = ${T / 2}u; s > 0u; s >>= 1u) {
+  for (var s = ${T >> 1}u; s > 0u; s >>= 1u) {
     if (lane < s) { part[lid] += part[lid + s]; }
     workgroupBarrier();
   }

@@ -1,7 +1,7 @@
 // Top-k selection on the GPU, so a decode step reads back k (logit, id) pairs instead of the whole vocabulary.
 // Each workgroup takes a chunk of 1024 inputs into workgroup memory and extracts its best k by k rounds of an
 // argmax reduction (ties go to the lower id, as the CPU sampler ranks them). Run over the logits first, then again
-// over the pairs it produced until one workgroup remains. Removed entries become (-inf, 0xffffffff).
+// over the pairs it produced until one workgroup remains. Removed and padding entries become (-FLT_MAX, 0xffffffff); the Head drops those ids.
 // Also here: the repetition penalty applied to the logits of recently seen ids before selection.
 // CPU twins: Sampler ranking and applyPenaltyInPlace() in src/model/sampler.ts.
 
