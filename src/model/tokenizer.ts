@@ -9,6 +9,7 @@
 //   - Neither adds BOS. The caller prepends `bosId` when `addBos` says so, in one visible place.
 
 import { TokenizerError } from './errors';
+import { BpeTokenizer } from './tokenizer-bpe';
 import { SpmTokenizer } from './tokenizer-spm';
 
 export interface Tokenizer {
@@ -71,6 +72,8 @@ export function createTokenizer(metadata: Record<string, unknown>): Tokenizer {
   switch (model) {
     case 'llama':
       return new SpmTokenizer(metadata);
+    case 'gpt2':
+      return new BpeTokenizer(metadata);
     default: {
       const shown = typeof model === 'string' ? JSON.stringify(model) : String(model);
       throw new TokenizerError(
