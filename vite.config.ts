@@ -1,6 +1,7 @@
 // Build and dev-server settings for the page. `base: './'` makes the build work from any path (GitHub Pages, a
 // subfolder, file servers); servers listen on 127.0.0.1 only (WebGPU needs a secure context: localhost is one).
-// The service worker (src/ui/sw.ts) precaches the app and the embedded model so Flock works offline.
+// The service worker (src/ui/sw.ts) precaches the app, the engine worker and the embedded model so Flock works
+// offline; the engine runs in a module worker (src/worker/engine.worker.ts).
 import { defineConfig } from 'vite';
 import { VitePWA } from 'vite-plugin-pwa';
 
@@ -16,13 +17,15 @@ export default defineConfig({
   },
   server: { host: '127.0.0.1', port: 5173 },
   preview: { host: '127.0.0.1', port: 4173 },
+  worker: { format: 'es', rolldownOptions: { output: { keepNames: true } } },
   plugins: [
     VitePWA({
       strategies: 'injectManifest',
       srcDir: 'src/ui',
       filename: 'sw.ts',
-      registerType: 'autoUpdate',
-      injectRegister: 'script',
+      // src/ui/update.ts registers the worker with workbox-window and shows an update prompt
+      registerType: 'prompt',
+      injectRegister: false,
       // globPatterns below already list the icons; adding them again would only duplicate precache entries
       includeManifestIcons: false,
       manifest: {

@@ -88,6 +88,10 @@ async function main(): Promise<void> {
   switch (cmd) {
     case 'generate':
       return generate(rest);
+    case 'chat': {
+      const { runChat } = await import('./chat');
+      return runChat(rest, DEFAULT_MODEL);
+    }
     case 'bench': {
       const { runBench } = await import('./bench');
       return runBench(rest);

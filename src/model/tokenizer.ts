@@ -77,8 +77,8 @@ export function createTokenizer(metadata: Record<string, unknown>): Tokenizer {
     default: {
       const shown = typeof model === 'string' ? JSON.stringify(model) : String(model);
       throw new TokenizerError(
-        `tokenizer.ggml.model = ${shown} is not supported; Flock implements only "llama" (SentencePiece) ` +
-          'vocabularies. Use a model whose GGUF has a SentencePiece tokenizer.',
+        `tokenizer.ggml.model = ${shown} is not supported; Flock implements "llama" (SentencePiece) and "gpt2" ` +
+          '(byte-level BPE) vocabularies. Use a model whose GGUF has one of those tokenizers.',
       );
     }
   }

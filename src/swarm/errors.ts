@@ -75,3 +75,70 @@ export class StepOrderError extends FlockError {
     super(`${code}: ${message}`);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors of the transport, the host and the client session (above the wire format).
+
+/** Why a PeerLink ended. */
+export type LinkDownReason =
+  | 'closed' // the data channel or the peer closed
+  | 'heartbeat' // nothing heard from the peer within the heartbeat deadline (a stalled or frozen peer)
+  | 'send-timeout' // the channel's buffer did not drain within the send timeout
+  | 'protocol' // the peer broke the protocol (we hung up)
+  | 'flood' // the peer sent frames faster than the link's rate limit
+  | 'open-timeout' // the data channel never opened
+  | 'banned'; // we refuse this peer for a while
+
+/** A link to a peer is down; whatever was in flight on it is lost. Find another peer. */
+export class LinkDownError extends FlockError {
+  override name = 'LinkDownError';
+
+  constructor(
+    readonly reason: LinkDownReason,
+    readonly peer: string,
+    message: string,
+  ) {
+    super(`${reason}: ${message}`);
+  }
+}
+
+/** A host answered a request with an `error` message (its wire code says why). */
+export class RemoteError extends FlockError {
+  override name = 'RemoteError';
+
+  constructor(
+    readonly code: import('./protocol').WireErrorCode,
+    readonly peer: string,
+    message: string,
+  ) {
+    super(`${code} from ${peer}: ${message}`);
+  }
+}
+
+/** A hop did not answer within its deadline. */
+export class HopTimeoutError extends FlockError {
+  override name = 'HopTimeoutError';
+}
+
+/**
+ * No peer serves some span of the model (or every one that does is banned or failing). The conversation so far is
+ * kept in `ids` (prompt and generated tokens) so the caller can resume once peers come back.
+ */
+export class NoRouteError extends FlockError {
+  override name = 'NoRouteError';
+
+  constructor(
+    message: string,
+    /** the layers nobody could serve, [start, end) */
+    readonly missing: { start: number; end: number },
+    /** token ids of the conversation so far (input + generated) */
+    readonly ids: number[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** The signalling server could not be reached, or refused our peer id. */
+export class SignalError extends FlockError {
+  override name = 'SignalError';
+}

@@ -1,5 +1,6 @@
 // The service worker: precaches the app and the embedded model (the list is injected at build time by
 // vite-plugin-pwa), so the page and stories260K work offline after the first visit.
+// Update flow: see the message listener below.
 // Range requests: the model is read with HTTP Range requests (src/model/source.ts insists on 206 answers), and
 // workbox's precache route answers with whole files unless the RangeRequestsPlugin slices the cached response.
 
@@ -14,6 +15,9 @@ addPlugins([new RangeRequestsPlugin()]);
 precacheAndRoute(self.__WB_MANIFEST);
 cleanupOutdatedCaches();
 
-// A new version takes over at once: the page holds no state the old worker must keep serving.
-self.addEventListener('install', () => void self.skipWaiting());
+// A new version waits until the page's "Reload to update" button asks it to take over (src/ui/update.ts), so a
+// reply in progress is never cut off by a reload. The first install has nothing to wait for and claims the page.
+self.addEventListener('message', (event) => {
+  if (event.data && event.data.type === 'SKIP_WAITING') void self.skipWaiting();
+});
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));

@@ -83,17 +83,76 @@ export function collectPageErrors(page: Page): string[] {
   return errors;
 }
 
-/** Wait until the page's output element reports one of `states` in data-state. */
+/** Wait until the page (`#app`, data-state: loading, ready, generating, error) reports one of `states`. */
 export async function waitForState(page: Page, states: string[], timeout = 60_000): Promise<string> {
   const handle = await page.waitForFunction(
     (want) => {
-      const s = document.getElementById('output')?.dataset.state;
+      const s = document.getElementById('app')?.dataset.state;
       return s !== undefined && want.includes(s) ? s : false;
     },
     states,
     { timeout, polling: 50 },
   );
   return (await handle.jsonValue()) as string;
+}
+
+export interface Reply {
+  ids: number[];
+  text: string;
+  finish: string | undefined;
+  state: string | undefined;
+}
+
+/** The last assistant message: its token ids, rendered text, finish reason and state. */
+export async function lastReply(page: Page): Promise<Reply> {
+  return page.evaluate(() => {
+    const all = document.querySelectorAll<HTMLElement>('#messages .msg.assistant');
+    const el = all[all.length - 1];
+    if (!el) return { ids: [], text: '', finish: undefined, state: undefined };
+    const ids = el.dataset.ids ? el.dataset.ids.split(',').map(Number) : [];
+    return { ids, text: el.querySelector('.content')?.textContent ?? '', finish: el.dataset.finish, state: el.dataset.state };
+  });
+}
+
+/** Wait until the last reply is done (or failed) and the page is ready again. */
+export async function waitForReply(page: Page, timeout = 90_000): Promise<Reply> {
+  await page.waitForFunction(
+    () => {
+      const all = document.querySelectorAll<HTMLElement>('#messages .msg.assistant');
+      const s = all[all.length - 1]?.dataset.state;
+      return (s === 'done' || s === 'error') && document.getElementById('app')?.dataset.state !== 'generating';
+    },
+    undefined,
+    { timeout, polling: 50 },
+  );
+  return lastReply(page);
+}
+
+/** Open the page and wait for the model to be ready; throws with the page's message when it fails. */
+export async function openReady(page: Page, url: string): Promise<number> {
+  const t0 = performance.now();
+  await page.goto(url);
+  await page.waitForFunction(() => {
+    const s = document.getElementById('app')?.dataset.state;
+    const send = document.getElementById('send');
+    return s === 'error' || (s === 'ready' && send instanceof HTMLButtonElement && !send.disabled) || !document.getElementById('message')?.hidden;
+  }, undefined, { timeout: 60_000, polling: 50 });
+  const msg = await page.$eval('#message', (el) => ((el as HTMLElement).hidden ? '' : el.textContent ?? ''));
+  if (msg) throw new Error(`page failed to start: ${msg}`);
+  return performance.now() - t0;
+}
+
+/** Set sampling in the settings panel, type a message and send it. */
+export async function send(page: Page, text: string, opts: { temperature?: number; maxTokens?: number; seed?: number } = {}): Promise<void> {
+  await page.evaluate(() => {
+    const d = document.getElementById('settings');
+    if (d instanceof HTMLDetailsElement) d.open = true;
+  });
+  if (opts.temperature !== undefined) await page.fill('#temperature', String(opts.temperature));
+  if (opts.maxTokens !== undefined) await page.fill('#max-tokens', String(opts.maxTokens));
+  if (opts.seed !== undefined) await page.fill('#seed', String(opts.seed));
+  await page.fill('#prompt', text);
+  await page.click('#send');
 }
 
 export interface App {
@@ -113,7 +172,7 @@ export async function startApp(): Promise<App> {
     browser,
     served,
     outDir,
-    newContext: () => browser.newContext({ viewport: { width: 900, height: 760 } }),
+    newContext: () => browser.newContext({ viewport: { width: 1100, height: 760 } }),
     async close() {
       await browser.close();
       await served.close();

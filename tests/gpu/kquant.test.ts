@@ -198,10 +198,8 @@ const TYPES = [
   // K-quants: one, two and three 256-element blocks per row; 131 and 70 rows are not multiples of any tile.
   { name: 'q4_k', id: GgmlType.Q4_K, shapes: [{ K: 256, rows: 70 }, { K: 512, rows: 5 }, { K: 768, rows: 131 }] },
   { name: 'q6_k', id: GgmlType.Q6_K, shapes: [{ K: 256, rows: 70 }, { K: 512, rows: 5 }, { K: 768, rows: 131 }] },
-  // BF16: K = 50 and 174 take the unaligned (scalar) reads (odd rows start mid-word), K = 64 the two-word ones.
-  // Not K < 32: there matvecThreadsPerRow(K) = 1 and matmul.ts's reduction loop starts at `${T / 2}u` = `0.5u`,
-  // which is not WGSL (kernels.test.ts's f32 K = 13 case shows it); no weight type is involved.
-  { name: 'bf16', id: GgmlType.BF16, shapes: [{ K: 50, rows: 70 }, { K: 64, rows: 5 }, { K: 174, rows: 131 }] },
+  // BF16: K = 13 and 174 take the unaligned (scalar) reads (odd rows start mid-word), K = 64 the two-word ones.
+  { name: 'bf16', id: GgmlType.BF16, shapes: [{ K: 13, rows: 70 }, { K: 64, rows: 5 }, { K: 174, rows: 131 }] },
 ] as const;
 /** One tiled shape per type: each tiled variant compiles in ~1 s on SwiftShader. */
 const TILED_SHAPES: Record<string, { K: number; rows: number }> = {

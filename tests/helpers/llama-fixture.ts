@@ -1,5 +1,6 @@
 // Synthetic Llama models for tests: small GGUF files (architecture `llama`, an SPM-style vocabulary llama.cpp
-// accepts) with seeded weights in F32, F16, Q8_0 or Q4_0, and the table of fixtures the engine tests run.
+// accepts) with seeded weights in F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (one type for every matrix, or a type per
+// tensor role as in llama.cpp's Q4_K_M), and the tables of fixtures the engine tests run.
 // Not here: writing bytes (gguf-writer.ts), quantizing (quantize.ts), running llama.cpp (llama-ref.ts).
 //
 // Why the weights are not all plain noise: llama.cpp rounds activations to 8 bits inside quantized matrix products
@@ -22,11 +23,19 @@ import { GgmlType } from '../../src/model/quant';
 import { writeGguf, type GgufMetadata, type GgufTensor } from './gguf-writer';
 import { quantize } from './quantize';
 
+/** The 2-D weights of a Llama by role: the tensor name without `blk.N.` and `.weight`. */
+export type LlamaWeightRole =
+  | 'token_embd' | 'output' | 'attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_gate' | 'ffn_up' | 'ffn_down';
+
 export interface LlamaFixtureSpec {
   name: string;
   seed: number;
-  /** ggml type id of every 2-D weight matrix, token_embd and output included; norms are always F32 */
+  /** ggml type id of every 2-D weight matrix, token_embd and output included (unless typeByRole says otherwise); norms are always F32 */
   type: number;
+  /** per-role exceptions to `type`, in every layer (e.g. Q4_K_M's Q6_K attn_v, ffn_down and output) */
+  typeByRole?: Readonly<Partial<Record<LlamaWeightRole, number>>>;
+  /** `general.file_type` (llama_ftype); default: the one for `type` (0 F32, 1 F16, 2 Q4_0, 7 Q8_0, 14 Q4_K_S, 18 Q6_K, 32 BF16) */
+  fileType?: number;
   dim: number;
   nLayers: number;
   nHeads: number;
@@ -107,6 +116,50 @@ export const LLAMA_FIXTURES: readonly LlamaFixture[] = [
     name: 'llama-q4_0-gqa4-h64', seed: 2, type: GgmlType.Q4_0,
     dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, ffn: 384, vocab: 420, ctx: 256, normEps: 1e-6, ropeBase: 500000,
     minGap: 12.51,
+    greedyIds: [176, 229, 182, 30, 43, 153, 92, 191, 163, 278, 64, 285, 390, 241, 23, 368, 384, 34, 165, 146, 295, 372,
+      114, 96, 122, 113, 355, 336, 405, 223, 290, 359],
+  },
+];
+
+/**
+ * Fixtures in the K-quant and BF16 formats, kept apart from LLAMA_FIXTURES so the tests written for that table's
+ * types stay as they are; tests/engine/kquant-parity.test.ts guards them the same way (llama.cpp decodes them with
+ * clear winners and the recorded ids) and checks our engine against llama.cpp on them. Rows of K-quant matrices are
+ * whole 256-element blocks, so dim and ffn are multiples of 256. Seeds: the best of 1..8 by llama.cpp's smallest
+ * top-2 gap (CPU build, one thread); every seed in 1..8 cleared 9.3 (BF16: 6.8).
+ */
+export const KQUANT_FIXTURES: readonly LlamaFixture[] = [
+  {
+    // Q4_K throughout (Q4_K_S-like), GQA ratio 2, head size 64.
+    name: 'llama-q4_k-gqa2', seed: 2, type: GgmlType.Q4_K,
+    dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffn: 512, vocab: 400, ctx: 256,
+    minGap: 12.31,
+    greedyIds: [8, 394, 89, 334, 377, 193, 217, 178, 7, 62, 36, 236, 179, 360, 175, 47, 95, 96, 326, 51, 18, 52, 329, 383,
+      67, 49, 260, 151, 134, 38, 310, 285],
+  },
+  {
+    // Q6_K throughout, GQA ratio 4, head size 32.
+    name: 'llama-q6_k-gqa4-h32', seed: 4, type: GgmlType.Q6_K,
+    dim: 256, nLayers: 2, nHeads: 8, nKvHeads: 2, ffn: 512, vocab: 350, ctx: 256,
+    minGap: 12.01,
+    greedyIds: [99, 138, 280, 13, 110, 80, 314, 57, 148, 348, 331, 127, 239, 182, 73, 134, 24, 158, 287, 266, 25, 35, 332,
+      189, 319, 170, 316, 238, 89, 167, 166, 284],
+  },
+  {
+    // BF16, head size 10 and ffn 150 (not multiples of 4: the kernels' unaligned reads), GQA ratio 2.
+    name: 'llama-bf16-gqa2-h10', seed: 4, type: GgmlType.BF16,
+    dim: 60, nLayers: 2, nHeads: 6, nKvHeads: 3, ffn: 150, vocab: 333, ctx: 256,
+    minGap: 9.32,
+    greedyIds: [258, 325, 302, 200, 83, 232, 298, 314, 202, 142, 152, 139, 59, 70, 94, 102, 224, 75, 24, 62, 231, 299, 246,
+      68, 287, 48, 56, 330, 141, 329, 251, 209],
+  },
+  {
+    // A Q4_K_M-like mix, as llama.cpp's quantizer lays out a 2-layer model (use_more_bits picks both layers): Q6_K
+    // for output, attn_v and ffn_down, Q4_K for the rest, F32 norms; Llama-3-style RMS eps 1e-6 and RoPE base 500000.
+    name: 'llama-q4_k_m', seed: 2, type: GgmlType.Q4_K,
+    typeByRole: { attn_v: GgmlType.Q6_K, ffn_down: GgmlType.Q6_K, output: GgmlType.Q6_K }, fileType: 15,
+    dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffn: 768, vocab: 420, ctx: 256, normEps: 1e-6, ropeBase: 500000,
+    minGap: 12.01,
     greedyIds: [176, 229, 182, 30, 43, 153, 92, 191, 163, 278, 64, 285, 390, 241, 23, 368, 384, 34, 165, 146, 295, 372,
       114, 96, 122, 113, 355, 336, 405, 223, 290, 359],
   },
@@ -224,24 +277,47 @@ function checkSpec(s: LlamaFixtureSpec): void {
   // A few plain pieces beyond the 259 specials and bytes, and room for the memory cycle.
   if (s.vocab < FIXTURE_TOKENS.firstPiece + 8) throw new Error(`llama fixture ${s.name}: vocab must be at least 267`);
   if (s.ffn < 8) throw new Error(`llama fixture ${s.name}: ffn must be at least 8 (memory units)`);
-  if (s.type === GgmlType.Q8_0 || s.type === GgmlType.Q4_0) {
-    // Every matrix row must be whole 32-element blocks: rows are dim long (q/k/v/gate/up/embd/output) or ffn long (down);
-    // attn_output's rows are nHeads * headDim = dim long.
-    if (s.dim % 32 !== 0 || s.ffn % 32 !== 0) {
-      throw new Error(`llama fixture ${s.name}: quantized types need dim and ffn multiples of 32`);
+  // Every matrix row must be whole blocks: rows are dim long (q/k/v/gate/up/embd/output, and attn_output's
+  // nHeads * headDim = dim) or ffn long (down).
+  for (const role of LLAMA_WEIGHT_ROLES) {
+    const type = weightType(s, role);
+    const block = FIXTURE_BLOCK_ELEMS[type];
+    if (block === undefined) throw new Error(`llama fixture ${s.name}: type ${type} is not one the generator quantizes`);
+    const rowLength = role === 'ffn_down' ? s.ffn : s.dim;
+    if (rowLength % block !== 0) {
+      throw new Error(`llama fixture ${s.name}: ${role} in ggml type ${type} has rows of ${rowLength}, not whole ` +
+        `${block}-element blocks (quantized types need dim and ffn multiples of their block)`);
     }
-  } else if (s.type !== GgmlType.F32 && s.type !== GgmlType.F16) {
-    throw new Error(`llama fixture ${s.name}: type ${s.type} is not one the generator quantizes`);
   }
 }
 
-/** ggml file_type for `general.file_type`: 0 all F32, 1 mostly F16, 2 mostly Q4_0, 7 mostly Q8_0. */
+const LLAMA_WEIGHT_ROLES: readonly LlamaWeightRole[] =
+  ['token_embd', 'output', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'];
+
+/** Elements per block of the types the generator quantizes (tests/helpers/quantize.ts). */
+const FIXTURE_BLOCK_ELEMS: Record<number, number> = {
+  [GgmlType.F32]: 1, [GgmlType.F16]: 1, [GgmlType.BF16]: 1,
+  [GgmlType.Q8_0]: 32, [GgmlType.Q4_0]: 32, [GgmlType.Q4_K]: 256, [GgmlType.Q6_K]: 256,
+};
+
+/** The ggml type a fixture stores a 2-D weight of this role in. */
+export function weightType(s: LlamaFixtureSpec, role: LlamaWeightRole): number {
+  return s.typeByRole?.[role] ?? s.type;
+}
+
+/**
+ * ggml file_type for `general.file_type`: 0 all F32, 1 mostly F16, 2 mostly Q4_0, 7 mostly Q8_0, 14 mostly Q4_K
+ * (Q4_K_S), 18 mostly Q6_K, 32 mostly BF16.
+ */
 function fileType(type: number): number {
   switch (type) {
     case GgmlType.F32: return 0;
     case GgmlType.F16: return 1;
     case GgmlType.Q4_0: return 2;
     case GgmlType.Q8_0: return 7;
+    case GgmlType.Q4_K: return 14;
+    case GgmlType.Q6_K: return 18;
+    case GgmlType.BF16: return 32;
     default: throw new Error(`no file_type for ggml type ${type}`);
   }
 }
@@ -309,17 +385,17 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
   const tensors: GgufTensor[] = [];
   const add = (name: string, dims: number[], type: number, values: Float32Array) =>
     tensors.push({ name, dims, type, data: quantize(type, values) });
-  const w = spec.type;
+  const wt = (role: LlamaWeightRole) => weightType(spec, role);
 
-  add('token_embd.weight', [dim, vocab], w, embd);
+  add('token_embd.weight', [dim, vocab], wt('token_embd'), embd);
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}`;
     add(`${p}.attn_norm.weight`, [dim], GgmlType.F32, normWeights(dim));
-    add(`${p}.attn_q.weight`, [dim, nHeads * headDim], w, matrix(nHeads * headDim, dim));
-    add(`${p}.attn_k.weight`, [dim, kvDim], w, matrix(kvDim, dim));
-    add(`${p}.attn_v.weight`, [dim, kvDim], w, matrix(kvDim, dim));
+    add(`${p}.attn_q.weight`, [dim, nHeads * headDim], wt('attn_q'), matrix(nHeads * headDim, dim));
+    add(`${p}.attn_k.weight`, [dim, kvDim], wt('attn_k'), matrix(kvDim, dim));
+    add(`${p}.attn_v.weight`, [dim, kvDim], wt('attn_v'), matrix(kvDim, dim));
     const oGain = l === 0 ? LAYER0_ATTN_OUT_GAIN : 1;
-    add(`${p}.attn_output.weight`, [nHeads * headDim, dim], w, matrix(dim, nHeads * headDim, oGain));
+    add(`${p}.attn_output.weight`, [nHeads * headDim, dim], wt('attn_output'), matrix(dim, nHeads * headDim, oGain));
     add(`${p}.ffn_norm.weight`, [dim], GgmlType.F32, normWeights(dim));
     const gate = matrix(ffn, dim);
     const up = matrix(ffn, dim);
@@ -339,12 +415,12 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
         }
       });
     }
-    add(`${p}.ffn_gate.weight`, [dim, ffn], w, gate);
-    add(`${p}.ffn_up.weight`, [dim, ffn], w, up);
-    add(`${p}.ffn_down.weight`, [ffn, dim], w, down);
+    add(`${p}.ffn_gate.weight`, [dim, ffn], wt('ffn_gate'), gate);
+    add(`${p}.ffn_up.weight`, [dim, ffn], wt('ffn_up'), up);
+    add(`${p}.ffn_down.weight`, [ffn, dim], wt('ffn_down'), down);
   }
   add('output_norm.weight', [dim], GgmlType.F32, normWeights(dim, outputNormMean));
-  if (output) add('output.weight', [dim, vocab], w, output);
+  if (output) add('output.weight', [dim, vocab], wt('output'), output);
 
   const { tokens, scores, types } = vocabulary(vocab);
   const u32 = (value: number) => ({ type: 'u32', value }) as const;
@@ -353,7 +429,7 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: spec.name }],
     ['general.alignment', u32(32)],
-    ['general.file_type', u32(fileType(spec.type))],
+    ['general.file_type', u32(spec.fileType ?? fileType(spec.type))],
     ['llama.vocab_size', u32(vocab)],
     ['llama.context_length', u32(ctx)],
     ['llama.embedding_length', u32(dim)],
