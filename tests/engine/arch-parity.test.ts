@@ -12,13 +12,17 @@ import { GgmlType } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
 import { writeArchFixture, type ArchVariant } from '../helpers/arch-fixture';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
-import { FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES } from '../helpers/llama-fixture';
+import { FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
 import { decodeLogits, logSoftmax, maxFiniteDiff, referenceSequenceLogits } from '../helpers/parity-logits';
 
 const STEPS = 32;
 /** |Δ log p| bounds per weight type, as in llama-parity.test.ts (measured there: F32 0.0028, Q8_0 0.22). */
-const MAX_DIFF: Record<number, number> = { [GgmlType.F32]: 0.01, [GgmlType.F16]: 0.02, [GgmlType.Q8_0]: 0.35, [GgmlType.Q4_0]: 0.35 };
+const MAX_DIFF: Record<number, number> = {
+  [GgmlType.F32]: 0.01, [GgmlType.F16]: 0.02, [GgmlType.Q8_0]: 0.35, [GgmlType.Q4_0]: 0.35,
+  // as kquant-parity.test.ts: K-quants like the other quantized types; BF16 activations stay f32 in llama.cpp
+  [GgmlType.Q4_K]: 0.35, [GgmlType.Q6_K]: 0.35, [GgmlType.BF16]: 0.1,
+};
 const CPU_REFERENCE_MAX = 1e-3;
 
 const CASES: { variant: ArchVariant; base: string }[] = [
@@ -27,6 +31,9 @@ const CASES: { variant: ArchVariant; base: string }[] = [
   { variant: 'phi3', base: 'llama-q4_0-gqa2' },
   { variant: 'phi3', base: 'llama-f16-gqa2-h10' },
   { variant: 'llama3', base: 'llama-q8_0-tied' },
+  { variant: 'qwen2', base: 'llama-q4_k_m' },
+  { variant: 'phi3', base: 'llama-q6_k-gqa4-h32' },
+  { variant: 'llama3', base: 'llama-bf16-gqa2-h10' },
 ];
 
 let dev: FlockDevice;
@@ -39,7 +46,7 @@ afterAll(() => {
 
 describe.each(CASES)('$variant from $base', ({ variant, base }) => {
   it('greedy ids and log-probs match llama.cpp', async () => {
-    const spec = LLAMA_FIXTURES.find((f) => f.name === base)!;
+    const spec = [...LLAMA_FIXTURES, ...KQUANT_FIXTURES].find((f) => f.name === base)!;
     const path = await writeArchFixture({ base: spec, variant });
     const ref = await llamaGreedy(path, [FIXTURE_TOKENS.bos], STEPS);
     // the comparison of ids is fair only where llama.cpp has no near-tie

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gguf, GGUFValueType } from '@huggingface/gguf';
-import { writeGguf, type GgufMetadata, type GgufTensor, type GgufValue } from './gguf-writer';
+import { ggmlTensorBytes, writeGguf, type GgufMetadata, type GgufTensor, type GgufValue } from './gguf-writer';
 import { buildLlamaFixture, fixtureDir, FixtureRng, type LlamaFixtureSpec } from './llama-fixture';
 import { quantize } from './quantize';
 import { GgmlType } from '../../src/model/quant';
@@ -51,14 +51,7 @@ async function readBack(path: string): Promise<{ metadata: [string, GgufValue][]
 }
 
 function tensorBytes(t: GgufTensor): number {
-  const n = t.dims.reduce((a, b) => a * b, 1);
-  switch (t.type) {
-    case GgmlType.F32: return n * 4;
-    case GgmlType.F16: return n * 2;
-    case GgmlType.Q8_0: return (n / 32) * 34;
-    case GgmlType.Q4_0: return (n / 32) * 18;
-    default: throw new Error(`arch-fixture: unhandled type ${t.type}`);
-  }
+  return ggmlTensorBytes(t.type, t.dims, t.name);
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
