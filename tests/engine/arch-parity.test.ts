@@ -13,7 +13,7 @@ import { FileSource } from '../../src/model/source-file';
 import { writeArchFixture, type ArchVariant } from '../helpers/arch-fixture';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import { FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
-import { llamaGreedy } from '../helpers/llama-ref';
+import { getReferenceLlama, llamaGreedy } from '../helpers/llama-ref';
 import { decodeLogits, logSoftmax, maxFiniteDiff, referenceSequenceLogits } from '../helpers/parity-logits';
 
 const STEPS = 32;
@@ -57,6 +57,19 @@ describe.each(CASES)('$variant from $base', ({ variant, base }) => {
     const model = await LocalModel.load(dev, new FileSource(path), { maxContext: 64 });
     try {
       expect(model.config.arch).toBe(variant === 'llama3' ? 'llama' : variant);
+      if (variant === 'llama3') {
+        expect(model.config.ropeFreqs).toBe(true);
+        expect(model.tokenizer.tokenText(1)).toBe('<|begin_of_text|>');
+        // the byte-level BPE vocabulary encodes text as llama.cpp's tokenizer does on the same file
+        const vocab = await (await getReferenceLlama()).loadModel({ modelPath: path, vocabOnly: true });
+        try {
+          for (const text of [' the quick brown fox', 'hello\n\n  world 12345', 'über-naïve ✓']) {
+            expect(model.tokenizer.encode(text)).toEqual(Array.from(vocab.tokenize(text, false)));
+          }
+        } finally {
+          await vocab.dispose();
+        }
+      }
       const ours = await generateAll(model, { inputIds: [FIXTURE_TOKENS.bos], maxTokens: STEPS, temperature: 0, ignoreEos: true });
       expect(ours.outputIds).toEqual(ref.ids);
       const forced = ref.ids.slice(0, STEPS - 1);

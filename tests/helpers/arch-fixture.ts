@@ -2,7 +2,8 @@
 // seeded weights and peaked logits, in another architecture's layout. qwen2: keys renamed, Q/K/V biases added (its
 // RoPE is NeoX-style, which llama.cpp picks from the architecture). phi3: Q/K/V rows concatenated into attn_qkv and
 // gate/up rows into ffn_up. llama3: a `rope_freqs.weight` tensor of per-pair frequency divisors, as Llama 3.1 files
-// carry. llama.cpp reading the result is the check that the layout is right.
+// carry, and a byte-level BPE vocabulary (tokenizer.ggml.model gpt2, pre llama-bpe). llama.cpp reading the result
+// is the check that the layout is right.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,51 @@ import { quantize } from './quantize';
 import { GgmlType } from '../../src/model/quant';
 
 export type ArchVariant = 'qwen2' | 'phi3' | 'llama3';
+
+/** GPT-2's printable alphabet for bytes: printable Latin-1 bytes stand for themselves, the rest map to U+0100 on. */
+function byteAlphabet(): string[] {
+  const chars: string[] = new Array(256);
+  let next = 256;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    chars[b] = String.fromCodePoint(printable ? b : next++);
+  }
+  return chars;
+}
+
+/**
+ * A Llama-3-style byte-level BPE vocabulary of `vocab` entries with the fixture's ids for control tokens:
+ * 0 a reserved control token, 1 <|begin_of_text|> (BOS), 2 <|end_of_text|> (EOS), 3..258 the byte alphabet, then
+ * two-character pieces, each with its merge.
+ */
+function bpeVocabulary(vocab: number): [string, GgufValue][] {
+  const alphabet = byteAlphabet();
+  const tokens = ['<|reserved_special_token_0|>', '<|begin_of_text|>', '<|end_of_text|>', ...alphabet];
+  const types = [3, 3, 3, ...alphabet.map(() => 1)];
+  const merges: string[] = [];
+  // pieces from common letters (and the space marker Ġ), in a fixed order
+  const letters = ['Ġ', ...'etaoinshrdlucmfwypvbgkqjxz'];
+  outer: for (const a of letters) {
+    for (const b of letters) {
+      if (tokens.length >= vocab) break outer;
+      if (a === 'Ġ' && b === 'Ġ') continue;
+      tokens.push(a + b);
+      types.push(1);
+      merges.push(`${a} ${b}`);
+    }
+  }
+  if (tokens.length !== vocab) throw new Error(`bpe fixture vocabulary: wanted ${vocab} tokens, made ${tokens.length}`);
+  return [
+    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
+    ['tokenizer.ggml.pre', { type: 'string', value: 'llama-bpe' }],
+    ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: tokens }],
+    ['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', value: types }],
+    ['tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: merges }],
+    ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
+    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
+    ['tokenizer.ggml.add_bos_token', { type: 'bool', value: true }],
+  ];
+}
 
 export interface ArchFixtureSpec {
   base: LlamaFixtureSpec;
@@ -73,7 +119,12 @@ export async function writeArchFixture(spec: ArchFixtureSpec, dir = fixtureDir()
   const { metadata, tensors } = await readBack(basePath);
   const rng = new FixtureRng(spec.base.seed + 1000);
   const arch = spec.variant === 'llama3' ? 'llama' : spec.variant;
-  const md: GgufMetadata = metadata.map(([k, v]) => {
+  let kept = metadata;
+  if (spec.variant === 'llama3') {
+    // Llama 3's tokenizer: byte-level BPE instead of the base fixture's SentencePiece vocabulary
+    kept = [...metadata.filter(([k]) => !k.startsWith('tokenizer.')), ...bpeVocabulary(spec.base.vocab)];
+  }
+  const md: GgufMetadata = kept.map(([k, v]) => {
     if (k === 'general.architecture') return [k, { type: 'string', value: arch }] as const;
     // not "phi3" in the name: llama.cpp then expects Phi-3's own special tokens in the vocabulary
     if (k === 'general.name') return [k, { type: 'string', value: `${spec.base.name} as ${arch === 'phi3' ? 'fused-qkv' : arch}` }] as const;
