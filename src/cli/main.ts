@@ -13,7 +13,8 @@ export const DEFAULT_MODEL = fileURLToPath(new URL('../../public/models/stories2
 const USAGE = `Usage:
   flock generate [--model PATH|URL] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-k K]
                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stages K] [--json]
-  flock bench    [--out FILE] [--tokens N]
+  flock chat     [--model PATH|URL] [--system TEXT] [--temperature T] [--max-tokens N] ...   (see flock chat --help)
+  flock bench    [--model PATH ...] [--out FILE] [--prompt N] [--tokens N]
 
 The default model is the embedded stories260K. Without --prompt, generation starts from BOS alone.`;
 

@@ -20,7 +20,7 @@ import type {
   CompletionUsage,
 } from '@mlc-ai/web-llm';
 import { ChatTemplate, type ChatMessage } from '../model/chat-template';
-import { FlockError, InvalidArgumentError } from '../model/errors';
+import { FlockError, InvalidArgumentError, registerErrors } from '../model/errors';
 import { normalizeSampling, type SamplingParams } from '../model/sampler';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { openWebSource, type ByteSource } from '../model/source';
@@ -38,6 +38,7 @@ export class ChatRequestError extends FlockError {
 export class UnsupportedChatFeatureError extends FlockError {
   override name = 'UnsupportedChatFeatureError';
 }
+registerErrors(ChatRequestError, UnsupportedChatFeatureError);
 
 /** A backend, and where it has one, the GGUF metadata it came from (chat template, model name). */
 export type ChatBackend = Backend & { readonly file?: { readonly metadata: Record<string, unknown> } };

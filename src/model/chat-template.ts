@@ -33,7 +33,7 @@
 // stories260K would otherwise write the user's next line too).
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
-import { FlockError } from './errors';
+import { FlockError, registerErrors } from './errors';
 import type { Tokenizer } from './tokenizer';
 
 /** `tokenizer.chat_template` does not parse as Jinja (or is not a string). */
@@ -46,6 +46,7 @@ export class ChatTemplateError extends FlockError {
 export class ChatTemplateRenderError extends FlockError {
   override name = 'ChatTemplateRenderError';
 }
+registerErrors(ChatTemplateError, ChatTemplateRenderError);
 
 export interface ChatMessage {
   role: string;

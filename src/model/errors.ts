@@ -71,6 +71,11 @@ const byName: Record<string, new (message: string) => FlockError> = {
   InvalidArgumentError,
 };
 
+/** Make errors defined elsewhere (chat, swarm) revivable by name too. Each takes just a message. */
+export function registerErrors(...ctors: (new (message: string) => FlockError)[]): void {
+  for (const C of ctors) byName[new C('').name] = C;
+}
+
 /** Rebuild a named error that crossed a boundary as `{name, message}`; unknown names become a plain FlockError. */
 export function reviveError(name: string, message: string): FlockError {
   const Ctor = byName[name] ?? FlockError;

@@ -1,0 +1,436 @@
+// The client side of the swarm: a Backend (engine/generate.ts) whose Head (embedding, output head, sampler) runs on
+// this device and whose layers run on remote hosts. A step embeds the ids on the local GPU, reads the hidden states
+// back, sends them through the route's hops in order, uploads the last result and runs the Head's select. Token ids
+// never leave the device; hosts see hidden states only.
+//
+// Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
+// When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client bans that peer with a
+// doubling backoff, finds a route for just that hop's span among the other peers, opens sessions there, replays the
+// kept inputs step by step (same shapes as the first time, so the new KV cache is bit-identical) and continues. The
+// output is exactly the fault-free output. With no replacement within recoverTimeoutMs: NoRouteError, carrying the
+// conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
+
+import type { ModelConfig } from '../model/config';
+import { InvalidArgumentError } from '../model/errors';
+import type { Tokenizer } from '../model/tokenizer';
+import { encodeReadback, storageBuffer, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
+import type { Candidates, GpuHead } from '../gpu/head';
+import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
+import { FlockError } from '../model/errors';
+import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
+import type { Dtype, Msg, ResultMsg, Span } from './protocol';
+import type { PeerRecord } from './records';
+import { findRoute, uncovered, type Hop } from './routing';
+import type { PeerLink } from './transport';
+
+/** Where a client gets peer records and links from (discovery.ts, or a fixed table in tests). */
+export interface Directory {
+  /** live records of hosts serving this client's model */
+  records(): PeerRecord[];
+  /** a link to `peer` (shared between sessions; the directory caches it while it is up) */
+  connect(peer: string): Promise<PeerLink>;
+}
+
+export interface SwarmOptions {
+  /** wire dtype of hidden states: f32 is bit exact, f16 halves the bytes */
+  dtype: Dtype;
+  /** a forward with no result after this long fails the hop. 10 s: far above a step on any sane host */
+  hopTimeoutMs: number;
+  /** give up finding a replacement after this long, with NoRouteError. 20 s */
+  recoverTimeoutMs: number;
+  /** first ban of a failed peer; doubles per failure of the same peer (60 s, 120 s, …), at most 30 min */
+  banMs: number;
+  /** most positions a conversation holds (sessions are opened with this many, capped by maxPos) */
+  maxContext: number;
+  /** most tokens per step (the Head's maxBatch; hosts' default maxBatch is 64) */
+  maxBatch: number;
+  /** time to wait for `opened` */
+  openTimeoutMs: number;
+}
+
+export const DEFAULT_SWARM_OPTIONS: SwarmOptions = {
+  dtype: 'f32',
+  hopTimeoutMs: 10_000,
+  recoverTimeoutMs: 20_000,
+  banMs: 60_000,
+  maxContext: 2048,
+  maxBatch: 64,
+  openTimeoutMs: 10_000,
+};
+
+export interface RouteEntry {
+  peer: string;
+  start: number;
+  end: number;
+}
+
+export interface Reroute {
+  /** sequence step (0 = first prefill chunk) during which the hop failed */
+  step: number;
+  span: Span;
+  from: string;
+  /** the peers now serving the span, in order */
+  to: string[];
+  /** why the hop failed */
+  reason: string;
+  /** time from failure to the replacement being caught up, ms */
+  ms: number;
+}
+
+/** Per-link bookkeeping of requests waiting for an answer. */
+interface Pending {
+  resolve: (m: Msg) => void;
+  reject: (e: Error) => void;
+}
+
+class LinkRequests {
+  readonly waiting = new Map<string, Pending>();
+  constructor(readonly link: PeerLink) {
+    link.onMessage = (m) => this.dispatch(m);
+    // A host frame we cannot decode means the host is broken: treat like a dead link.
+    link.onViolation = (e) => link.close('protocol', e.message);
+    void link.closed.then((e) => {
+      for (const p of this.waiting.values()) p.reject(e);
+      this.waiting.clear();
+    });
+  }
+
+  private dispatch(m: Msg): void {
+    switch (m.kind) {
+      case 'opened':
+        return this.settle(`open:${m.session}`, m);
+      case 'result':
+        return this.settle(`fwd:${m.session}:${m.step}`, m);
+      case 'error': {
+        const err = new RemoteError(m.code, this.link.peer, m.message);
+        if (m.session === 0) {
+          for (const p of this.waiting.values()) p.reject(err);
+          this.waiting.clear();
+          return;
+        }
+        for (const key of [`open:${m.session}`, `fwd:${m.session}:${m.step}`]) {
+          const p = this.waiting.get(key);
+          if (p) {
+            this.waiting.delete(key);
+            p.reject(err);
+          }
+        }
+        return;
+      }
+      case 'hello':
+      case 'close':
+      case 'ping':
+      case 'pong':
+        return; // hello: the directory already knows the record; close/ping/pong: nothing to do
+      case 'open':
+      case 'forward':
+        return this.link.close('protocol', `a host sent '${m.kind}'`);
+      default: {
+        const never: never = m;
+        void never;
+      }
+    }
+  }
+
+  private settle(key: string, m: Msg): void {
+    const p = this.waiting.get(key);
+    if (!p) return; // late answer to a request we gave up on
+    this.waiting.delete(key);
+    p.resolve(m);
+  }
+
+  /** Wait for the answer `key`, failing after timeoutMs. */
+  wait(key: string, timeoutMs: number): Promise<Msg> {
+    if (this.link.isDown) return Promise.reject(new LinkDownError('closed', this.link.peer, 'link is down'));
+    return new Promise<Msg>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(key);
+        reject(new HopTimeoutError(`${this.link.peer} did not answer ${key} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(key, {
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+}
+
+const requestsOf = new WeakMap<PeerLink, LinkRequests>();
+function requests(link: PeerLink): LinkRequests {
+  let r = requestsOf.get(link);
+  if (!r) requestsOf.set(link, (r = new LinkRequests(link)));
+  return r;
+}
+
+/** Session ids: random start so two clients behind one link id (reconnects) do not collide; u32, never 0. */
+let nextSession = (Math.floor(Math.random() * 0x7fffffff) | 1) >>> 0;
+function newSessionId(): number {
+  nextSession = (nextSession + 1) >>> 0 || 1;
+  return nextSession;
+}
+
+/** One open session on one host, with the inputs it was sent (for replay on a replacement). */
+interface HopSession {
+  peer: string;
+  span: Span;
+  link: PeerLink;
+  session: number;
+  step: number;
+  /** hidden-state inputs, one per step, in order (kept for replay) */
+  inputs: Float32Array[];
+}
+
+export class SwarmModel implements Backend {
+  readonly opts: SwarmOptions;
+  readonly maxBatch: number;
+  readonly maxContext: number;
+  /** every route taken by the latest sequence (initial) and every re-route since */
+  route: RouteEntry[] = [];
+  reroutes: Reroute[] = [];
+  /** bytes of hidden states sent and received, all sequences */
+  readonly wire = { bytesOut: 0, bytesIn: 0 };
+  private readonly bans = new Map<string, { until: number; ms: number }>();
+  private readonly X: GPUBuffer;
+  private busy = false;
+
+  constructor(
+    readonly dev: FlockDevice,
+    readonly config: ModelConfig,
+    readonly tokenizer: Tokenizer,
+    readonly head: GpuHead,
+    readonly directory: Directory,
+    opts: Partial<SwarmOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_SWARM_OPTIONS, ...opts };
+    this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
+    this.maxContext = Math.min(this.opts.maxContext, config.ctx);
+    this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
+  }
+
+  counters(): GpuCounters {
+    return { ...this.dev.counters };
+  }
+
+  /** Peers banned now. */
+  banned(): Set<string> {
+    const now = Date.now();
+    return new Set([...this.bans].filter(([, b]) => b.until > now).map(([p]) => p));
+  }
+
+  ban(peer: string): void {
+    const prev = this.bans.get(peer);
+    const ms = prev ? Math.min(prev.ms * 2, 30 * 60_000) : this.opts.banMs;
+    this.bans.set(peer, { until: Date.now() + ms, ms });
+  }
+
+  async begin(maxPos: number): Promise<BackendSequence> {
+    if (this.busy) throw new InvalidArgumentError('This swarm model is already generating; wait for it or abort it first.');
+    if (!Number.isInteger(maxPos) || maxPos < 1 || maxPos > this.maxContext) {
+      throw new InvalidArgumentError(`A sequence of ${maxPos} positions does not fit the context of ${this.maxContext}.`);
+    }
+    this.busy = true;
+    try {
+      const seq = new SwarmSequence(this, maxPos);
+      await seq.start();
+      return seq;
+    } catch (e) {
+      this.busy = false;
+      throw e;
+    }
+  }
+
+  /** @internal */
+  release(): void {
+    this.busy = false;
+  }
+
+  /** @internal the X buffer the Head works in */
+  get hidden(): GPUBuffer {
+    return this.X;
+  }
+
+  destroy(): void {
+    this.X.destroy();
+  }
+}
+
+class SwarmSequence implements BackendSequence {
+  length = 0;
+  private hops: HopSession[] = [];
+  private stepNo = 0;
+  /** every id stepped so far (for NoRouteError.ids) */
+  private readonly ids: number[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly m: SwarmModel,
+    private readonly maxPos: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const L = this.m.config.nLayers;
+    this.hops = await this.openRoute({ start: 0, end: L }, -1, 'initial route');
+    this.m.route = this.hops.map((h) => ({ peer: h.peer, start: h.span.start, end: h.span.end }));
+    this.m.reroutes = [];
+  }
+
+  /** Open sessions along a route for `span`, trying other routes until recoverTimeoutMs passes. */
+  private async openRoute(span: Span, step: number, why: string): Promise<HopSession[]> {
+    const deadline = performance.now() + this.m.opts.recoverTimeoutMs;
+    let lastError = why;
+    for (;;) {
+      const exclude = this.m.banned();
+      const records = this.m.directory.records();
+      const route = findRoute(records, span.start, span.end, { exclude });
+      if (route) {
+        const opened: HopSession[] = [];
+        try {
+          for (const hop of route) opened.push(await this.openHop(hop));
+          return opened;
+        } catch (e) {
+          for (const h of opened) this.closeHop(h);
+          const failed = route[opened.length];
+          this.m.ban(failed.peer);
+          lastError = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+        }
+      }
+      if (performance.now() > deadline) {
+        const missing = uncovered(records, span.start, span.end, exclude) ?? span;
+        throw new NoRouteError(
+          `No peer serves layers [${missing.start}, ${missing.end}) of this model (step ${step}; last failure: ${lastError}). ` +
+            'The conversation is kept; retry when more hosts are online.',
+          missing,
+          [...this.ids],
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250)); // records refresh as hosts announce themselves
+    }
+  }
+
+  private async openHop(hop: Hop): Promise<HopSession> {
+    const link = await this.m.directory.connect(hop.peer);
+    const req = requests(link);
+    const session = newSessionId();
+    const answer = req.wait(`open:${session}`, this.m.opts.openTimeoutMs);
+    await link.send({ kind: 'open', session, span: hop.span, maxTokens: this.maxPos });
+    await answer;
+    return { peer: hop.peer, span: hop.span, link, session, step: 0, inputs: [] };
+  }
+
+  private closeHop(h: HopSession): void {
+    if (!h.link.isDown) h.link.send({ kind: 'close', session: h.session }).catch(() => {});
+  }
+
+  /** One forward through one hop session: send X, wait for its result. */
+  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number): Promise<Float32Array> {
+    const req = requests(h.link);
+    const step = h.step;
+    const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
+    answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
+    await h.link.send({
+      kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x,
+    });
+    this.m.wire.bytesOut += x.length * (this.m.opts.dtype === 'f32' ? 4 : 2);
+    const r = await answer;
+    if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
+      h.link.close('protocol', 'a result of the wrong shape');
+      throw new LinkDownError('protocol', h.peer, `${h.peer} answered step ${step} with a result of the wrong shape`);
+    }
+    this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2);
+    h.step++;
+    h.inputs.push(x);
+    return r.payload;
+  }
+
+  /** Replace hop i: ban its peer, open a route for its span, replay its kept inputs there. */
+  private async recover(i: number, cause: unknown): Promise<void> {
+    const t0 = performance.now();
+    const old = this.hops[i];
+    const reason = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    this.m.ban(old.peer);
+    this.closeHop(old);
+    for (;;) {
+      const fresh = await this.openRoute(old.span, this.stepNo, reason);
+      try {
+        // Replay: every kept input, step by step with its original shape, through the new chain.
+        let pos = 0;
+        for (const input of old.inputs) {
+          const n = input.length / this.m.config.dim;
+          let y = input;
+          for (const h of fresh) y = await this.forwardHop(h, y, n, pos);
+          pos += n;
+        }
+        this.hops.splice(i, 1, ...fresh);
+        this.m.reroutes.push({ step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
+        this.m.route = this.hops.map((h) => ({ peer: h.peer, start: h.span.start, end: h.span.end }));
+        return;
+      } catch (e) {
+        if (!isHopFailure(e)) throw e;
+        for (const h of fresh) {
+          this.closeHop(h);
+          if (h.link.isDown || e instanceof HopTimeoutError) this.m.ban(h.peer);
+        }
+        // a replacement failed during replay: ban whoever failed and try again (openRoute bounds the time)
+        if (e instanceof LinkDownError || e instanceof RemoteError) this.m.ban(e.peer);
+      }
+    }
+  }
+
+  async step(ids: number[], select?: StepSelect): Promise<Candidates | undefined> {
+    if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
+    const n = ids.length;
+    const { dim } = this.m.config;
+    if (n < 1 || n > this.m.maxBatch) throw new InvalidArgumentError(`A step runs 1..${this.m.maxBatch} tokens, not ${n}.`);
+    if (this.length + n > this.maxPos) throw new InvalidArgumentError(`Step past the sequence's ${this.maxPos} positions.`);
+    this.ids.push(...ids);
+    const dev = this.m.dev;
+    const X = this.m.hidden;
+    // embed on the local GPU and read the hidden states back: X [n, dim]
+    const enc = dev.device.createCommandEncoder({ label: 'swarm embed' });
+    this.m.head.encodeEmbed(enc, X, ids);
+    const read = encodeReadback(dev, enc, X, n * dim * 4);
+    submit(dev, enc);
+    let x: Float32Array = new Float32Array(await read());
+    // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
+    for (let i = 0; i < this.hops.length; ) {
+      try {
+        x = await this.forwardHop(this.hops[i], x, n, this.length);
+        i++;
+      } catch (e) {
+        if (!isHopFailure(e)) throw e;
+        await this.recover(i, e);
+      }
+    }
+    this.length += n;
+    this.stepNo++;
+    if (!select) return undefined;
+    // the Head: upload the last hidden states, final norm, logits, top-k
+    writeBufferPadded(dev, X, 0, x);
+    const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
+    const sel = this.m.head.encodeSelect(enc2, X, n - 1, select.k, select.penaltyIds, select.penalty);
+    submit(dev, enc2);
+    return sel();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const h of this.hops) this.closeHop(h);
+    this.m.release();
+  }
+}
+
+function resultMatches(r: ResultMsg, pos0: number, nTokens: number, dim: number): boolean {
+  return r.pos0 === pos0 && r.nTokens === nTokens && r.dim === dim && r.payload.length === nTokens * dim;
+}
+
+/** Failures that re-routing can fix (as opposed to bugs and bad arguments, which propagate). */
+function isHopFailure(e: unknown): e is FlockError {
+  return e instanceof LinkDownError || e instanceof HopTimeoutError || e instanceof RemoteError;
+}

@@ -1,0 +1,328 @@
+// The host service: serves one GpuStage (layers [start, end) of one model) to many client sessions over PeerLinks.
+// Every message is checked before it costs anything: span and dims must match what we serve, steps must come in order
+// (StepGuard per link), sessions and KV cache are bounded (per link, in total, and by a byte budget), and forwards run
+// one at a time on the GPU. A peer that breaks the protocol is told why, disconnected and banned with a doubling
+// backoff; the others keep being served. Idle sessions expire. Not here: discovery (discovery.ts) or the CLI.
+
+import type { DataConnection } from 'peerjs';
+import type { GpuStage, StageSession } from '../gpu/stage';
+import { LinkDownError, ProtocolError, ReassemblyError, StepOrderError } from './errors';
+import { makeLimits, PROTOCOL_VERSION, StepGuard, type ForwardMsg, type Msg, type OpenMsg, type Span, type WireErrorCode } from './protocol';
+import { PeerLink, type LinkOptions } from './transport';
+
+/** The GPU part a host needs (GpuStage, or a stand-in in tests). */
+export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
+
+export interface HostOptions {
+  /** our peer id (announced in hello) */
+  peerId: string;
+  /** sha256 of the model's GGUF header, hex (records.ts modelHashOf) */
+  modelHash: string;
+  /** KV cache bytes all sessions may reserve together. 256 MiB: a tenth of a small GPU; stories260K needs 2.5 KiB/token. */
+  kvBudgetBytes: number;
+  /** Sessions open at once, all links together. */
+  maxSessions: number;
+  /** Sessions one link may hold. 8: a client needs one per hop it routes here; two tabs of one user, with room. */
+  maxSessionsPerLink: number;
+  /** A session unused for this long is closed. 120 s: a reader pausing mid-chat reopens by replay anyway. */
+  idleMs: number;
+  /** First ban of a peer that broke the protocol; doubles per repeat offence, capped at maxBanMs. 30 s / 30 min. */
+  banMs: number;
+  maxBanMs: number;
+  /** Forwards waiting for the GPU per link. 4: a client has one in flight per session; more is a flood. */
+  maxQueuedPerLink: number;
+  link: Partial<LinkOptions>;
+}
+
+export const DEFAULT_HOST_OPTIONS: Omit<HostOptions, 'peerId' | 'modelHash'> = {
+  kvBudgetBytes: 256 * 1024 * 1024,
+  maxSessions: 64,
+  maxSessionsPerLink: 8,
+  idleMs: 120_000,
+  banMs: 30_000,
+  maxBanMs: 30 * 60_000,
+  maxQueuedPerLink: 4,
+  link: {},
+};
+
+interface HostSession {
+  id: number;
+  stage: StageSession;
+  kvBytes: number;
+  lastUsed: number;
+  /** position the next accepted forward must start at (ahead of stage.length while forwards are queued) */
+  nextPos: number;
+}
+
+interface LinkState {
+  link: PeerLink;
+  guard: StepGuard;
+  sessions: Map<number, HostSession>;
+  queued: number;
+}
+
+export interface HostStats {
+  links: number;
+  sessions: number;
+  kvBytesReserved: number;
+  /** bytes held by reassemblers for partial messages, all links */
+  bufferedBytes: number;
+  forwards: number;
+  violations: number;
+  bans: number;
+  banned: string[];
+}
+
+export class StageHost {
+  readonly opts: HostOptions;
+  readonly span: Span;
+  private readonly links = new Set<LinkState>();
+  private readonly bans = new Map<string, { until: number; ms: number }>();
+  private kvReserved = 0;
+  private nSessions = 0;
+  private gpu: Promise<void> = Promise.resolve();
+  private sweeper: ReturnType<typeof setInterval>;
+  private frozen = false;
+  private stopped = false;
+  private readonly counts = { forwards: 0, violations: 0, bans: 0 };
+  /** measured decode speed of this span, tokens per second (exponential average over forwards; 0 until measured) */
+  tokensPerSecond = 0;
+
+  constructor(
+    readonly stage: HostStage,
+    opts: Partial<HostOptions> & Pick<HostOptions, 'peerId' | 'modelHash'>,
+  ) {
+    this.opts = { ...DEFAULT_HOST_OPTIONS, ...opts };
+    // Limits from what we serve, not the protocol's generous defaults: a forward can never be bigger than
+    // maxBatch x dim, so a frame claiming more is rejected by the decoder before the reassembler reserves anything
+    // (with the defaults, one 256 KiB frame could make us reserve a 64 MiB tensor).
+    const { dim } = stage.cfg;
+    const limits = makeLimits({
+      maxDim: dim,
+      maxTokens: stage.maxBatch,
+      maxMessageBytes: stage.maxBatch * dim * 4,
+      maxContextTokens: stage.maxContext,
+      maxLayers: stage.cfg.nLayers,
+      ...opts.link?.limits,
+    });
+    this.opts.link = { ...this.opts.link, limits };
+    this.span = { start: stage.start, end: stage.end };
+    this.sweeper = setInterval(() => this.expireIdle(), Math.max(250, Math.min(this.opts.idleMs / 4, 10_000)));
+  }
+
+  /** Free KV capacity in positions (what a client can still open), for records and hello. */
+  get freeKvTokens(): number {
+    return Math.max(0, Math.floor((this.opts.kvBudgetBytes - this.kvReserved) / this.stage.kvBytesPerPosition));
+  }
+
+  stats(): HostStats {
+    let buffered = 0;
+    for (const l of this.links) buffered += l.link.bufferedBytes;
+    const now = Date.now();
+    return {
+      links: this.links.size,
+      sessions: this.nSessions,
+      kvBytesReserved: this.kvReserved,
+      bufferedBytes: buffered,
+      ...this.counts,
+      banned: [...this.bans].filter(([, b]) => b.until > now).map(([p]) => p),
+    };
+  }
+
+  isBanned(peer: string): boolean {
+    const b = this.bans.get(peer);
+    return b !== undefined && b.until > Date.now();
+  }
+
+  /** Take an incoming DataConnection (from peer.on('connection')). Never throws. */
+  async accept(conn: DataConnection): Promise<void> {
+    if (this.stopped || this.isBanned(conn.peer)) {
+      conn.close();
+      return;
+    }
+    let link: PeerLink;
+    try {
+      link = await PeerLink.open(conn, this.opts.link);
+    } catch {
+      return; // never opened: nothing to clean up
+    }
+    if (this.frozen) link.mute();
+    const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0 };
+    this.links.add(st);
+    link.onMessage = (m) => this.onMessage(st, m);
+    link.onViolation = (e) => this.violation(st, e);
+    void link.closed.then(() => this.dropLink(st));
+    link
+      .send({
+        kind: 'hello', protocolVersion: PROTOCOL_VERSION, peerId: this.opts.peerId, modelHash: this.opts.modelHash,
+        span: this.span, maxSessions: this.opts.maxSessions, freeKvTokens: Math.min(this.freeKvTokens, 0xffffffff),
+      })
+      .catch(() => {});
+  }
+
+  /** Test hook: stop answering anything (frames, pings) on every link, present and future, without closing. */
+  freeze(): void {
+    this.frozen = true;
+    for (const l of this.links) l.link.mute();
+  }
+
+  /** Close every link and session. */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.sweeper);
+    for (const l of [...this.links]) l.link.close('closed', 'host stopping');
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+
+  private onMessage(st: LinkState, m: Msg): void {
+    switch (m.kind) {
+      case 'hello':
+        return; // a client may introduce itself; nothing to do with it
+      case 'open':
+        return this.open(st, m);
+      case 'forward':
+        return this.forward(st, m);
+      case 'close': {
+        const s = st.sessions.get(m.session);
+        if (s) this.closeSession(st, s);
+        return;
+      }
+      case 'opened':
+      case 'result':
+      case 'error':
+      case 'ping':
+      case 'pong':
+        // hosts do not receive these (ping/pong never reach here: the link answers them)
+        return this.violation(st, new ProtocolError('bad-field', `a host does not accept '${m.kind}' messages`));
+      default: {
+        const never: never = m;
+        void never;
+        return this.violation(st, new ProtocolError('unknown-kind', 'unknown message'));
+      }
+    }
+  }
+
+  private reply(st: LinkState, session: number, step: number, code: WireErrorCode, message: string): void {
+    st.link.send({ kind: 'error', session, step, code, message: message.slice(0, 500) }).catch(() => {});
+  }
+
+  private open(st: LinkState, m: OpenMsg): void {
+    const { stage } = this;
+    if (m.span.start !== this.span.start || m.span.end !== this.span.end) {
+      return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), not [${m.span.start}, ${m.span.end})`);
+    }
+    if (m.maxTokens > stage.maxContext) {
+      return this.reply(st, m.session, 0, 'bad-request', `maxTokens ${m.maxTokens} > this host's context ${stage.maxContext}`);
+    }
+    const kvBytes = m.maxTokens * stage.kvBytesPerPosition;
+    if (this.kvReserved + kvBytes > this.opts.kvBudgetBytes) {
+      return this.reply(st, m.session, 0, 'kv-full', `${kvBytes} bytes of KV cache do not fit (${this.opts.kvBudgetBytes - this.kvReserved} free)`);
+    }
+    if (this.nSessions >= this.opts.maxSessions) {
+      return this.reply(st, m.session, 0, 'busy', `${this.nSessions} sessions open; try another host`);
+    }
+    try {
+      st.guard.begin(m.session);
+    } catch (e) {
+      if (e instanceof StepOrderError && e.code === 'too-many-sessions') return this.reply(st, m.session, 0, 'busy', e.message);
+      return this.violation(st, e instanceof StepOrderError ? e : new ProtocolError('bad-field', String(e)));
+    }
+    let session: StageSession;
+    try {
+      session = stage.createSession(m.maxTokens);
+    } catch (e) {
+      st.guard.end(m.session);
+      return this.reply(st, m.session, 0, 'internal', e instanceof Error ? e.message : String(e));
+    }
+    st.sessions.set(m.session, { id: m.session, stage: session, kvBytes, lastUsed: Date.now(), nextPos: 0 });
+    this.kvReserved += kvBytes;
+    this.nSessions++;
+    st.link.send({ kind: 'opened', session: m.session }).catch(() => {});
+  }
+
+  private forward(st: LinkState, m: ForwardMsg): void {
+    const { stage } = this;
+    const s = st.sessions.get(m.session);
+    if (!s) return this.reply(st, m.session, m.step, 'no-session', `session ${m.session} is not open here (expired or never opened)`);
+    // Shapes that cannot be right for this model are a broken peer, not a mistake to answer.
+    if (m.dim !== stage.cfg.dim) return this.violation(st, new ProtocolError('size-mismatch', `dim ${m.dim}; this model's is ${stage.cfg.dim}`));
+    if (m.nTokens > stage.maxBatch) return this.violation(st, new ProtocolError('too-large', `${m.nTokens} tokens in one forward; at most ${stage.maxBatch}`));
+    if (st.queued >= this.opts.maxQueuedPerLink) return this.violation(st, new ProtocolError('too-large', `more than ${this.opts.maxQueuedPerLink} forwards queued`));
+    let verdict: 'next' | 'replay';
+    try {
+      verdict = st.guard.check(m.session, m.step, m.replay);
+    } catch (e) {
+      return this.violation(st, e instanceof StepOrderError ? e : new ProtocolError('bad-field', String(e)));
+    }
+    // Positions must continue the session (next) or rewind into it (replay); pos0 + n must fit the session.
+    const expectPos = s.nextPos;
+    if ((verdict === 'next' && m.pos0 !== expectPos) || (verdict === 'replay' && m.pos0 > expectPos)) {
+      return this.violation(st, new ProtocolError('bad-field', `step ${m.step} at position ${m.pos0}; expected ${expectPos}`));
+    }
+    if (m.pos0 + m.nTokens > s.stage.maxPos) {
+      return this.reply(st, m.session, m.step, 'kv-full', `positions up to ${m.pos0 + m.nTokens} exceed the session's ${s.stage.maxPos}`);
+    }
+    s.lastUsed = Date.now();
+    s.nextPos = m.pos0 + m.nTokens;
+    st.queued++;
+    // One forward at a time on the GPU (the stage's scratch buffers are shared by every session).
+    this.gpu = this.gpu.then(async () => {
+      st.queued--;
+      if (st.link.isDown || st.sessions.get(m.session) !== s) return;
+      try {
+        if (verdict === 'replay') stage.truncate(s.stage, m.pos0);
+        const t0 = performance.now();
+        const out = await stage.forward(s.stage, m.payload);
+        const tps = (m.nTokens * 1000) / Math.max(0.01, performance.now() - t0);
+        this.tokensPerSecond = this.tokensPerSecond === 0 ? tps : 0.9 * this.tokensPerSecond + 0.1 * tps;
+        this.counts.forwards++;
+        s.lastUsed = Date.now();
+        await st.link.send({ kind: 'result', session: m.session, step: m.step, pos0: m.pos0, nTokens: m.nTokens, dim: m.dim, dtype: m.dtype, payload: out });
+      } catch (e) {
+        if (e instanceof LinkDownError) return;
+        this.reply(st, m.session, m.step, 'internal', e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+      }
+    });
+  }
+
+  /** A peer broke the protocol: tell it why, hang up, ban it (30 s, doubling per offence). */
+  private violation(st: LinkState, e: ProtocolError | ReassemblyError | StepOrderError): void {
+    if (st.link.isDown) return;
+    this.counts.violations++;
+    this.counts.bans++;
+    const prev = this.bans.get(st.link.peer);
+    const ms = prev ? Math.min(prev.ms * 2, this.opts.maxBanMs) : this.opts.banMs;
+    this.bans.set(st.link.peer, { until: Date.now() + ms, ms });
+    const code: WireErrorCode = e instanceof StepOrderError ? 'bad-step' : 'protocol';
+    const link = st.link;
+    link.onMessage = () => {};
+    link.onViolation = () => {};
+    // Best effort: send the reason, then close shortly after so the error frame can leave.
+    link.send({ kind: 'error', session: 0, step: 0, code, message: `${e.message} — disconnected, banned for ${ms / 1000} s` }).catch(() => {});
+    this.dropLink(st);
+    setTimeout(() => link.close('banned', e.message), 50);
+  }
+
+  private closeSession(st: LinkState, s: HostSession): void {
+    if (st.sessions.get(s.id) !== s) return;
+    st.sessions.delete(s.id);
+    st.guard.end(s.id);
+    this.kvReserved -= s.kvBytes;
+    this.nSessions--;
+    // The GPU queue may still hold a forward of this session: free after it.
+    this.gpu = this.gpu.then(() => this.stage.closeSession(s.stage));
+  }
+
+  private dropLink(st: LinkState): void {
+    if (!this.links.delete(st)) return;
+    for (const s of [...st.sessions.values()]) this.closeSession(st, s);
+  }
+
+  private expireIdle(): void {
+    const cutoff = Date.now() - this.opts.idleMs;
+    for (const st of this.links) for (const s of [...st.sessions.values()]) if (s.lastUsed < cutoff) this.closeSession(st, s);
+    const now = Date.now();
+    for (const [p, b] of this.bans) if (b.until + b.ms * 4 < now) this.bans.delete(p); // forget old offenders slowly
+  }
+}

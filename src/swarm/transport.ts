@@ -1,0 +1,382 @@
+// Transport: a PeerLink wraps one PeerJS DataConnection (serialization 'raw', reliable) and turns it into a stream of
+// validated protocol messages. It sends frames under the channel's maxMessageSize with backpressure (waits on
+// `bufferedamountlow`, with a timeout), decodes every incoming frame against Limits, reassembles chunked tensors,
+// rate-limits frames, answers pings, and declares the link dead when nothing is heard for a while (PeerJS does not
+// always fire 'close'). It also holds the signalling configuration as plain data and creates PeerJS peers.
+// Not here: what messages mean (host.ts, client.ts), banning policy (the owner decides on onViolation).
+
+import type { DataConnection, Peer, PeerOptions } from 'peerjs';
+import { LinkDownError, ProtocolError, ReassemblyError, SignalError, type LinkDownReason } from './errors';
+import {
+  DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, Reassembler, decodeFrame, encode, type Limits, type Msg,
+} from './protocol';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signalling configuration.
+
+/** Where the PeerServer is and which ICE servers to use; plain data (settings, CLI flags, tests). */
+export interface SignalConfig {
+  host: string;
+  port: number;
+  /** PeerServer mount path, e.g. '/' or '/myapp' */
+  path: string;
+  secure: boolean;
+  /** PeerServer key; 'peerjs' is the stock default */
+  key: string;
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[];
+}
+
+/** ws://host:port/path, wss://…, http(s)://… -> SignalConfig. No ICE servers by default (loopback/LAN). */
+export function parseSignalUrl(url: string, iceServers: SignalConfig['iceServers'] = []): SignalConfig {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new SignalError(`"${url}" is not a URL; give the signalling server as ws://HOST:PORT/PATH.`);
+  }
+  const secure = u.protocol === 'wss:' || u.protocol === 'https:';
+  if (!secure && u.protocol !== 'ws:' && u.protocol !== 'http:') {
+    throw new SignalError(`Signalling URL "${url}" must start with ws://, wss://, http:// or https://.`);
+  }
+  const port = u.port ? Number(u.port) : secure ? 443 : 80;
+  return { host: u.hostname, port, path: u.pathname || '/', secure, key: 'peerjs', iceServers };
+}
+
+/** Options for `new Peer(id, …)`. */
+export function peerOptions(cfg: SignalConfig): PeerOptions {
+  return {
+    host: cfg.host,
+    port: cfg.port,
+    path: cfg.path,
+    secure: cfg.secure,
+    key: cfg.key,
+    config: { iceServers: cfg.iceServers },
+    debug: Number(process.env.FLOCK_PEER_DEBUG ?? 0) as 0,
+  };
+}
+
+/** PeerJS error types we react to (PeerErrorType values). */
+export type PeerOpenResult = { kind: 'open'; peer: Peer } | { kind: 'taken' };
+
+/**
+ * Create a PeerJS peer with `id` (or a server-assigned one) and wait until the server accepts it. An id that is
+ * taken resolves to {kind: 'taken'} (the rendezvous logic relies on that); other failures throw SignalError.
+ * peerjs is imported lazily: in Node its globals (node-webrtc.ts) must be installed first.
+ */
+export async function openPeer(cfg: SignalConfig, id: string | undefined, timeoutMs = 10_000): Promise<PeerOpenResult> {
+  const { Peer: PeerCtor } = await import('peerjs');
+  const peer = id === undefined ? new PeerCtor(peerOptions(cfg)) : new PeerCtor(id, peerOptions(cfg));
+  return new Promise<PeerOpenResult>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      peer.off('open', onOpen);
+      peer.off('error', onError);
+      // Later errors (a failed ICE candidate, an unreachable peer) concern one connection, not the peer: PeerJS
+      // reports them here, and each connection's owner handles its own failure.
+      peer.on('error', () => {});
+    };
+    const timer = setTimeout(() => {
+      done();
+      peer.destroy();
+      reject(new SignalError(`The signalling server ${cfg.host}:${cfg.port} did not accept a peer within ${timeoutMs} ms.`));
+    }, timeoutMs);
+    const onOpen = (): void => {
+      done();
+      resolve({ kind: 'open', peer });
+    };
+    const onError = (e: { type: string; message: string }): void => {
+      done();
+      peer.destroy();
+      if (e.type === 'unavailable-id') resolve({ kind: 'taken' });
+      else reject(new SignalError(`Signalling failed (${e.type}): ${e.message}`));
+    };
+    peer.on('open', onOpen);
+    peer.on('error', onError);
+  });
+}
+
+/** Connect to `remote` with the options every Flock link uses (binary frames, reliable, ordered). */
+export function connectRaw(peer: Peer, remote: string, label = 'flock'): DataConnection {
+  return peer.connect(remote, { serialization: 'raw', reliable: true, label });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PeerLink.
+
+export interface LinkOptions {
+  limits: Limits;
+  /** Largest frame we send; also capped by the channel's maxMessageSize. 64 KiB: see DEFAULT_MAX_FRAME_BYTES. */
+  maxFrameBytes: number;
+  /** Ping period. 1 s: cheap (32-byte frames) and detects a frozen peer within deadAfterMs. */
+  heartbeatMs: number;
+  /** No frame at all for this long = dead. 5 s: five missed pings; a decode step on loopback takes milliseconds. */
+  deadAfterMs: number;
+  /** Most time to wait for the send buffer to drain below lowWaterBytes. 10 s. */
+  sendTimeoutMs: number;
+  /** Wait for `bufferedamountlow` when bufferedAmount passes this. 1 MiB: 4 max-size frames in flight. */
+  highWaterBytes: number;
+  /** Frame rate limit: a bucket of `burstFrames` refilled at `framesPerSecond`. A 64 MiB message is 1,024 frames. */
+  framesPerSecond: number;
+  burstFrames: number;
+  /** Time to wait for the channel to open. */
+  openTimeoutMs: number;
+}
+
+export const DEFAULT_LINK_OPTIONS: Readonly<LinkOptions> = Object.freeze({
+  limits: DEFAULT_LIMITS,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  heartbeatMs: 1_000,
+  deadAfterMs: 5_000,
+  sendTimeoutMs: 10_000,
+  highWaterBytes: 1 << 20,
+  framesPerSecond: 4_000,
+  burstFrames: 2_048,
+  openTimeoutMs: 10_000,
+});
+
+export interface LinkCounters {
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** frames rejected by the decoder */
+  rejected: number;
+}
+
+/**
+ * One validated, heartbeat-checked connection to a peer. Messages arrive through `onMessage` (pings are answered
+ * here and not passed on); a frame that breaks the protocol goes to `onViolation` (the owner may close or ban).
+ * `closed` resolves (never rejects) with the reason once the link is down, for whatever cause.
+ */
+export class PeerLink {
+  readonly opts: LinkOptions;
+  readonly counters: LinkCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, rejected: 0 };
+  readonly closed: Promise<LinkDownError>;
+  /** last measured round trip of a ping, ms (NaN until one came back) */
+  rttMs = Number.NaN;
+  onMessage: (msg: Msg) => void = () => {};
+  onViolation: (err: ProtocolError | ReassemblyError) => void = () => {};
+
+  private readonly reassembler: Reassembler;
+  private down: LinkDownError | null = null;
+  private resolveClosed!: (e: LinkDownError) => void;
+  private lastHeard = performance.now();
+  private lastTick = performance.now();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private nonce = 0;
+  private tokens: number;
+  private tokensAt = performance.now();
+  private muted = false;
+  private sendChain: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly conn: DataConnection,
+    opts: Partial<LinkOptions>,
+  ) {
+    this.opts = { ...DEFAULT_LINK_OPTIONS, ...opts };
+    this.tokens = this.opts.burstFrames;
+    this.reassembler = new Reassembler({
+      maxPartials: 8,
+      maxBufferedBytes: 2 * this.opts.limits.maxMessageBytes,
+    });
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    conn.on('data', (d) => this.receive(d));
+    conn.on('close', () => this.die('closed', 'the data channel closed'));
+    conn.on('error', (e) => this.die('closed', `the data channel failed: ${e.message}`));
+    this.timer = setInterval(() => this.tick(), this.opts.heartbeatMs);
+  }
+
+  /** Wrap a connection once its channel is open (or fail with LinkDownError('open-timeout')). */
+  static async open(conn: DataConnection, opts: Partial<LinkOptions> = {}): Promise<PeerLink> {
+    const timeoutMs = opts.openTimeoutMs ?? DEFAULT_LINK_OPTIONS.openTimeoutMs;
+    if (!conn.open) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          conn.close();
+          reject(new LinkDownError('open-timeout', conn.peer, `no data channel to ${conn.peer} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        conn.once('open', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        conn.once('error', (e) => {
+          clearTimeout(timer);
+          reject(new LinkDownError('closed', conn.peer, `connecting to ${conn.peer} failed: ${e.message}`));
+        });
+      });
+    }
+    return new PeerLink(conn, opts);
+  }
+
+  get peer(): string {
+    return this.conn.peer;
+  }
+
+  get isDown(): boolean {
+    return this.down !== null;
+  }
+
+  /** Bytes the reassembler holds for partial messages (for memory bounds). */
+  get bufferedBytes(): number {
+    return this.reassembler.bufferedBytes;
+  }
+
+  /** Largest frame we may send: our option, capped by the channel's maxMessageSize when it tells us. */
+  get frameBytes(): number {
+    const sctp = this.conn.peerConnection?.sctp;
+    const max = sctp && Number.isFinite(sctp.maxMessageSize) && sctp.maxMessageSize > 0 ? sctp.maxMessageSize : Infinity;
+    return Math.min(this.opts.maxFrameBytes, this.opts.limits.maxFrameBytes, max);
+  }
+
+  /** Encode and send a message; resolves once every frame is handed to the channel. Sends are serialised. */
+  send(msg: Msg): Promise<void> {
+    return this.sendFrames(encode(msg, this.frameBytes, this.opts.limits));
+  }
+
+  /** Send already encoded frames in order (tests use this to send hostile bytes). */
+  sendFrames(frames: ArrayBuffer[]): Promise<void> {
+    const run = this.sendChain.then(() => this.writeFrames(frames));
+    this.sendChain = run.catch(() => {});
+    return run;
+  }
+
+  private async writeFrames(frames: ArrayBuffer[]): Promise<void> {
+    for (const f of frames) {
+      if (this.down) throw this.down;
+      const dc = this.conn.dataChannel;
+      if (!dc) throw this.die('closed', 'no data channel');
+      if (dc.bufferedAmount > this.opts.highWaterBytes) await this.drain(dc);
+      this.conn.send(f);
+      this.counters.framesOut++;
+      this.counters.bytesOut += f.byteLength;
+    }
+  }
+
+  /** Wait for the channel's buffer to fall below half the high-water mark, or die after sendTimeoutMs. */
+  private drain(dc: RTCDataChannel): Promise<void> {
+    dc.bufferedAmountLowThreshold = this.opts.highWaterBytes / 2;
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        dc.removeEventListener('bufferedamountlow', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        dc.removeEventListener('bufferedamountlow', done);
+        reject(this.die('send-timeout', `the send buffer did not drain within ${this.opts.sendTimeoutMs} ms`));
+      }, this.opts.sendTimeoutMs);
+      dc.addEventListener('bufferedamountlow', done);
+      void this.closed.then((e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+    });
+  }
+
+  /** Close the link (idempotent). */
+  close(reason: LinkDownReason = 'closed', detail = 'closed by us'): void {
+    this.die(reason, detail);
+  }
+
+  /** Test hook: stop reacting to anything (no pings, no answers) while keeping the channel open — a frozen peer. */
+  mute(): void {
+    this.muted = true;
+    clearInterval(this.timer);
+  }
+
+  private die(reason: LinkDownReason, detail: string): LinkDownError {
+    if (this.down) return this.down;
+    this.down = new LinkDownError(reason, this.conn.peer, `link to ${this.conn.peer}: ${detail}`);
+    clearInterval(this.timer);
+    try {
+      this.conn.close();
+    } catch {
+      // the channel may already be gone; nothing more to release
+    }
+    this.resolveClosed(this.down);
+    return this.down;
+  }
+
+  private tick(): void {
+    if (this.down) return;
+    const now = performance.now();
+    // Our own event loop stalled (a long shader compile, GC): frames from the peer may be waiting unread. Do not
+    // blame the peer for our stall; give it a fresh window from now.
+    if (now - this.lastTick > 2 * this.opts.heartbeatMs) this.lastHeard = Math.max(this.lastHeard, now - this.opts.heartbeatMs);
+    this.lastTick = now;
+    if (now - this.lastHeard > this.opts.deadAfterMs) {
+      this.die('heartbeat', `nothing heard for ${Math.round(now - this.lastHeard)} ms`);
+      return;
+    }
+    this.reassembler.sweep();
+    this.nonce = (this.nonce + 1) >>> 0;
+    this.send({ kind: 'ping', nonce: this.nonce, time: now }).catch(() => {});
+  }
+
+  private receive(data: unknown): void {
+    if (this.down || this.muted) return;
+    this.lastHeard = performance.now();
+    // rate limit first: a flood costs us one subtraction per frame, not a decode
+    const now = this.lastHeard;
+    this.tokens = Math.min(this.opts.burstFrames, this.tokens + ((now - this.tokensAt) * this.opts.framesPerSecond) / 1000);
+    this.tokensAt = now;
+    if (this.tokens < 1) {
+      this.die('flood', `more than ${this.opts.framesPerSecond} frames per second`);
+      return;
+    }
+    this.tokens -= 1;
+    this.counters.framesIn++;
+    let buf: ArrayBuffer;
+    if (data instanceof ArrayBuffer) buf = data;
+    else if (ArrayBuffer.isView(data)) buf = copyToArrayBuffer(data);
+    else {
+      this.violation(new ProtocolError('bad-field', 'A frame must be binary; got a text or object message.'));
+      return;
+    }
+    this.counters.bytesIn += buf.byteLength;
+    let msg: Msg | null;
+    try {
+      const d = decodeFrame(buf, this.opts.limits);
+      msg = d.kind === 'chunk' ? this.reassembler.push(d) : d;
+    } catch (e) {
+      if (e instanceof ProtocolError || e instanceof ReassemblyError) this.violation(e);
+      else this.violation(new ProtocolError('bad-field', `undecodable frame: ${String(e)}`));
+      return;
+    }
+    if (msg === null) return;
+    switch (msg.kind) {
+      case 'ping':
+        this.send({ kind: 'pong', nonce: msg.nonce, time: msg.time }).catch(() => {});
+        return;
+      case 'pong':
+        if (msg.nonce === this.nonce) this.rttMs = performance.now() - msg.time;
+        return;
+      case 'hello':
+      case 'open':
+      case 'opened':
+      case 'error':
+      case 'forward':
+      case 'result':
+      case 'close':
+        this.onMessage(msg);
+        return;
+      default: {
+        const never: never = msg;
+        void never;
+        this.violation(new ProtocolError('unknown-kind', 'unknown message kind'));
+      }
+    }
+  }
+
+  private violation(e: ProtocolError | ReassemblyError): void {
+    this.counters.rejected++;
+    this.onViolation(e);
+  }
+}
+
+/** A typed-array view's bytes as their own ArrayBuffer (a Node Buffer may share a pooled one). */
+function copyToArrayBuffer(v: ArrayBufferView): ArrayBuffer {
+  const out = new ArrayBuffer(v.byteLength);
+  new Uint8Array(out).set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  return out;
+}

@@ -1,0 +1,263 @@
+// The model picker dialog: the embedded stories260K, the Hugging Face catalog, models downloaded from a pasted
+// URL, and a local file. It runs downloads (progress with bytes, rate and time left; cancel; resume), checks a
+// file's header to say whether this build can run it, verifies a cached file before use (damaged pieces are
+// fetched again), shows storage use and asks for persistent storage.
+// Not here: loading into the GPU (main.ts's `load`, which runs in the engine worker) or the chat.
+
+import {
+  deleteModel, downloadModel, downloadedBytes, listModels, modelIdForUrl, requestPersistentStorage, storageInfo, verifyModel,
+  type CachedModel, type DownloadProgress,
+} from '../storage/model-cache';
+import type { EngineClient, ModelReport, ModelSpec } from '../worker/client';
+import { CATALOG } from './catalog';
+import { byId, h } from './dom';
+import { formatBytes } from './format';
+
+export const EMBEDDED_KEY = 'embedded';
+
+export interface PickerHost {
+  /** Load a model into the engine; `key` is what settings remember ('embedded' or a cached id; '' for a file). */
+  load(spec: ModelSpec, label: string, key: string): Promise<boolean>;
+  /** The key of the model in use. */
+  current(): string;
+  /** Whether the engine is free to load now. */
+  idle(): boolean;
+  showError(e: unknown): void;
+}
+
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '–';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+/** "12.3 MB / 145 MB · 4.1 MB/s · 32 s left" */
+export function formatDownload(p: DownloadProgress): string {
+  const rate = p.rate > 0 ? `${formatBytes(p.rate)}/s` : '– /s';
+  return `${formatBytes(p.loaded)} / ${formatBytes(p.total)} · ${rate} · ${p.loaded >= p.total ? 'done' : `${formatDuration(p.etaSeconds)} left`}`;
+}
+
+interface Row {
+  key: string;
+  name: string;
+  detail: string;
+  url?: string;
+  cached?: CachedModel;
+}
+
+export class ModelPicker {
+  private readonly dialog = byId('models', HTMLDialogElement);
+  private readonly list = byId('model-list', HTMLUListElement);
+  private readonly download = byId('download', HTMLElement);
+  private readonly downloadName = byId('download-name', HTMLElement);
+  private readonly downloadProgress = byId('download-progress', HTMLProgressElement);
+  private readonly downloadText = byId('download-text', HTMLElement);
+  private readonly cancelButton = byId('download-cancel', HTMLButtonElement);
+  private readonly storageLine = byId('storage-line', HTMLElement);
+  private readonly persistButton = byId('persist', HTMLButtonElement);
+  /** per-row verdicts from header checks and downloads, shown until the next refresh of that row */
+  private readonly notes = new Map<string, { text: string; kind: 'ok' | 'bad' | 'info' }>();
+  private active: AbortController | undefined;
+
+  constructor(
+    private readonly engine: EngineClient,
+    private readonly host: PickerHost,
+  ) {
+    byId('open-models', HTMLButtonElement).addEventListener('click', () => void this.open());
+    this.cancelButton.addEventListener('click', () => this.active?.abort(new DOMException('Download cancelled', 'AbortError')));
+    this.persistButton.addEventListener('click', () => void requestPersistentStorage().then(() => this.refresh()));
+    byId('url-form', HTMLFormElement).addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const input = byId('model-url', HTMLInputElement);
+      const url = input.value.trim();
+      if (!/^https?:\/\//i.test(url)) {
+        this.host.showError(new Error('Paste an http(s) address of a .gguf file.'));
+        return;
+      }
+      void this.fetchAndUse(url, decodeURIComponent(new URL(url).pathname.split('/').pop() || url));
+    });
+    byId('model-file', HTMLInputElement).addEventListener('change', (ev) => {
+      const input = ev.currentTarget;
+      if (!(input instanceof HTMLInputElement)) return;
+      const file = input.files?.[0];
+      if (file) void this.host.load({ kind: 'file', file }, file.name, '').then(() => this.refresh());
+      input.value = '';
+    });
+  }
+
+  async open(): Promise<void> {
+    if (!this.dialog.open) this.dialog.showModal();
+    await this.refresh();
+  }
+
+  async refresh(): Promise<void> {
+    const cached = await listModels();
+    const byUrl = new Map(cached.map((m) => [m.url, m]));
+    const rows: Row[] = [{ key: EMBEDDED_KEY, name: 'stories260K', detail: `embedded · 1.2 MB · a tiny story model · works offline` }];
+    for (const c of CATALOG) {
+      const m = byUrl.get(c.url);
+      rows.push({ key: m?.id ?? (await modelIdForUrl(c.url)), name: `${c.name} ${c.quant}`, detail: `Hugging Face · ≈ ${formatBytes(c.size)}`, url: c.url, cached: m });
+      byUrl.delete(c.url);
+    }
+    for (const m of byUrl.values()) rows.push({ key: m.id, name: m.name, detail: `${new URL(m.url).host} · ${formatBytes(m.size)}`, url: m.url, cached: m });
+    this.list.replaceChildren(...rows.map((r) => this.rowEl(r)));
+    const s = await storageInfo();
+    this.storageLine.textContent =
+      `Storage: ${formatBytes(s.usage)} used of ${formatBytes(s.quota)} available to this site · ` +
+      (s.persisted ? 'persistent (the browser will not clear it on its own)' : 'not persistent (the browser may clear it when space runs low)');
+    this.persistButton.hidden = s.persisted;
+  }
+
+  private rowEl(r: Row): HTMLLIElement {
+    const inUse = this.host.current() === r.key;
+    const busy = this.active !== undefined || !this.host.idle();
+    const buttons: HTMLButtonElement[] = [];
+    const button = (cls: string, label: string, fn: () => void, disabled = busy) => {
+      const b = h('button', { type: 'button', class: cls, disabled }, label);
+      b.addEventListener('click', fn);
+      buttons.push(b);
+    };
+    let status = '';
+    if (r.key === EMBEDDED_KEY) {
+      if (!inUse) button('use', 'Use', () => void this.host.load(embeddedSpec(), 'stories260K', EMBEDDED_KEY).then(() => this.refresh()));
+    } else {
+      const m = r.cached;
+      if (m?.complete) {
+        status = `downloaded (${formatBytes(m.size)})`;
+        if (!inUse) button('use', 'Use', () => void this.useCached(m));
+      } else if (m) {
+        status = `partly downloaded: ${formatBytes(downloadedBytes(m))} of ${formatBytes(m.size)}`;
+        button('download', 'Resume', () => void this.fetchAndUse(m.url, m.name));
+      } else if (r.url) {
+        const url = r.url;
+        button('check', 'Check', () => void this.check(r.key, url));
+        button('download', 'Download', () => void this.fetchAndUse(url, r.name));
+      }
+      if (m) button('delete', 'Delete', () => void this.remove(m), busy || inUse);
+    }
+    if (inUse) status = status ? `in use · ${status}` : 'in use';
+    const note = this.notes.get(r.key);
+    return h(
+      'li',
+      { 'data-key': r.key, 'data-url': r.url, class: inUse ? 'in-use' : undefined },
+      h('div', { class: 'name' }, h('strong', {}, r.name), h('span', { class: 'muted small' }, ` ${r.detail}`)),
+      h('div', { class: 'status small' }, status),
+      h('div', { class: `verdict small ${note?.kind ?? ''}` }, note?.text ?? ''),
+      h('div', { class: 'buttons' }, ...buttons),
+    );
+  }
+
+  private note(key: string, text: string, kind: 'ok' | 'bad' | 'info'): void {
+    this.notes.set(key, { text, kind });
+  }
+
+  /** Fetch only the header and say whether this build can run the file. */
+  private async check(key: string, url: string): Promise<ModelReport | undefined> {
+    this.note(key, 'Reading the file header…', 'info');
+    await this.refresh();
+    try {
+      const r = await this.engine.inspect({ kind: 'url', url, name: url });
+      this.note(key, reportText(r), r.runnable ? 'ok' : 'bad');
+      return r;
+    } catch (e) {
+      this.note(key, `Could not read the header: ${(e as Error).message}`, 'bad');
+      return undefined;
+    } finally {
+      await this.refresh();
+    }
+  }
+
+  /** Download (or resume) into the cache, verify, and load when this build can run it. */
+  private async fetchAndUse(url: string, name: string): Promise<void> {
+    if (this.active) return;
+    const ac = new AbortController();
+    this.active = ac;
+    const key = await modelIdForUrl(url);
+    this.download.hidden = false;
+    this.downloadName.textContent = name;
+    this.downloadText.textContent = 'starting…';
+    this.download.dataset.state = 'downloading';
+    this.cancelButton.disabled = false;
+    await this.refresh();
+    try {
+      await downloadModel(url, {
+        name,
+        signal: ac.signal,
+        onProgress: (p) => {
+          this.downloadProgress.max = Math.max(1, p.total);
+          this.downloadProgress.value = p.loaded;
+          this.downloadText.textContent = formatDownload(p);
+          this.download.dataset.loaded = String(p.loaded);
+        },
+      });
+      this.download.dataset.state = 'done';
+      this.cancelButton.disabled = true;
+      this.active = undefined;
+      await this.useCached(await this.cachedOrThrow(key));
+    } catch (e) {
+      if (ac.signal.aborted) {
+        this.download.dataset.state = 'cancelled';
+        this.downloadText.textContent += ' · cancelled (what was downloaded is kept: Resume continues from there)';
+      } else {
+        this.download.dataset.state = 'error';
+        this.note(key, `Download failed: ${(e as Error).message}`, 'bad');
+        this.host.showError(e);
+      }
+    } finally {
+      if (this.active === ac) this.active = undefined;
+      this.cancelButton.disabled = true;
+      await this.refresh();
+    }
+  }
+
+  private async cachedOrThrow(id: string): Promise<CachedModel> {
+    const m = (await listModels()).find((x) => x.id === id);
+    if (!m) throw new Error('The downloaded model disappeared from storage.');
+    return m;
+  }
+
+  /** Verify a cached model (re-fetching damaged pieces once), check it can run, then load it. */
+  async useCached(m: CachedModel): Promise<boolean> {
+    this.note(m.id, 'Checking the downloaded file…', 'info');
+    await this.refresh();
+    let v = await verifyModel(m.id);
+    if (!v.ok && v.badChunks.length > 0) {
+      this.note(m.id, `${v.reason} Fetching them again…`, 'info');
+      await this.refresh();
+      await this.fetchAndUse(m.url, m.name);
+      return false; // fetchAndUse verifies again and loads
+    }
+    if (!v.ok) {
+      this.note(m.id, `This file cannot be used: ${v.reason}`, 'bad');
+      await this.refresh();
+      return false;
+    }
+    const report = await this.engine.inspect({ kind: 'cached', id: m.id });
+    this.note(m.id, `Verified. ${reportText(report)}`, report.runnable ? 'ok' : 'bad');
+    if (!report.runnable) {
+      await this.refresh();
+      return false;
+    }
+    v = { ok: true, badChunks: [] };
+    const ok = await this.host.load({ kind: 'cached', id: m.id }, m.name, m.id);
+    await this.refresh();
+    return ok && v.ok;
+  }
+
+  private async remove(m: CachedModel): Promise<void> {
+    if (!confirm(`Delete ${m.name} (${formatBytes(m.size)}) from this device?`)) return;
+    await deleteModel(m.id);
+    this.notes.delete(m.id);
+    await this.refresh();
+  }
+}
+
+export function embeddedSpec(): ModelSpec {
+  return { kind: 'url', url: new URL('./models/stories260K.gguf', location.href).href, name: 'stories260K' };
+}
+
+export function reportText(r: ModelReport): string {
+  const what = `${r.arch}, ${r.tokenizer} tokenizer, tensors ${r.tensorTypes.join('/')}`;
+  return r.runnable ? `This build can run it (${what}).` : `This build cannot run it yet (${what}): ${r.reason}`;
+}

@@ -1,0 +1,20 @@
+// Service worker registration (production builds only) and the "new version ready" prompt: a new worker waits
+// until the user clicks Reload, then takes over and the page reloads once. Uses workbox-window.
+// Not here: what the worker caches (sw.ts).
+
+import { Workbox } from 'workbox-window';
+import { byId } from './dom';
+
+export function registerServiceWorker(): void {
+  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
+  const wb = new Workbox('./sw.js');
+  const banner = byId('update-banner', HTMLElement);
+  byId('update-reload', HTMLButtonElement).addEventListener('click', () => {
+    wb.addEventListener('controlling', () => location.reload());
+    wb.messageSkipWaiting();
+  });
+  wb.addEventListener('waiting', () => {
+    banner.hidden = false;
+  });
+  void wb.register().catch((e: unknown) => console.warn('service worker registration failed', e));
+}
