@@ -14,7 +14,7 @@ import { writeArchFixture, type ArchVariant } from '../helpers/arch-fixture';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import { FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
 import { getReferenceLlama, llamaGreedy } from '../helpers/llama-ref';
-import { decodeLogits, logSoftmax, maxFiniteDiff, referenceSequenceLogits } from '../helpers/parity-logits';
+import { compareLogprobs, showDiffs } from '../helpers/parity-logits';
 
 const STEPS = 32;
 /** |Δ log p| bounds per weight type, as in llama-parity.test.ts (measured there: F32 0.0028, Q8_0 0.22). */
@@ -72,19 +72,10 @@ describe.each(CASES)('$variant from $base', ({ variant, base }) => {
       }
       const ours = await generateAll(model, { inputIds: [FIXTURE_TOKENS.bos], maxTokens: STEPS, temperature: 0, ignoreEos: true });
       expect(ours.outputIds).toEqual(ref.ids);
-      const forced = ref.ids.slice(0, STEPS - 1);
-      const gpu = await decodeLogits(model, [FIXTURE_TOKENS.bos], forced);
-      const cpu = await referenceSequenceLogits(model, [FIXTURE_TOKENS.bos, ...forced]);
-      let vsLlama = 0;
-      let vsCpu = 0;
-      gpu.forEach((logits, i) => {
-        const ls = logSoftmax(logits);
-        vsLlama = Math.max(vsLlama, maxFiniteDiff(ls, ref.logprobs[i]));
-        vsCpu = Math.max(vsCpu, maxFiniteDiff(ls, logSoftmax(cpu[i])));
-      });
-      if (process.env.FLOCK_PARITY_LOG) console.log(`${variant}/${base}: vs llama.cpp ${vsLlama.toFixed(4)}, vs CPU ${vsCpu.toExponential(2)}`);
-      expect(vsCpu).toBeLessThan(CPU_REFERENCE_MAX);
-      expect(vsLlama).toBeLessThan(MAX_DIFF[spec.type]);
+      const d = await compareLogprobs(model, [FIXTURE_TOKENS.bos], ref);
+      if (process.env.FLOCK_PARITY_LOG) console.log(`${variant}/${base}: ${showDiffs(d)}`);
+      expect(d.cpuMax, showDiffs(d)).toBeLessThan(CPU_REFERENCE_MAX);
+      expect(d.max, showDiffs(d)).toBeLessThan(MAX_DIFF[spec.type]);
     } finally {
       model.destroy();
     }

@@ -36,9 +36,9 @@ import {
   buildLlamaFixture, FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, weightType, writeLlamaFixture,
   type LlamaFixture, type LlamaWeightRole,
 } from '../helpers/llama-fixture';
-import { llamaGreedy, type LlamaGreedyResult } from '../helpers/llama-ref';
+import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  decodeLogits, logSoftmax, maxFiniteDiff, maxTopKDiff, meanFiniteDiff, referenceSequenceLogits,
+  compareLogprobs, showDiffs,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
@@ -99,38 +99,6 @@ describe('the K-quant and BF16 fixtures', () => {
   });
 });
 
-interface Diffs {
-  max: number;
-  top10: number;
-  mean: number;
-  cpuMax: number;
-  minGap: number;
-}
-
-/** Our per-step log-probs (teacher-forced on llama.cpp's ids after [BOS]) against llama.cpp's and the CPU reference's. */
-async function compareLogprobs(model: LocalModel, ref: LlamaGreedyResult): Promise<Diffs> {
-  const input = [FIXTURE_TOKENS.bos];
-  const steps = ref.ids.length;
-  const ours = await decodeLogits(model, input, ref.ids.slice(0, steps - 1));
-  const cpu = await referenceSequenceLogits(model, [...input, ...ref.ids.slice(0, steps - 1)]);
-  const d: Diffs = { max: 0, top10: 0, mean: 0, cpuMax: 0, minGap: Infinity };
-  for (let t = 0; t < steps; t++) {
-    const lp = logSoftmax(ours[t]);
-    const theirs = ref.logprobs[t];
-    d.max = Math.max(d.max, maxFiniteDiff(lp, theirs));
-    d.top10 = Math.max(d.top10, maxTopKDiff(lp, theirs, 10));
-    d.mean = Math.max(d.mean, meanFiniteDiff(lp, theirs));
-    d.cpuMax = Math.max(d.cpuMax, maxFiniteDiff(lp, logSoftmax(cpu[t])));
-    const sorted = [...ours[t]].sort((a, b) => b - a);
-    d.minGap = Math.min(d.minGap, sorted[0] - sorted[1]);
-  }
-  return d;
-}
-
-const show = (d: Diffs) =>
-  `measured max ${d.max.toFixed(4)}, top-10 ${d.top10.toFixed(4)}, mean ${d.mean.toFixed(4)}, ` +
-  `vs CPU reference ${d.cpuMax.toExponential(1)}, smallest top-2 gap ${d.minGap.toFixed(2)}`;
-
 /** llama.cpp's smallest top-1/top-2 log-prob gap over the steps (= the logit gap). */
 function smallestGap(logprobs: readonly Float32Array[]): { gap: number; at: number } {
   const gaps = logprobs.map((lp) => {
@@ -172,12 +140,12 @@ describe('llama.cpp parity on Q4_K, Q6_K and BF16 Llamas', () => {
         expect(ours.outputIds).toEqual(ref.ids);
         expect(ours.finishReason).toBe('length');
 
-        const d = await compareLogprobs(model, ref);
-        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${show(d)}`);
-        expect(d.cpuMax, show(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
-        expect(d.max, show(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].max);
-        expect(d.mean, show(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].mean);
-        expect(d.minGap, show(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
+        const d = await compareLogprobs(model, [FIXTURE_TOKENS.bos], ref);
+        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${showDiffs(d)}`);
+        expect(d.cpuMax, showDiffs(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+        expect(d.max, showDiffs(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].max);
+        expect(d.mean, showDiffs(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].mean);
+        expect(d.minGap, showDiffs(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
       } finally {
         model.destroy();
         await source.close();

@@ -33,9 +33,9 @@ import { GgmlType, ggmlTypeName } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
 import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
 import { FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
-import { llamaGreedy, type LlamaGreedyResult } from '../helpers/llama-ref';
+import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  decodeLogits, logSoftmax, maxFiniteDiff, maxTopKDiff, meanFiniteDiff, referenceSequenceLogits,
+  compareLogprobs, showDiffs,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
@@ -68,40 +68,6 @@ afterAll(() => {
   expect(takeGpuErrors()).toEqual([]);
 });
 
-interface Diffs {
-  max: number;
-  top10: number;
-  mean: number;
-  cpuMax: number;
-  minGap: number;
-}
-
-/**
- * Compare our per-step log-probs (teacher-forced on llama.cpp's ids after `input`) with llama.cpp's and with the CPU
- * reference's. Row t of ours predicts ref.ids[t].
- */
-async function compareLogprobs(model: LocalModel, input: number[], ref: LlamaGreedyResult): Promise<Diffs> {
-  const steps = ref.ids.length;
-  const ours = await decodeLogits(model, input, ref.ids.slice(0, steps - 1));
-  const cpu = (await referenceSequenceLogits(model, [...input, ...ref.ids.slice(0, steps - 1)])).slice(input.length - 1);
-  const d: Diffs = { max: 0, top10: 0, mean: 0, cpuMax: 0, minGap: Infinity };
-  for (let t = 0; t < steps; t++) {
-    const lp = logSoftmax(ours[t]);
-    const theirs = ref.logprobs[t];
-    d.max = Math.max(d.max, maxFiniteDiff(lp, theirs));
-    d.top10 = Math.max(d.top10, maxTopKDiff(lp, theirs, 10));
-    d.mean = Math.max(d.mean, meanFiniteDiff(lp, theirs));
-    d.cpuMax = Math.max(d.cpuMax, maxFiniteDiff(lp, logSoftmax(cpu[t])));
-    const sorted = [...ours[t]].sort((a, b) => b - a);
-    d.minGap = Math.min(d.minGap, sorted[0] - sorted[1]);
-  }
-  return d;
-}
-
-const show = (d: Diffs) =>
-  `measured max ${d.max.toFixed(4)}, top-10 ${d.top10.toFixed(4)}, mean ${d.mean.toFixed(4)}, ` +
-  `vs CPU reference ${d.cpuMax.toExponential(1)}, smallest top-2 gap ${d.minGap.toFixed(2)}`;
-
 describe('llama.cpp parity on the synthetic Llamas', () => {
   for (const fx of LLAMA_FIXTURES) {
     const tol = TOLERANCE[fx.type];
@@ -120,12 +86,12 @@ describe('llama.cpp parity on the synthetic Llamas', () => {
         expect(ours.finishReason).toBe('length');
 
         const d = await compareLogprobs(model, [FIXTURE_TOKENS.bos], ref);
-        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${show(d)}`);
-        expect(d.cpuMax, show(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
-        expect(d.max, show(d)).toBeLessThanOrEqual(tol.max);
-        expect(d.mean, show(d)).toBeLessThanOrEqual(tol.mean);
+        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${showDiffs(d)}`);
+        expect(d.cpuMax, showDiffs(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+        expect(d.max, showDiffs(d)).toBeLessThanOrEqual(tol.max);
+        expect(d.mean, showDiffs(d)).toBeLessThanOrEqual(tol.mean);
         // no near-tie anywhere: the id comparison above is a fair one
-        expect(d.minGap, show(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
+        expect(d.minGap, showDiffs(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
       } finally {
         model.destroy();
         await source.close();
@@ -148,10 +114,10 @@ describe('llama.cpp parity on stories260K', () => {
       // stories260K is not built for clear winners: its smallest top-1/top-2 gap over these 64 steps is ~0.07 logits.
       // The ids still agree, with room: a log-prob difference of at most 0.022 moves a top-2 gap by at most 0.045.
       const d = await compareLogprobs(model, input, ref);
-      expect(d.cpuMax, show(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
-      expect(d.max, show(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.max);
-      expect(d.mean, show(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.mean);
-      if (process.env.FLOCK_PARITY_LOG) console.log(`stories260K: ${show(d)}`);
+      expect(d.cpuMax, showDiffs(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+      expect(d.max, showDiffs(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.max);
+      expect(d.mean, showDiffs(d)).toBeLessThanOrEqual(STORIES_TOLERANCE.mean);
+      if (process.env.FLOCK_PARITY_LOG) console.log(`stories260K: ${showDiffs(d)}`);
     } finally {
       model.destroy();
       await source.close();

@@ -93,3 +93,44 @@ export async function referenceSequenceLogits(model: LocalModel, seq: readonly n
   const all = referenceLogits(cfg, w, x); // [n, vocab]
   return Array.from({ length: seq.length }, (_, t) => all.slice(t * cfg.vocab, (t + 1) * cfg.vocab));
 }
+
+export interface Diffs {
+  /** largest |Δ log p| over every token of every step, against llama.cpp */
+  max: number;
+  /** the same over each step's top 10 tokens */
+  top10: number;
+  /** largest mean |Δ log p| over one step's tokens */
+  mean: number;
+  /** largest |Δ log p| against the exact-f32 CPU reference */
+  cpuMax: number;
+  /** our smallest top-1/top-2 logit gap */
+  minGap: number;
+}
+
+/**
+ * Compare our per-step log-probs (teacher-forced on llama.cpp's ids after `input`) with llama.cpp's and with the CPU
+ * reference's. Row t of ours predicts ref.ids[t].
+ */
+export async function compareLogprobs(
+  model: LocalModel, input: readonly number[], ref: { ids: readonly number[]; logprobs: readonly Float32Array[] },
+): Promise<Diffs> {
+  const steps = ref.ids.length;
+  const ours = await decodeLogits(model, input, ref.ids.slice(0, steps - 1));
+  const cpu = (await referenceSequenceLogits(model, [...input, ...ref.ids.slice(0, steps - 1)])).slice(input.length - 1);
+  const d: Diffs = { max: 0, top10: 0, mean: 0, cpuMax: 0, minGap: Infinity };
+  for (let t = 0; t < steps; t++) {
+    const lp = logSoftmax(ours[t]);
+    const theirs = ref.logprobs[t];
+    d.max = Math.max(d.max, maxFiniteDiff(lp, theirs));
+    d.top10 = Math.max(d.top10, maxTopKDiff(lp, theirs, 10));
+    d.mean = Math.max(d.mean, meanFiniteDiff(lp, theirs));
+    d.cpuMax = Math.max(d.cpuMax, maxFiniteDiff(lp, logSoftmax(cpu[t])));
+    const sorted = [...ours[t]].sort((a, b) => b - a);
+    d.minGap = Math.min(d.minGap, sorted[0] - sorted[1]);
+  }
+  return d;
+}
+
+export const showDiffs = (d: Diffs): string =>
+  `measured max ${d.max.toFixed(4)}, top-10 ${d.top10.toFixed(4)}, mean ${d.mean.toFixed(4)}, ` +
+  `vs CPU reference ${d.cpuMax.toExponential(1)}, smallest top-2 gap ${d.minGap.toFixed(2)}`;
