@@ -12,7 +12,9 @@
 // remove_special = false and unparse_special = false), except that we never apply llama.cpp's "clean up
 // tokenization spaces" pass (" ," → ","): it is lossy and would make streamed text differ from decode().
 // Not here: SentencePiece (./tokenizer-spm), byte-level BPE without the byte alphabet (Gemma 4's "▁" style), BOS
-// insertion (the caller does that), or pre-tokenizer rules (./pretokenize).
+// insertion (the caller does that), pre-tokenizer rules (./pretokenize), or what both tokenizers share: vocabulary
+// reading and decode plumbing (./tokenizer-vocab), special pieces (./tokenizer-special), the merge loop
+// (./tokenizer-merge).
 //
 // Where this file deliberately differs from llama.cpp, only where llama.cpp's result would be a bug for us, and in
 // no case that occurs in the vocabularies the tests compare:
@@ -20,24 +22,27 @@
 //     injection); such a symbol is spelled as its single-byte pieces instead.
 //   - Where llama.cpp picks a fill-in-the-middle piece by text from a hash map (two candidates for one role), we take
 //     the lowest id.
-// The U+FEFF quirk that tokenizer-spm.ts works around (@huggingface/gguf drops a leading U+FEFF from every string)
-// cannot hit byte-level pieces: the byte alphabet has no U+FEFF. Only an added piece starting with U+FEFF could lose
-// it; we know of no vocabulary with one. An empty piece is named "[EMPTY_<id>]", as llama.cpp names it.
+// The U+FEFF quirk that tokenizer-spm.ts works around (`indexPieces` in ./tokenizer-vocab; @huggingface/gguf drops
+// a leading U+FEFF from every string) cannot hit byte-level pieces: the byte alphabet has no U+FEFF. Only an added
+// piece starting with U+FEFF could lose it; we know of no vocabulary with one. An empty piece is named
+// "[EMPTY_<id>]", as llama.cpp names it.
 
-import { InvalidArgumentError, TokenizerError } from './errors';
+import { TokenizerError } from './errors';
 import { type PreTokenizer, preTokenizerFor } from './pretokenize';
-import type { Tokenizer } from './tokenizer';
-
-/** Values of `tokenizer.ggml.token_type` (llama.cpp's llama_token_type). */
-const TokenType = {
-  Undefined: 0,
-  Normal: 1,
-  Unknown: 2,
-  Control: 3,
-  UserDefined: 4,
-  Unused: 5,
-  Byte: 6,
-} as const;
+import { mergeSymbols } from './tokenizer-merge';
+import { SpecialPieces, addMetadataEndIds, markEndPieces } from './tokenizer-special';
+import {
+  TokenType,
+  VocabTokenizer,
+  bytePieceValue,
+  firstId,
+  indexPieces,
+  numberArray,
+  optionalBool,
+  optionalId,
+  tokenTypes,
+  vocabularyPieces,
+} from './tokenizer-vocab';
 
 /**
  * Pieces llama.cpp treats as ending a generation whatever the file says, and turns into control pieces if the file
@@ -107,9 +112,6 @@ const FIM_ROLES: { keys: string[]; pieces: string[]; endsGeneration: boolean }[]
 /** gpt-oss's channel markers: llama.cpp always renders them as text (user-defined), whatever the file says. */
 const ALWAYS_RENDERED = new Set(['<|channel|>', '<|message|>', '<|start|>', '<|constrain|>']);
 
-/** Pieces that keep the whitespace after them in Phi-3-named files (see `phi3TrailingSpace` in tokenizer-spm.ts). */
-const PHI3_KEEPS_TRAILING_SPACE = new Set(['<unk>', '<s>', '<|endoftext|>']);
-
 /**
  * GPT-2's byte alphabet. Bytes that are printable and not a space keep their own code point ("!".."~", "¡".."¬",
  * "®".."ÿ"); the other 68 get U+0100, U+0101, … in byte order. So the space 0x20 is "Ġ" (U+0120), "\n" is "Ċ".
@@ -130,19 +132,7 @@ const CHAR_TO_BYTE = new Int16Array(0x144).fill(-1);
 /** Words whose ids are remembered; a chat prompt repeats most of its words, a long document far fewer. */
 const WORD_CACHE_LIMIT = 50_000;
 
-/** A special piece matched literally in the input before any merging. */
-interface Literal {
-  readonly id: number;
-  readonly text: string;
-  /** User-defined pieces are matched in plain text too; control and unknown ones only in encodeWithSpecial. */
-  readonly inPlainText: boolean;
-  /** Swallow whitespace that follows the piece (Phi-3-named files only). */
-  readonly eatsSpaceAfter: boolean;
-  /** UTF-8 length, the sort key. */
-  readonly byteLength: number;
-}
-
-export class BpeTokenizer implements Tokenizer {
+export class BpeTokenizer extends VocabTokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number | null;
@@ -153,24 +143,19 @@ export class BpeTokenizer implements Tokenizer {
   /** The `tokenizer.ggml.pre` rule set in use. */
   readonly preTokenizer: PreTokenizer;
 
-  private readonly pieces: string[];
+  protected readonly pieces: string[];
   private readonly types: Uint8Array;
   /** Piece -> id for every piece encoding may emit: all but control and unknown pieces. */
   private readonly emittable = new Map<string, number>();
   /** "left right" -> merge rank; the first occurrence of a pair wins, as in llama.cpp. */
   private readonly ranks = new Map<string, number>();
-  /** Special pieces, longest first, so that one containing a shorter special piece is matched whole. */
-  private readonly literals: Literal[] = [];
-  private readonly endIds = new Set<number>();
+  private readonly specials: SpecialPieces;
   private readonly wordCache = new Map<string, number[]>();
-  /** Decoded bytes per id, filled on first use. */
-  private readonly pieceBytes: (Uint8Array | undefined)[];
-  private readonly utf8 = new TextEncoder();
 
   constructor(metadata: Record<string, unknown>) {
-    const pieces = stringArray(metadata, 'tokenizer.ggml.tokens');
+    super();
+    const pieces = vocabularyPieces(metadata);
     const n = pieces.length;
-    if (n === 0) throw new TokenizerError('tokenizer.ggml.tokens is empty; the GGUF file has no vocabulary');
     this.vocabSize = n;
     const pre = metadata['tokenizer.ggml.pre'];
     if (pre !== undefined && typeof pre !== 'string') {
@@ -184,17 +169,11 @@ export class BpeTokenizer implements Tokenizer {
           'its merge list',
       );
     }
-    const rawTypes = numberArray(metadata, 'tokenizer.ggml.token_type', n);
-    this.types = new Uint8Array(n);
-    this.pieceBytes = new Array<Uint8Array | undefined>(n);
+    const rawTypes = numberArray(metadata, 'tokenizer.ggml.token_type', n, 'integer');
 
-    const byText = new Map<string, number>();
-    for (let id = 0; id < n; id++) {
-      if (pieces[id] === '') pieces[id] = `[EMPTY_${id}]`;
-      byText.set(pieces[id], id); // a repeated piece (llama.cpp refuses the file) resolves to its last id, as there
-      const t = rawTypes === null ? TokenType.Normal : rawTypes[id];
-      this.types[id] = t >= TokenType.Normal && t <= TokenType.Byte ? t : TokenType.Undefined;
-    }
+    // A repeated piece (llama.cpp refuses the file) resolves to its last id, as there.
+    const byText = indexPieces(pieces, false, 'last');
+    this.types = tokenTypes(rawTypes, n);
     this.pieces = pieces;
 
     // Merge ranks. A rule is "left right"; llama.cpp splits at the first space after the first character.
@@ -216,32 +195,20 @@ export class BpeTokenizer implements Tokenizer {
 
     // Roles llama.cpp infers from piece text, in its order: fill-in-the-middle pieces, end-of-generation pieces,
     // gpt-oss's rendered markers, then the ids the file names.
-    const makeControl = (id: number): void => {
-      this.types[id] = TokenType.Control;
-    };
     for (const role of FIM_ROLES) {
       let id = firstId(metadata, role.keys, n);
       if (id === null) {
         const found = role.pieces.map((p) => byText.get(p)).filter((x): x is number => x !== undefined);
         if (found.length > 0) {
           id = Math.min(...found);
-          makeControl(id);
+          this.types[id] = TokenType.Control;
         }
       }
       if (id !== null && role.endsGeneration) this.endIds.add(id);
     }
-    for (let id = 0; id < n; id++) {
-      if (END_OF_GENERATION_PIECES.has(pieces[id])) {
-        this.endIds.add(id);
-        makeControl(id);
-      }
-    }
+    markEndPieces(pieces, this.types, END_OF_GENERATION_PIECES, this.endIds);
     for (let id = 0; id < n; id++) if (ALWAYS_RENDERED.has(pieces[id])) this.types[id] = TokenType.UserDefined;
-    for (const key of ['tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id']) {
-      const id = optionalId(metadata, key, null, n);
-      if (id !== null) this.endIds.add(id);
-    }
-    if (this.eosId !== null) this.endIds.add(this.eosId);
+    addMetadataEndIds(metadata, n, this.eosId, this.endIds);
     // Harmony-style vocabularies (<|return|> and <|call|>, or <|calls|> and <|flush|>) use <|end|> between messages,
     // not at the end of a generation; llama.cpp makes it plain user-defined text there.
     const endText = new Set([...this.endIds].map((id) => pieces[id]));
@@ -266,76 +233,10 @@ export class BpeTokenizer implements Tokenizer {
       }
     }
 
-    const eatsSpace = phi3Named(metadata);
-    for (let id = 0; id < n; id++) {
-      const t = this.types[id];
-      if (t !== TokenType.Control && t !== TokenType.UserDefined && t !== TokenType.Unknown) continue;
-      this.literals.push({
-        id,
-        text: pieces[id],
-        inPlainText: t === TokenType.UserDefined,
-        eatsSpaceAfter: eatsSpace && !PHI3_KEEPS_TRAILING_SPACE.has(pieces[id]),
-        byteLength: this.utf8.encode(pieces[id]).length,
-      });
-    }
-    // llama.cpp orders by UTF-8 length; among equal lengths (an order it leaves unspecified) we take id order.
-    this.literals.sort((a, b) => b.byteLength - a.byteLength || a.id - b.id);
+    this.specials = new SpecialPieces(pieces, this.types, metadata);
   }
 
-  encode(text: string): number[] {
-    return this.tokenize(text, false);
-  }
-
-  encodeWithSpecial(text: string): number[] {
-    return this.tokenize(text, true);
-  }
-
-  decode(ids: readonly number[]): string {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const bytes = this.tokenBytes(ids[i], i === 0);
-      parts.push(bytes);
-      total += bytes.length;
-    }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    // Invalid or unfinished UTF-8 (a piece that is part of a character) becomes U+FFFD, as in node-llama-cpp.
-    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
-  }
-
-  /** Byte-level pieces carry their own spaces, so `first` changes nothing here. */
-  tokenBytes(id: number, _first: boolean): Uint8Array {
-    this.checkId(id);
-    let bytes = this.pieceBytes[id];
-    if (bytes === undefined) {
-      bytes = this.renderPiece(id);
-      this.pieceBytes[id] = bytes;
-    }
-    return bytes;
-  }
-
-  isEndOfGeneration(id: number): boolean {
-    return this.endIds.has(id);
-  }
-
-  tokenText(id: number): string {
-    this.checkId(id);
-    return this.pieces[id];
-  }
-
-  private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new InvalidArgumentError(`token id ${id} is outside this vocabulary (0..${this.vocabSize - 1})`);
-    }
-  }
-
-  /** What one id decodes to, llama.cpp's token_to_piece with special = false. */
-  private renderPiece(id: number): Uint8Array {
+  protected renderPiece(id: number): Uint8Array {
     const piece = this.pieces[id];
     switch (this.types[id]) {
       case TokenType.Normal: {
@@ -358,8 +259,8 @@ export class BpeTokenizer implements Tokenizer {
         // Added pieces are stored as written, not in the byte alphabet, so they decode verbatim.
         return this.utf8.encode(piece);
       case TokenType.Byte: {
-        const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-        return m ? Uint8Array.of(parseInt(m[1], 16)) : new Uint8Array(0);
+        const b = bytePieceValue(piece);
+        return b >= 0 ? Uint8Array.of(b) : new Uint8Array(0);
       }
       default:
         // Control, unknown, unused and undefined-type pieces are not text.
@@ -367,12 +268,9 @@ export class BpeTokenizer implements Tokenizer {
     }
   }
 
-  private tokenize(text: string, parseSpecial: boolean): number[] {
+  protected tokenize(text: string, parseSpecial: boolean): number[] {
     const out: number[] = [];
-    if (text.length === 0) return out;
-    // A lone UTF-16 surrogate has no UTF-8 form; U+FFFD is what llama.cpp receives for it from node-llama-cpp too.
-    const clean = text.replace(/\p{Cs}/gu, '\uFFFD');
-    for (const fragment of this.partition(clean, parseSpecial)) {
+    for (const fragment of this.specials.split(text, parseSpecial)) {
       if (typeof fragment === 'number') {
         out.push(fragment);
         continue;
@@ -380,36 +278,6 @@ export class BpeTokenizer implements Tokenizer {
       for (const word of this.preTokenizer.split(fragment)) this.encodeWord(word, out);
     }
     return out;
-  }
-
-  /** Cut special pieces out of the text: strings are text still to be merged, numbers are ids of special pieces. */
-  private partition(text: string, parseSpecial: boolean): (string | number)[] {
-    let fragments: (string | number)[] = [text];
-    for (const lit of this.literals) {
-      if (!parseSpecial && !lit.inPlainText) continue;
-      if (!text.includes(lit.text)) continue; // cheap exit for the common case: most pieces never occur
-      const next: (string | number)[] = [];
-      for (const f of fragments) {
-        if (typeof f === 'number') {
-          next.push(f);
-          continue;
-        }
-        let pos = 0;
-        for (;;) {
-          const at = f.indexOf(lit.text, pos);
-          if (at < 0) {
-            if (pos < f.length) next.push(f.slice(pos));
-            break;
-          }
-          if (at > pos) next.push(f.slice(pos, at));
-          next.push(lit.id);
-          pos = at + lit.text.length;
-          if (lit.eatsSpaceAfter) while (pos < f.length && isCSpace(f.charCodeAt(pos))) pos++;
-        }
-      }
-      fragments = next;
-    }
-    return fragments;
   }
 
   /** Append the ids of one pre-tokenizer word (steps 3 and 4 of the header). */
@@ -434,33 +302,13 @@ export class BpeTokenizer implements Tokenizer {
   private merge(spelled: string): string[] {
     const count = spelled.length;
     if (count === 1) return [spelled];
-    // Symbol i covers spelled[i, i + len[i]); a merge grows the left symbol over the right one, which becomes empty.
+    // Symbol i starts at spelled[i]; merging grows it (tokenizer-merge). A lower rank is a better merge.
     const len = new Int32Array(count).fill(1);
-    const prev = new Int32Array(count);
-    const next = new Int32Array(count);
-    for (let i = 0; i < count; i++) {
-      prev[i] = i - 1;
-      next[i] = i + 1 < count ? i + 1 : -1;
-    }
-    const queue = new MergeQueue();
-    const offer = (left: number, right: number): void => {
-      if (left < 0 || right < 0) return;
+    const next = mergeSymbols(len, count, (left, right) => {
       const key = `${spelled.slice(left, left + len[left])} ${spelled.slice(right, right + len[right])}`;
       const rank = this.ranks.get(key);
-      if (rank !== undefined) queue.push(rank, left, right, len[left] + len[right]);
-    };
-    for (let i = 1; i < count; i++) offer(i - 1, i);
-    while (queue.length > 0) {
-      const { left, right, size } = queue.pop();
-      // Stale candidate: one side was merged into something else since it was offered.
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== size) continue;
-      len[left] = size;
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      offer(prev[left], left);
-      offer(left, next[left]);
-    }
+      return rank === undefined ? undefined : -rank;
+    });
     const symbols: string[] = [];
     for (let i = 0; i !== -1; i = next[i]) symbols.push(spelled.slice(i, i + len[i]));
     return symbols;
@@ -482,119 +330,4 @@ export class BpeTokenizer implements Tokenizer {
       if (single !== undefined) out.push(single);
     }
   }
-}
-
-/** Candidate merges, best first: the lowest rank, and among equal ranks the leftmost pair (llama.cpp's order). */
-class MergeQueue {
-  private readonly items: { rank: number; left: number; right: number; size: number }[] = [];
-
-  get length(): number {
-    return this.items.length;
-  }
-
-  push(rank: number, left: number, right: number, size: number): void {
-    const items = this.items;
-    items.push({ rank, left, right, size });
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) break;
-      [items[i], items[parent]] = [items[parent], items[i]];
-      i = parent;
-    }
-  }
-
-  pop(): { rank: number; left: number; right: number; size: number } {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop()!;
-    if (items.length > 0) {
-      items[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let best = i;
-        if (l < items.length && this.before(l, best)) best = l;
-        if (r < items.length && this.before(r, best)) best = r;
-        if (best === i) break;
-        [items[i], items[best]] = [items[best], items[i]];
-        i = best;
-      }
-    }
-    return top;
-  }
-
-  private before(a: number, b: number): boolean {
-    const x = this.items[a];
-    const y = this.items[b];
-    return x.rank < y.rank || (x.rank === y.rank && x.left < y.left);
-  }
-}
-
-/** llama.cpp gives every special piece of a file whose general.name says Phi-3 the habit of eating the space after. */
-function phi3Named(metadata: Record<string, unknown>): boolean {
-  const name = metadata['general.name'];
-  if (typeof name !== 'string') return false;
-  const lower = name.toLowerCase();
-  return lower.includes('phi-3') || lower.includes('phi3');
-}
-
-/** C's isspace() in the "C" locale, which llama.cpp uses for that stripping. */
-function isCSpace(c: number): boolean {
-  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
-}
-
-function stringArray(metadata: Record<string, unknown>, key: string): string[] {
-  const v = metadata[key];
-  if (!Array.isArray(v) || !v.every((x): x is string => typeof x === 'string')) {
-    throw new TokenizerError(`${key} is missing or not an array of strings; the GGUF file has no usable vocabulary`);
-  }
-  return v.slice(); // our copy: empty pieces get renamed
-}
-
-/** A numeric array with at least `n` entries, or null when the key is absent (types default to normal). */
-function numberArray(metadata: Record<string, unknown>, key: string, n: number): Int32Array | null {
-  const v = metadata[key];
-  if (v === undefined) return null;
-  if (!Array.isArray(v) && !ArrayBuffer.isView(v)) {
-    throw new TokenizerError(`${key} is not an array; the GGUF file's vocabulary is damaged`);
-  }
-  const arr = v as ArrayLike<unknown>;
-  if (arr.length < n) {
-    throw new TokenizerError(`${key} has ${arr.length} entries for ${n} tokens; the GGUF file's vocabulary is damaged`);
-  }
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const x = arr[i];
-    if (typeof x === 'number' && Number.isInteger(x)) out[i] = x;
-    else if (typeof x === 'bigint') out[i] = Number(x);
-    else throw new TokenizerError(`${key}[${i}] is not an integer; the GGUF file's vocabulary is damaged`);
-  }
-  return out;
-}
-
-/** A token id from metadata; `fallback` when absent, and also when the id does not fit the vocabulary. */
-function optionalId(metadata: Record<string, unknown>, key: string, fallback: number | null, n: number): number | null {
-  const v = metadata[key];
-  const id = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : v === undefined ? fallback : NaN;
-  if (id === null) return null;
-  if (Number.isInteger(id) && id >= 0 && id < n) return id;
-  // llama.cpp also ignores an out-of-range special id (with a warning) rather than refusing the model.
-  return fallback !== null && fallback < n ? fallback : null;
-}
-
-/** The id under the first of `keys` the metadata has, or null. */
-function firstId(metadata: Record<string, unknown>, keys: string[], n: number): number | null {
-  for (const key of keys) {
-    if (metadata[key] !== undefined) return optionalId(metadata, key, null, n);
-  }
-  return null;
-}
-
-function optionalBool(metadata: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const v = metadata[key];
-  if (v === undefined) return fallback;
-  if (typeof v !== 'boolean') throw new TokenizerError(`${key} should be a boolean, found ${typeof v}`);
-  return v;
 }

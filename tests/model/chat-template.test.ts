@@ -16,12 +16,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { gguf } from '@huggingface/gguf';
-import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from 'node-llama-cpp';
+import type { Llama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatTemplate, ChatTemplateError, ChatTemplateRenderError, FALLBACK_TEMPLATE, strftime, type ChatMessage } from '../../src/model/chat-template';
 import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
-import { writeGguf, type GgufMetadata } from '../helpers/gguf-writer';
+import { writeGguf } from '../helpers/gguf-writer';
+import { loadVocab, openLlama, type LoadedVocab } from '../helpers/vocab-files';
+import { bpeVocabMetadata, trainBpe } from '../helpers/vocab-train';
 
 const ROOT = process.cwd();
 const FIXTURES = path.join(ROOT, 'tests/fixtures/chat-templates');
@@ -44,11 +45,7 @@ const CONVERSATION: ChatMessage[] = [
 /** The date Llama 3.1+ templates print; 26 Jul 2024 is also the default date written in those templates. */
 const NOW = new Date(2024, 6, 26, 12, 0, 0);
 
-interface Vocab {
-  tok: Tokenizer;
-  model: LlamaModel;
-  metadata: Record<string, unknown>;
-}
+type Vocab = LoadedVocab<Tokenizer>;
 
 let llama: Llama;
 let tmp: string;
@@ -60,24 +57,11 @@ const vocab = (name: string): Vocab => {
 };
 
 async function load(name: string, file: string): Promise<void> {
-  const metadata: Record<string, unknown> = Object.fromEntries(Object.entries((await gguf(file, { allowLocalFile: true })).metadata));
-  const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
-  vocabs.set(name, { tok: createTokenizer(metadata), model, metadata });
+  vocabs.set(name, await loadVocab(llama, file, createTokenizer));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Synthetic byte-level BPE vocabularies with the real special tokens of Llama 3 and Qwen2.5.
-
-/** GPT-2's byte alphabet: printable bytes stand for themselves, the others are shifted above U+0100. */
-const BYTE_CHARS: string[] = (() => {
-  const chars: string[] = [];
-  let shifted = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b > 0x20 && b < 0x7f) || (b > 0xa0 && b !== 0xad);
-    chars.push(String.fromCharCode(printable ? b : 256 + shifted++));
-  }
-  return chars;
-})();
 
 const LLAMA3_SPECIALS = ['<|begin_of_text|>', '<|end_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eom_id|>', '<|eot_id|>', '<|python_tag|>'];
 const QWEN_SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
@@ -86,43 +70,8 @@ const QWEN_SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
  * Merges learned greedily (most frequent adjacent pair first) on the prompts these tests render, so that words,
  * role names and newlines become multi-byte pieces and the comparison exercises real merging (300 merges: a few KB).
  */
-function trainBpe(corpus: string, specials: readonly string[], userDefined: readonly string[]): { tokens: string[]; types: number[]; merges: string[] } {
-  let seq = Array.from(new TextEncoder().encode(corpus), (b) => BYTE_CHARS[b]);
-  const tokens = [...BYTE_CHARS];
-  const known = new Set(tokens);
-  const merges: string[] = [];
-  while (merges.length < 300) {
-    const counts = new Map<string, number>();
-    for (let i = 0; i + 1 < seq.length; i++) {
-      const pair = `${seq[i]} ${seq[i + 1]}`;
-      counts.set(pair, (counts.get(pair) ?? 0) + 1);
-    }
-    let best = '';
-    let bestCount = 1;
-    for (const [pair, c] of counts) {
-      if (c > bestCount || (c === bestCount && best !== '' && pair < best)) {
-        best = pair;
-        bestCount = c;
-      }
-    }
-    if (best === '') break;
-    const [a, b] = best.split(' ');
-    merges.push(best);
-    if (!known.has(a + b)) {
-      known.add(a + b);
-      tokens.push(a + b);
-    }
-    const next: string[] = [];
-    for (let i = 0; i < seq.length; i++) {
-      if (i + 1 < seq.length && seq[i] === a && seq[i + 1] === b) {
-        next.push(a + b);
-        i++;
-      } else {
-        next.push(seq[i]);
-      }
-    }
-    seq = next;
-  }
+function trainVocab(corpus: string, specials: readonly string[], userDefined: readonly string[]): { tokens: string[]; types: number[]; merges: string[] } {
+  const { tokens, merges } = trainBpe(corpus, 300);
   const types = tokens.map(() => 1);
   for (const s of specials) {
     tokens.push(s);
@@ -137,31 +86,13 @@ function trainBpe(corpus: string, specials: readonly string[], userDefined: read
 
 /** A vocab-only GGUF llama.cpp loads (architecture "gpt2" needs these few hyper-parameters besides the tokenizer). */
 function bpeGguf(opts: { pre: string; corpus: string; specials: string[]; userDefined?: string[]; bos: string; eos: string; addBos: boolean }): Uint8Array {
-  const v = trainBpe(opts.corpus, opts.specials, opts.userDefined ?? []);
-  const id = (t: string): number => v.tokens.indexOf(t);
-  const metadata: GgufMetadata = [
-    ['general.architecture', { type: 'string', value: 'gpt2' }],
-    ['general.name', { type: 'string', value: `flock-chat-${opts.pre}` }],
-    ['gpt2.block_count', { type: 'u32', value: 1 }],
-    ['gpt2.context_length', { type: 'u32', value: 64 }],
-    ['gpt2.embedding_length', { type: 'u32', value: 8 }],
-    ['gpt2.feed_forward_length', { type: 'u32', value: 16 }],
-    ['gpt2.attention.head_count', { type: 'u32', value: 1 }],
-    ['gpt2.attention.layer_norm_epsilon', { type: 'f32', value: 1e-5 }],
-    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
-    ['tokenizer.ggml.pre', { type: 'string', value: opts.pre }],
-    ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: v.tokens }],
-    ['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', value: v.types }],
-    ['tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: v.merges }],
-    ['tokenizer.ggml.bos_token_id', { type: 'u32', value: id(opts.bos) }],
-    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: id(opts.eos) }],
-    ['tokenizer.ggml.add_bos_token', { type: 'bool', value: opts.addBos }],
-  ];
+  const v = trainVocab(opts.corpus, opts.specials, opts.userDefined ?? []);
+  const metadata = bpeVocabMetadata({ name: `flock-chat-${opts.pre}`, pre: opts.pre, ...v, bos: opts.bos, eos: opts.eos, addBos: opts.addBos });
   return writeGguf({ metadata, tensors: [] });
 }
 
 beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+  llama = await openLlama();
   tmp = mkdtempSync(path.join(tmpdir(), 'flock-chat-'));
   // Training text: the conversation and the templates' own words, so both become multi-byte pieces.
   const words = [SYSTEM, USER1, ASSISTANT, USER2, 'system user assistant\n\n', 'Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n'];

@@ -18,20 +18,37 @@
 //      supported `tokenizer.ggml.pre` name, compared with llama.cpp (which applies its rules by that name).
 // Not tested here: SentencePiece (tokenizer-spm.test.ts), chat templates, BOS placement by the engine.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { gguf } from '@huggingface/gguf';
-import { LlamaLogLevel, getLlama, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
+import type { Llama, LlamaModel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, TokenizerError } from '../../src/model/errors';
 import { SUPPORTED_PRE_TOKENIZERS, preTokenizerFor } from '../../src/model/pretokenize';
-import { TokenDecoder, createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
+import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
 import { BpeTokenizer } from '../../src/model/tokenizer-bpe';
 import { writeGguf, type GgufMetadata } from '../helpers/gguf-writer';
+import {
+  VOCAB_DIR,
+  asTokens,
+  encodeMismatches,
+  expectEncodesLikeLlama,
+  expectEveryIdLikeLlama,
+  expectFastEncode,
+  expectNoSpecialIds,
+  expectStreamsLikeDecode,
+  describeTestVectors,
+  loadVocab,
+  openLlama,
+  randomStrings as randomFrom,
+  readMetadata,
+  rng,
+  specialPieceStrings as specialStrings,
+  stream,
+  type LoadedVocab,
+} from '../helpers/vocab-files';
+import { BYTE_CHARS, bpeVocabMetadata, trainBpe } from '../helpers/vocab-train';
 
-// Tests run from the project root; CI clones the project next to ../shared as here.
-const VOCAB_DIR = path.resolve(process.cwd(), '../shared/tokenizers');
 const VOCABS = [
   'ggml-vocab-gpt-2.gguf',
   'ggml-vocab-deepseek-coder.gguf',
@@ -43,27 +60,16 @@ const VOCABS = [
 ] as const;
 type VocabName = (typeof VOCABS)[number];
 
-interface Loaded {
-  tok: BpeTokenizer;
-  model: LlamaModel;
-  metadata: Record<string, unknown>;
-}
-
 let llama: Llama;
-const loaded = new Map<VocabName, Loaded>();
+const loaded = new Map<VocabName, LoadedVocab<BpeTokenizer>>();
 let synthDir = '';
 /** Path of the trained vocabulary's GGUF for each pre-tokenizer name. */
 const synthFiles = new Map<string, string>();
 
-function get(name: VocabName): Loaded {
+function get(name: VocabName): LoadedVocab<BpeTokenizer> {
   const l = loaded.get(name);
   if (!l) throw new Error(`${name} was not loaded`);
   return l;
-}
-
-/** The parsed header is a union of per-architecture types; the tokenizer takes a plain record. */
-async function readMetadata(file: string): Promise<Record<string, unknown>> {
-  return Object.fromEntries(Object.entries((await gguf(file, { allowLocalFile: true })).metadata));
 }
 
 function bpe(metadata: Record<string, unknown>): BpeTokenizer {
@@ -72,21 +78,9 @@ function bpe(metadata: Record<string, unknown>): BpeTokenizer {
   return tok;
 }
 
-/** node-llama-cpp brands its ids as `Token`; ours are plain numbers with the same meaning (ids of the same file). */
-function asTokens(ids: readonly number[]): Token[] {
-  return ids.map((id) => id as Token);
-}
-
 beforeAll(async () => {
-  // CPU build, never compile: the prebuilt binary is all a vocab-only model needs. llama.cpp logs "missing tensor
-  // 'token_embd.weight'" for these files; the vocab-only load still succeeds (the tests below prove it).
-  llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
-  for (const name of VOCABS) {
-    const file = path.join(VOCAB_DIR, name);
-    const metadata = await readMetadata(file);
-    const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
-    loaded.set(name, { tok: bpe(metadata), model, metadata });
-  }
+  llama = await openLlama();
+  for (const name of VOCABS) loaded.set(name, await loadVocab(llama, path.join(VOCAB_DIR, name), bpe));
   synthDir = mkdtempSync(path.join(tmpdir(), 'flock-bpe-'));
   const vocab = trainedVocab();
   for (const pre of SUPPORTED_PRE_TOKENIZERS) {
@@ -104,18 +98,6 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Corpus.
-
-/** Deterministic PRNG (mulberry32) so the random strings are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HARD_STRINGS: string[] = [
   // whitespace
@@ -180,15 +162,7 @@ function randomStrings(count: number, seed: number): string[] {
     "'LL", 'é', 'e\u0301', 'ß', '日', '本', '語', '한', '🦙', '👍🏽', '\u200d', 'م', 'र', 'ि', 'ไ', '<', '>', '/', '|',
     '\u00a0', '\u3000', '\u0000', '𠀀', 'Hello', 'WORLD', '"', '<|endoftext|>', '<|im_end|>', '<fim_pad>', 'õ', '✓',
   ];
-  const next = rng(seed);
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const n = 1 + Math.floor(next() * 24);
-    let s = '';
-    for (let j = 0; j < n; j++) s += parts[Math.floor(next() * parts.length)];
-    out.push(s);
-  }
-  return out;
+  return randomFrom(parts, count, seed);
 }
 
 /** A 5,000-character string mixing the hard strings, so merges and rules run over one long fragment. */
@@ -212,17 +186,8 @@ const LONG_STRINGS = [
 
 /** Special pieces of a vocabulary typed as text, alone and inside other text (a few of each [PADnnn] family). */
 function specialPieceStrings(metadata: Record<string, unknown>): string[] {
-  const tokens = metadata['tokenizer.ggml.tokens'];
-  const types = metadata['tokenizer.ggml.token_type'];
-  if (!Array.isArray(tokens) || !Array.isArray(types)) throw new Error('vocab metadata is not arrays');
-  const out: string[] = [];
   let pads = 0;
-  tokens.forEach((t, i) => {
-    if (typeof t !== 'string' || types[i] === 1) return;
-    if (/^\[PAD\d+\]$/.test(t) && pads++ >= 3) return;
-    out.push(t, `x${t}y`, ` ${t} `, `${t}\n${t}`);
-  });
-  return out;
+  return specialStrings(metadata, (t, type) => type !== 1 && !(/^\[PAD\d+\]$/.test(t) && pads++ >= 3));
 }
 
 function corpus(metadata: Record<string, unknown>): string[] {
@@ -301,17 +266,6 @@ function asLlamaPrints(tok: BpeTokenizer, ids: readonly number[]): string {
 // ---------------------------------------------------------------------------------------------------------------
 // A vocabulary trained here (oracle 3).
 
-/** GPT-2's byte alphabet, written independently of tokenizer-bpe.ts so that the two check each other. */
-const BYTE_CHARS: string[] = (() => {
-  const chars: string[] = [];
-  let shifted = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b > 0x20 && b < 0x7f) || (b > 0xa0 && b !== 0xad);
-    chars.push(String.fromCharCode(printable ? b : 256 + shifted++));
-  }
-  return chars;
-})();
-
 interface TrainedVocab {
   tokens: string[];
   types: number[];
@@ -333,9 +287,8 @@ const SYNTH_SPECIALS: [string, number][] = [
 ];
 
 /**
- * BPE trained on raw text: start from the 256 byte characters, repeatedly merge the most frequent adjacent pair
- * (ties: the smaller pair text) across the whole text, with no word boundaries at all. 400 merges keep the GGUF near
- * 20 KB (tests/helpers/gguf-writer.ts must not grow its buffer during a number write; see the report).
+ * BPE trained on raw text with no word boundaries at all (trainBpe, tests/helpers/vocab-train.ts). 400 merges keep
+ * the GGUF near 20 KB (tests/helpers/gguf-writer.ts must not grow its buffer during a number write; see the report).
  */
 function trainedVocab(): TrainedVocab {
   const emphasis = Array.from({ length: 10 }, () => BOUNDARIES).flat();
@@ -344,43 +297,7 @@ function trainedVocab(): TrainedVocab {
   // which llama.cpp refuses, and llama.cpp promotes others ("<fim_pad>", "</s>", …) to control pieces by their text
   // and then emits them from plain text, which we refuse on purpose (see the header of tokenizer-bpe.ts).
   const reserved = (text: string): boolean => /^<.*>$|^\[.*\]$/s.test(text);
-  let seq = Array.from(new TextEncoder().encode(training), (b) => BYTE_CHARS[b]);
-  const tokens = [...BYTE_CHARS];
-  const known = new Set(tokens);
-  const merges: string[] = [];
-  while (merges.length < 400) {
-    const counts = new Map<string, number>();
-    for (let i = 0; i + 1 < seq.length; i++) {
-      const pair = `${seq[i]} ${seq[i + 1]}`;
-      counts.set(pair, (counts.get(pair) ?? 0) + 1);
-    }
-    let best = '';
-    let bestCount = 1;
-    for (const [pair, c] of counts) {
-      if (reserved(pair.replace(' ', ''))) continue;
-      if (c > bestCount || (c === bestCount && best !== '' && pair < best)) {
-        best = pair;
-        bestCount = c;
-      }
-    }
-    if (best === '') break;
-    const [a, b] = best.split(' ');
-    merges.push(best);
-    if (!known.has(a + b)) {
-      known.add(a + b);
-      tokens.push(a + b);
-    }
-    const next: string[] = [];
-    for (let i = 0; i < seq.length; i++) {
-      if (i + 1 < seq.length && seq[i] === a && seq[i + 1] === b) {
-        next.push(a + b);
-        i++;
-      } else {
-        next.push(seq[i]);
-      }
-    }
-    seq = next;
-  }
+  const { tokens, merges } = trainBpe(training, 400, reserved);
   const types = tokens.map(() => 1);
   for (const [text, type] of SYNTH_SPECIALS) {
     tokens.push(text);
@@ -389,92 +306,25 @@ function trainedVocab(): TrainedVocab {
   return { tokens, types, merges };
 }
 
-/**
- * A vocab-only GGUF llama.cpp loads: it needs an architecture and that architecture's required hyper-parameters
- * (block count, context and embedding length, feed-forward length, head count, norm epsilon for "gpt2") besides the
- * tokenizer keys; merges are mandatory for "gpt2" vocabularies, token types optional (we give them).
- */
+/** The trained vocabulary as a vocab-only GGUF whose rules are `pre`, BOS and EOS Llama 3's. */
 function synthMetadata(v: TrainedVocab, pre: string): GgufMetadata {
-  const id = (text: string): number => v.tokens.indexOf(text);
-  return [
-    ['general.architecture', { type: 'string', value: 'gpt2' }],
-    ['general.name', { type: 'string', value: 'flock-synthetic-bpe' }],
-    ['gpt2.block_count', { type: 'u32', value: 1 }],
-    ['gpt2.context_length', { type: 'u32', value: 64 }],
-    ['gpt2.embedding_length', { type: 'u32', value: 8 }],
-    ['gpt2.feed_forward_length', { type: 'u32', value: 16 }],
-    ['gpt2.attention.head_count', { type: 'u32', value: 1 }],
-    ['gpt2.attention.layer_norm_epsilon', { type: 'f32', value: 1e-5 }],
-    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
-    ['tokenizer.ggml.pre', { type: 'string', value: pre }],
-    ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: v.tokens }],
-    ['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', value: v.types }],
-    ['tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: v.merges }],
-    ['tokenizer.ggml.bos_token_id', { type: 'u32', value: id('<|begin_of_text|>') }],
-    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: id('<|end_of_text|>') }],
-  ];
+  return bpeVocabMetadata({
+    name: 'flock-synthetic-bpe', pre, ...v, bos: '<|begin_of_text|>', eos: '<|end_of_text|>',
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. llama.cpp's test vectors.
 
-interface Vector {
-  text: string;
-  ids: number[];
-}
-
-function readVectors(name: VocabName): Vector[] {
-  const base = path.join(VOCAB_DIR, name);
-  const texts = readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-  // Every string ends with the marker, so the split leaves one empty string after the last.
-  expect(texts.pop()).toBe('');
-  const lines = readFileSync(`${base}.out`, 'utf8').split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  expect(lines.length).toBe(texts.length);
-  return texts.map((text, i) => ({
-    text,
-    ids: lines[i]
-      .trim()
-      .split(/ +/)
-      .filter((s) => s !== '')
-      .map(Number),
-  }));
-}
-
-describe.each(VOCABS)('%s: llama.cpp test vectors', (name) => {
-  it('reproduces every line of the .out file from the .inp file', () => {
-    const { tok } = get(name);
-    const vectors = readVectors(name);
-    expect(vectors.length).toBe(46);
-    const mismatches = vectors
-      .map((v, i) => ({ i, text: v.text, want: v.ids, got: tok.encode(v.text) }))
-      .filter((m) => JSON.stringify(m.got) !== JSON.stringify(m.want));
-    expect(mismatches).toEqual([]);
-  });
-});
+describeTestVectors(VOCABS, (name) => get(name as VocabName).tok);
 
 // ---------------------------------------------------------------------------------------------------------------
 // 2. Against llama.cpp on the shared vocabularies.
 
 describe.each(VOCABS)('%s: same ids and text as llama.cpp', (name) => {
   it('encode() equals model.tokenize(s, false) and encodeWithSpecial() equals model.tokenize(s, true)', () => {
-    const { tok, model, metadata } = get(name);
-    const texts = corpus(metadata);
-    expect(texts.length).toBeGreaterThan(400);
-    const mismatches: unknown[] = [];
-    for (const s of texts) {
-      const plain = tok.encode(s);
-      const want = model.tokenize(s, false);
-      if (JSON.stringify(plain) !== JSON.stringify(want)) {
-        mismatches.push({ s: show(s), mode: 'plain', want, got: plain });
-      }
-      const special = tok.encodeWithSpecial(s);
-      const wantSpecial = model.tokenize(s, true);
-      if (JSON.stringify(special) !== JSON.stringify(wantSpecial)) {
-        mismatches.push({ s: show(s), mode: 'special', want: wantSpecial, got: special });
-      }
-    }
-    expect(mismatches).toEqual([]);
+    const vocab = get(name);
+    expectEncodesLikeLlama(vocab, corpus(vocab.metadata), show);
   });
 
   it('decode() is llama.cpp detokenize() before its space clean-up, and round-trips every string', () => {
@@ -501,38 +351,16 @@ describe.each(VOCABS)('%s: same ids and text as llama.cpp', (name) => {
 
   it('every id decodes like llama.cpp and ends generation where llama.cpp says', () => {
     const { tok, model } = get(name);
-    const mismatches: unknown[] = [];
-    for (let id = 0; id < tok.vocabSize; id++) {
-      const want = model.detokenize(asTokens([id, id]), false);
-      const got = asLlamaPrints(tok, [id, id]);
-      if (got !== want) mismatches.push({ id, want, got });
-      const [token] = asTokens([id]);
-      if (tok.isEndOfGeneration(id) !== model.isEogToken(token)) mismatches.push({ id, eog: model.isEogToken(token) });
-    }
-    expect(mismatches).toEqual([]);
+    expectEveryIdLikeLlama(tok, model, (ids) => asLlamaPrints(tok, ids));
   });
 
   it('plain text never yields a control id', () => {
     const { tok, metadata } = get(name);
-    const types = metadata['tokenizer.ggml.token_type'];
-    if (!Array.isArray(types)) throw new Error('token_type is not an array');
-    for (const s of corpus(metadata)) {
-      for (const id of tok.encode(s)) {
-        const special = types[id] === 2 || types[id] === 3 || tok.isEndOfGeneration(id);
-        if (special) throw new Error(`encode(${show(s)}) produced special id ${id}`);
-      }
-    }
+    expectNoSpecialIds(tok, metadata, corpus(metadata), show);
   });
 
   it('encodes a 100,000-character text quickly', () => {
-    const { tok } = get(name);
-    const text = Array.from({ length: 20 }, (_, i) => longString(i)).join('');
-    const t0 = performance.now();
-    const ids = tok.encode(text);
-    const ms = performance.now() - t0;
-    expect(ids.length).toBeGreaterThan(10_000);
-    // About 0.1 s measured here; the bound only catches an accidental quadratic step.
-    expect(ms).toBeLessThan(5_000);
+    expectFastEncode(get(name).tok, Array.from({ length: 20 }, (_, i) => longString(i)).join(''));
   });
 });
 
@@ -556,16 +384,9 @@ async function withSynth<T>(pre: string, f: (tok: BpeTokenizer, model: LlamaMode
   }
 }
 
+/** encode() and encodeWithSpecial() against llama.cpp on `texts`. */
 function compareOn(tok: BpeTokenizer, model: LlamaModel, texts: readonly string[]): unknown[] {
-  const mismatches: unknown[] = [];
-  for (const s of texts) {
-    for (const special of [false, true]) {
-      const want = model.tokenize(s, special);
-      const got = special ? tok.encodeWithSpecial(s) : tok.encode(s);
-      if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push({ s: show(s), special, want, got });
-    }
-  }
-  return mismatches;
+  return encodeMismatches(tok, model, texts, show);
 }
 
 describe('pre-tokenizers on a trained vocabulary', () => {
@@ -745,13 +566,6 @@ describe('hand-made vocabularies', () => {
 });
 
 describe.each(VOCABS)('%s: TokenDecoder', (name) => {
-  function stream(tok: Tokenizer, ids: readonly number[]): { text: string; chunks: string[] } {
-    const dec = new TokenDecoder(tok);
-    const chunks = ids.map((id) => dec.push(id));
-    chunks.push(dec.flush());
-    return { text: chunks.join(''), chunks };
-  }
-
   it('holds back a character split over several pieces until its last byte arrives', () => {
     const { tok } = get(name);
     const ids = tok.encode('🦙');
@@ -763,8 +577,6 @@ describe.each(VOCABS)('%s: TokenDecoder', (name) => {
 
   it('streams the same text as decode() for every corpus string', () => {
     const { tok, metadata } = get(name);
-    for (const s of corpus(metadata)) {
-      for (const ids of [tok.encode(s), tok.encodeWithSpecial(s)]) expect(stream(tok, ids).text).toBe(tok.decode(ids));
-    }
+    expectStreamsLikeDecode(tok, corpus(metadata));
   });
 });

@@ -16,52 +16,45 @@
 // Not tested here: chat templates, BOS placement by the engine, or other tokenizer kinds (gpt2, bert…), which
 // createTokenizer rejects.
 
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { gguf } from '@huggingface/gguf';
-import { LlamaLogLevel, getLlama, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
+import type { Llama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, TokenizerError } from '../../src/model/errors';
-import { TokenDecoder, createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
+import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
+import {
+  VOCAB_DIR,
+  expectEncodesLikeLlama,
+  expectEveryIdLikeLlama,
+  expectFastEncode,
+  expectNoSpecialIds,
+  expectStreamsLikeDecode,
+  describeTestVectors,
+  loadVocab,
+  openLlama,
+  randomStrings as randomFrom,
+  rng,
+  specialPieceStrings as specialStrings,
+  stream,
+  type LoadedVocab,
+} from '../helpers/vocab-files';
 
-// Tests run from the project root; CI clones the project next to ../shared as here.
-const VOCAB_DIR = path.resolve(process.cwd(), '../shared/tokenizers');
 const VOCABS = ['ggml-vocab-llama-spm.gguf', 'ggml-vocab-phi-3.gguf'] as const;
 type VocabName = (typeof VOCABS)[number];
 
-interface Loaded {
-  tok: Tokenizer;
-  model: LlamaModel;
-  metadata: Record<string, unknown>;
-}
-
 let llama: Llama;
-const loaded = new Map<VocabName, Loaded>();
+const loaded = new Map<VocabName, LoadedVocab>();
 
-function get(name: VocabName): Loaded {
+function get(name: VocabName): LoadedVocab {
   const l = loaded.get(name);
   if (!l) throw new Error(`${name} was not loaded`);
   return l;
 }
 
-/** node-llama-cpp brands its ids as `Token`; ours are plain numbers with the same meaning (ids of the same file). */
-function asTokens(ids: readonly number[]): Token[] {
-  return ids.map((id) => id as Token);
-}
-
 beforeAll(async () => {
-  // CPU build, never compile: the prebuilt binary is all a vocab-only model needs. On the phi-3 file llama.cpp logs
-  // "missing tensor 'token_embd.weight'" while loading; the vocab-only load still succeeds (checked by the tests).
-  llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
-  for (const name of VOCABS) {
-    const file = path.join(VOCAB_DIR, name);
-    // The parsed header is a union of per-architecture types; the tokenizer takes a plain record.
-    const metadata: Record<string, unknown> = Object.fromEntries(
-      Object.entries((await gguf(file, { allowLocalFile: true })).metadata),
-    );
-    const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
-    loaded.set(name, { tok: createTokenizer(metadata), model, metadata });
-  }
+  // On the phi-3 file llama.cpp logs "missing tensor 'token_embd.weight'" while loading; the vocab-only load still
+  // succeeds (checked by the tests).
+  llama = await openLlama();
+  for (const name of VOCABS) loaded.set(name, await loadVocab(llama, path.join(VOCAB_DIR, name), createTokenizer));
 });
 
 afterAll(async () => {
@@ -71,18 +64,6 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Corpus.
-
-/** Deterministic PRNG (mulberry32) so the random strings are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HARD_STRINGS: string[] = [
   // empty and whitespace
@@ -121,15 +102,7 @@ function randomStrings(count: number, seed: number): string[] {
     '\u200d', 'م', 'र', 'ि', '<', '>', '/', 's', '|', '▁', '\u0000', '𠀀', 'Hello', 'world', "'", '"', '<s>', '</s>',
     '<|end|>', '<|user|>', '\r\n', '✓',
   ];
-  const next = rng(seed);
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const n = 1 + Math.floor(next() * 24);
-    let s = '';
-    for (let j = 0; j < n; j++) s += parts[Math.floor(next() * parts.length)];
-    out.push(s);
-  }
-  return out;
+  return randomFrom(parts, count, seed);
 }
 
 /** A 5,000-character string mixing everything above, so merges run over one long fragment. */
@@ -142,14 +115,7 @@ function longString(): string {
 
 /** Every special piece of a vocabulary, typed as text alone and inside other text. */
 function specialPieceStrings(metadata: Record<string, unknown>): string[] {
-  const tokens = metadata['tokenizer.ggml.tokens'];
-  const types = metadata['tokenizer.ggml.token_type'];
-  if (!Array.isArray(tokens) || !Array.isArray(types)) throw new Error('vocab metadata is not arrays');
-  const out: string[] = [];
-  tokens.forEach((t, i) => {
-    if (typeof t === 'string' && types[i] !== 1 && types[i] !== 6) out.push(t, `x${t}y`, ` ${t} `, `${t}\n${t}`);
-  });
-  return out;
+  return specialStrings(metadata, (_, type) => type !== 1 && type !== 6);
 }
 
 function corpus(metadata: Record<string, unknown>): string[] {
@@ -172,63 +138,15 @@ function show(s: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // 1. llama.cpp's test vectors.
 
-interface Vector {
-  text: string;
-  ids: number[];
-}
-
-function readVectors(name: VocabName): Vector[] {
-  const base = path.join(VOCAB_DIR, name);
-  const texts = readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-  // Every string ends with the marker, so the split leaves one empty string after the last.
-  expect(texts.pop()).toBe('');
-  const lines = readFileSync(`${base}.out`, 'utf8').split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  expect(lines.length).toBe(texts.length);
-  return texts.map((text, i) => ({
-    text,
-    ids: lines[i]
-      .trim()
-      .split(/ +/)
-      .filter((s) => s !== '')
-      .map(Number),
-  }));
-}
-
-describe.each(VOCABS)('%s: llama.cpp test vectors', (name) => {
-  it('reproduces every line of the .out file from the .inp file', () => {
-    const { tok } = get(name);
-    const vectors = readVectors(name);
-    expect(vectors.length).toBe(46);
-    const mismatches = vectors
-      .map((v, i) => ({ i, text: v.text, want: v.ids, got: tok.encode(v.text) }))
-      .filter((m) => JSON.stringify(m.got) !== JSON.stringify(m.want));
-    expect(mismatches).toEqual([]);
-  });
-});
+describeTestVectors(VOCABS, (name) => get(name as VocabName).tok);
 
 // ---------------------------------------------------------------------------------------------------------------
 // 2. Against llama.cpp on our corpus.
 
 describe.each(VOCABS)('%s: same ids and text as llama.cpp', (name) => {
   it('encode() equals model.tokenize(s, false) and encodeWithSpecial() equals model.tokenize(s, true)', () => {
-    const { tok, model, metadata } = get(name);
-    const texts = corpus(metadata);
-    expect(texts.length).toBeGreaterThan(400);
-    const mismatches: unknown[] = [];
-    for (const s of texts) {
-      const plain = tok.encode(s);
-      const want = model.tokenize(s, false);
-      if (JSON.stringify(plain) !== JSON.stringify(want)) {
-        mismatches.push({ s: show(s), mode: 'plain', want, got: plain });
-      }
-      const special = tok.encodeWithSpecial(s);
-      const wantSpecial = model.tokenize(s, true);
-      if (JSON.stringify(special) !== JSON.stringify(wantSpecial)) {
-        mismatches.push({ s: show(s), mode: 'special', want: wantSpecial, got: special });
-      }
-    }
-    expect(mismatches).toEqual([]);
+    const vocab = get(name);
+    expectEncodesLikeLlama(vocab, corpus(vocab.metadata), show);
   });
 
   it('decode() equals model.detokenize(), and round-trips wherever llama.cpp does', () => {
@@ -255,40 +173,17 @@ describe.each(VOCABS)('%s: same ids and text as llama.cpp', (name) => {
 
   it('every id decodes like llama.cpp, first and not first, and ends generation where llama.cpp says', () => {
     const { tok, model } = get(name);
-    const mismatches: unknown[] = [];
-    for (let id = 0; id < tok.vocabSize; id++) {
-      const pair = asTokens([id, id]);
-      const want = model.detokenize(pair, false);
-      const got = tok.decode([id, id]);
-      if (got !== want) mismatches.push({ id, want, got });
-      const [token] = asTokens([id]);
-      if (tok.isEndOfGeneration(id) !== model.isEogToken(token)) mismatches.push({ id, eog: model.isEogToken(token) });
-    }
-    expect(mismatches).toEqual([]);
+    expectEveryIdLikeLlama(tok, model, (ids) => tok.decode(ids));
   });
 
   it('plain text never yields a control or unknown id', () => {
     const { tok, metadata } = get(name);
-    const types = metadata['tokenizer.ggml.token_type'];
-    if (!Array.isArray(types)) throw new Error('token_type is not an array');
-    for (const s of corpus(metadata)) {
-      for (const id of tok.encode(s)) {
-        // 2 unknown, 3 control; phi-3's "</s>" is stored as user-defined (4) but is the end-of-text piece.
-        const special = types[id] === 2 || types[id] === 3 || tok.isEndOfGeneration(id);
-        if (special) throw new Error(`encode(${JSON.stringify(s)}) produced special id ${id}`);
-      }
-    }
+    // 2 unknown, 3 control; phi-3's "</s>" is stored as user-defined (4) but is the end-of-text piece.
+    expectNoSpecialIds(tok, metadata, corpus(metadata), (s) => JSON.stringify(s));
   });
 
   it('encodes a 100,000-character text quickly', () => {
-    const { tok } = get(name);
-    const text = longString().repeat(20);
-    const t0 = performance.now();
-    const ids = tok.encode(text);
-    const ms = performance.now() - t0;
-    expect(ids.length).toBeGreaterThan(10_000);
-    // About 0.1 s measured here; the bound only catches an accidental quadratic step.
-    expect(ms).toBeLessThan(5_000);
+    expectFastEncode(get(name).tok, longString().repeat(20));
   });
 });
 
@@ -311,7 +206,7 @@ describe('Tokenizer interface on llama-spm', () => {
   });
 
   it('keeps the piece U+FEFF that the GGUF reader hands over as an empty string', () => {
-    // @huggingface/gguf decodes strings with a BOM-stripping TextDecoder; see the constructor of SpmTokenizer.
+    // @huggingface/gguf decodes strings with a BOM-stripping TextDecoder; see indexPieces in tokenizer-vocab.ts.
     const { tok, metadata } = get('ggml-vocab-llama-spm.gguf');
     const tokens = metadata['tokenizer.ggml.tokens'];
     expect(Array.isArray(tokens) && tokens[30143]).toBe('');
@@ -345,13 +240,6 @@ describe('Tokenizer interface on llama-spm', () => {
 });
 
 describe.each(VOCABS)('%s: TokenDecoder', (name) => {
-  function stream(tok: Tokenizer, ids: readonly number[]): { text: string; chunks: string[] } {
-    const dec = new TokenDecoder(tok);
-    const chunks = ids.map((id) => dec.push(id));
-    chunks.push(dec.flush());
-    return { text: chunks.join(''), chunks };
-  }
-
   it('holds back a character split over byte-fallback tokens until its last byte arrives', () => {
     const { tok } = get(name);
     // "🦙" (F0 9F A6 99) has no piece of its own in these vocabularies, so it is spelled as four byte tokens.
@@ -367,9 +255,7 @@ describe.each(VOCABS)('%s: TokenDecoder', (name) => {
 
   it('streams the same text as decode() for every corpus string', () => {
     const { tok, metadata } = get(name);
-    for (const s of corpus(metadata)) {
-      for (const ids of [tok.encode(s), tok.encodeWithSpecial(s)]) expect(stream(tok, ids).text).toBe(tok.decode(ids));
-    }
+    expectStreamsLikeDecode(tok, corpus(metadata));
   });
 
   it('streams the same text as decode() for broken byte sequences (U+FFFD in the same places)', () => {
