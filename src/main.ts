@@ -187,7 +187,7 @@ async function reply(): Promise<void> {
       (t) => streaming.push(t.id, t.text),
     );
     const stats =
-      `${res.outputIds.length} tokens · ${formatRate(res.decodeTokensPerSecond)} tokens/s · first token after ` +
+      `${res.tokenCount} tokens · ${formatRate(res.decodeTokensPerSecond)} tokens/s · first token after ` +
       `${Math.round(res.prefillMs)} ms · ${FINISH_TEXT[res.finishReason]}` + (s.temperature > 0 ? ` · seed ${seed}` : '');
     streaming.finish(res.text, res.finishReason, stats);
     const m: ChatMessage = { role: 'assistant', content: res.text, finish: res.finishReason, stats };
@@ -265,7 +265,7 @@ async function loadModel(spec: ModelSpec, label: string, key: string): Promise<b
       : `${info.name} has no chat template: it continues your last message as plain text (the system prompt is not used).`;
     if (key) {
       settings = { ...readSettings(), model: key };
-      void saveSettings({ ...settings, seed: settings.seed !== null && Number.isNaN(settings.seed) ? null : settings.seed });
+      void saveSettings(settings); // stored values are re-checked field by field on the way back in
     }
     setState('ready');
     return true;
@@ -309,6 +309,7 @@ async function main(): Promise<void> {
     console.error(e);
     usable = false;
     loadBox.hidden = true;
+    promptBox.disabled = true;
     modelStatus.textContent = 'not available';
     showMessage(startupMessage(e, 'gpu' in navigator && navigator.gpu !== undefined), errorName(e));
     setState('error');
@@ -323,6 +324,9 @@ async function main(): Promise<void> {
     current: () => currentModelKey,
     idle: () => state !== 'generating' && state !== 'loading',
     showError,
+    status: (text) => {
+      modelStatus.textContent = text;
+    },
   });
   await startupModel(picker);
 }

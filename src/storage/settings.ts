@@ -42,15 +42,13 @@ export function parseSettings(v: unknown): ChatSettings {
     temperature: num(r.temperature, (n) => n >= 0 && n <= 2, d.temperature),
     topP: num(r.topP, (n) => n > 0 && n <= 1, d.topP),
     maxTokens: num(r.maxTokens, (n) => Number.isInteger(n) && n >= 1 && n <= 4096, d.maxTokens),
-    seed: r.seed === null ? null : num(r.seed, (n) => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff, Number.NaN),
+    seed: typeof r.seed === 'number' && Number.isInteger(r.seed) && r.seed >= 0 && r.seed <= 0xffff_ffff ? r.seed : null,
     model: typeof r.model === 'string' && r.model ? r.model : d.model,
   };
 }
 
 export async function loadSettings(): Promise<ChatSettings> {
-  const s = parseSettings(await get('chat', db()));
-  if (Number.isNaN(s.seed)) s.seed = null;
-  return s;
+  return parseSettings(await get('chat', db()));
 }
 
 export async function saveSettings(s: ChatSettings): Promise<void> {

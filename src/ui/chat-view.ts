@@ -124,7 +124,7 @@ export class ChatView {
         });
         const exp = h('button', { type: 'button', class: 'export icon', title: 'Export as JSON', 'aria-label': `Export ${c.title}` }, '⤓');
         exp.addEventListener('click', () => actions.exportJson(c.id));
-        const del = h('button', { type: 'button', class: 'delete icon', title: 'Delete', 'aria-label': `Delete ${c.title}`, disabled }, '🗑');
+        const del = h('button', { type: 'button', class: 'delete icon', title: 'Delete', 'aria-label': `Delete ${c.title}`, disabled }, '✕');
         del.addEventListener('click', () => {
           if (confirm(`Delete “${c.title}”? This cannot be undone.`)) actions.remove(c.id);
         });

@@ -1,4 +1,6 @@
-// Small text formatters for the page (byte counts, rates). Pure functions, no DOM.
+// Small text formatters for the page (byte counts, rates, durations, download progress). Pure functions, no DOM.
+
+import type { DownloadProgress } from '../storage/model-cache';
 
 /** 1234567 -> "1.2 MB" (decimal units, as download sizes are usually shown). */
 export function formatBytes(n: number): string {
@@ -21,4 +23,17 @@ export function formatProgress(loaded: number, total: number): string {
 
 export function formatRate(perSecond: number): string {
   return Number.isFinite(perSecond) && perSecond > 0 ? `${perSecond.toFixed(perSecond < 10 ? 1 : 0)}` : '–';
+}
+
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '–';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+/** "12.3 MB / 145 MB · 4.1 MB/s · 32 s left" */
+export function formatDownload(p: DownloadProgress): string {
+  const rate = p.rate > 0 ? `${formatBytes(p.rate)}/s` : '– /s';
+  return `${formatBytes(p.loaded)} / ${formatBytes(p.total)} · ${rate} · ${p.loaded >= p.total ? 'done' : `${formatDuration(p.etaSeconds)} left`}`;
 }

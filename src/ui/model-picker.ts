@@ -6,12 +6,12 @@
 
 import {
   deleteModel, downloadModel, downloadedBytes, listModels, modelIdForUrl, requestPersistentStorage, storageInfo, verifyModel,
-  type CachedModel, type DownloadProgress,
+  type CachedModel,
 } from '../storage/model-cache';
 import type { EngineClient, ModelReport, ModelSpec } from '../worker/client';
 import { CATALOG } from './catalog';
 import { byId, h } from './dom';
-import { formatBytes } from './format';
+import { formatBytes, formatDownload } from './format';
 
 export const EMBEDDED_KEY = 'embedded';
 
@@ -23,19 +23,8 @@ export interface PickerHost {
   /** Whether the engine is free to load now. */
   idle(): boolean;
   showError(e: unknown): void;
-}
-
-export function formatDuration(s: number): string {
-  if (!Number.isFinite(s) || s < 0) return '–';
-  if (s < 60) return `${Math.ceil(s)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-}
-
-/** "12.3 MB / 145 MB · 4.1 MB/s · 32 s left" */
-export function formatDownload(p: DownloadProgress): string {
-  const rate = p.rate > 0 ? `${formatBytes(p.rate)}/s` : '– /s';
-  return `${formatBytes(p.loaded)} / ${formatBytes(p.total)} · ${rate} · ${p.loaded >= p.total ? 'done' : `${formatDuration(p.etaSeconds)} left`}`;
+  /** a short line next to the model name (what the picker is doing) */
+  status(text: string): void;
 }
 
 interface Row {
@@ -169,8 +158,8 @@ export class ModelPicker {
   }
 
   /** Download (or resume) into the cache, verify, and load when this build can run it. */
-  private async fetchAndUse(url: string, name: string): Promise<void> {
-    if (this.active) return;
+  private async fetchAndUse(url: string, name: string, retry = true): Promise<boolean> {
+    if (this.active) return false;
     const ac = new AbortController();
     this.active = ac;
     const key = await modelIdForUrl(url);
@@ -194,7 +183,7 @@ export class ModelPicker {
       this.download.dataset.state = 'done';
       this.cancelButton.disabled = true;
       this.active = undefined;
-      await this.useCached(await this.cachedOrThrow(key));
+      return await this.useCached(await this.cachedOrThrow(key), retry);
     } catch (e) {
       if (ac.signal.aborted) {
         this.download.dataset.state = 'cancelled';
@@ -204,6 +193,7 @@ export class ModelPicker {
         this.note(key, `Download failed: ${(e as Error).message}`, 'bad');
         this.host.showError(e);
       }
+      return false;
     } finally {
       if (this.active === ac) this.active = undefined;
       this.cancelButton.disabled = true;
@@ -217,19 +207,21 @@ export class ModelPicker {
     return m;
   }
 
-  /** Verify a cached model (re-fetching damaged pieces once), check it can run, then load it. */
-  async useCached(m: CachedModel): Promise<boolean> {
+  /** Verify a cached model (re-fetching damaged pieces once), check it can run, then load it; true when loaded. */
+  async useCached(m: CachedModel, retry = true): Promise<boolean> {
     this.note(m.id, 'Checking the downloaded file…', 'info');
+    this.host.status(`checking ${m.name} before use…`);
     await this.refresh();
-    let v = await verifyModel(m.id);
-    if (!v.ok && v.badChunks.length > 0) {
+    const v = await verifyModel(m.id);
+    if (!v.ok && v.badChunks.length > 0 && retry) {
       this.note(m.id, `${v.reason} Fetching them again…`, 'info');
+      this.host.status(`${v.reason} Fetching them again…`);
       await this.refresh();
-      await this.fetchAndUse(m.url, m.name);
-      return false; // fetchAndUse verifies again and loads
+      return this.fetchAndUse(m.url, m.name, false); // verifies again, then loads
     }
     if (!v.ok) {
       this.note(m.id, `This file cannot be used: ${v.reason}`, 'bad');
+      this.host.status(`${m.name} cannot be used: ${v.reason}`);
       await this.refresh();
       return false;
     }
@@ -239,10 +231,9 @@ export class ModelPicker {
       await this.refresh();
       return false;
     }
-    v = { ok: true, badChunks: [] };
     const ok = await this.host.load({ kind: 'cached', id: m.id }, m.name, m.id);
     await this.refresh();
-    return ok && v.ok;
+    return ok;
   }
 
   private async remove(m: CachedModel): Promise<void> {
@@ -253,8 +244,10 @@ export class ModelPicker {
   }
 }
 
+/** The embedded model is small (1.2 MB): it is fetched whole, from the service worker's precache once installed.
+ *  (Range reads through some servers, vite preview among them, answer gzip-encoded slices of the wrong size.) */
 export function embeddedSpec(): ModelSpec {
-  return { kind: 'url', url: new URL('./models/stories260K.gguf', location.href).href, name: 'stories260K' };
+  return { kind: 'whole', url: new URL('./models/stories260K.gguf', location.href).href, name: 'stories260K' };
 }
 
 export function reportText(r: ModelReport): string {

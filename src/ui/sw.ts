@@ -1,8 +1,8 @@
 // The service worker: precaches the app and the embedded model (the list is injected at build time by
 // vite-plugin-pwa), so the page and stories260K work offline after the first visit.
 // Update flow: see the message listener below.
-// Range requests: the model is read with HTTP Range requests (src/model/source.ts insists on 206 answers), and
-// workbox's precache route answers with whole files unless the RangeRequestsPlugin slices the cached response.
+// Range requests: a precached file read with HTTP Range requests (src/model/source.ts insists on 206 answers) gets
+// its slice from the RangeRequestsPlugin; the page itself fetches the embedded model whole (see embeddedSpec).
 
 /// <reference lib="webworker" />
 import { RangeRequestsPlugin } from 'workbox-range-requests';

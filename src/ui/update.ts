@@ -6,7 +6,9 @@ import { Workbox } from 'workbox-window';
 import { byId } from './dom';
 
 export function registerServiceWorker(): void {
-  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
+  // MODE, not PROD: a build made under Vitest (NODE_ENV=test) has PROD false but still ships its service worker;
+  // the dev server (mode 'development') has no worker to register.
+  if (import.meta.env.MODE === 'development' || !('serviceWorker' in navigator)) return;
   const wb = new Workbox('./sw.js');
   const banner = byId('update-banner', HTMLElement);
   byId('update-reload', HTMLButtonElement).addEventListener('click', () => {

@@ -5,9 +5,10 @@
 
 /// <reference lib="webworker" />
 import { expose } from 'comlink';
+import { FlockChatEngine } from '../engine/chat';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
-import { InvalidArgumentError } from '../model/errors';
+import { InvalidArgumentError, ModelFetchError } from '../model/errors';
 import { BlobSource, openWebSource, type ByteSource } from '../model/source';
 import { CacheSource, getModel } from '../storage/model-cache';
 import { inspectSource } from './inspect';
@@ -16,6 +17,8 @@ import type { ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, Mode
 let dev: FlockDevice | undefined;
 let model: LocalModel | undefined;
 let modelName = '';
+/** the OpenAI-style chat API over `model`, when the model has a chat template; undefined: text continuation */
+let chatEngine: FlockChatEngine | undefined;
 /** the current load or generation; abort() ends it */
 let running: AbortController | undefined;
 
@@ -23,6 +26,16 @@ async function sourceFor(spec: ModelSpec): Promise<ByteSource> {
   switch (spec.kind) {
     case 'url':
       return openWebSource(spec.url);
+    case 'whole': {
+      let res: Response;
+      try {
+        res = await fetch(spec.url);
+      } catch (e) {
+        throw new ModelFetchError(`Could not fetch ${spec.url}: ${(e as Error).message}. Check your network.`);
+      }
+      if (!res.ok) throw new ModelFetchError(`Fetching ${spec.url} failed with HTTP ${res.status} ${res.statusText}.`);
+      return new BlobSource(await res.blob(), spec.name);
+    }
     case 'file':
       return new BlobSource(spec.file);
     case 'cached': {
@@ -36,16 +49,55 @@ async function sourceFor(spec: ModelSpec): Promise<ByteSource> {
 }
 
 function nameOf(spec: ModelSpec, source: ByteSource): string {
-  return spec.kind === 'url' ? spec.name : source.name;
+  return spec.kind === 'url' || spec.kind === 'whole' ? spec.name : source.name;
 }
 
 /**
- * Build the prompt. Until the OpenAI-style chat API (src/engine/chat.ts) is wired in, a model is driven as a
- * text continuation: the last user message is the prompt (stories260K has no chat template and is a story model).
+ * The prompt of a model without a chat template: the last user message, continued as plain text. Such models
+ * (stories260K) are text models; dressing their input as "User: … Assistant:" only makes them worse.
  */
 function promptFor(req: ChatRequest): string {
   for (let i = req.messages.length - 1; i >= 0; i--) if (req.messages[i].role === 'user') return req.messages[i].content;
   return '';
+}
+
+/** A reply through the OpenAI-style API (src/engine/chat.ts): the model's chat template, its end-of-turn tokens. */
+async function chatWithTemplate(engine: FlockChatEngine, req: ChatRequest, signal: AbortSignal, onToken: (t: TokenEvent) => void): Promise<ChatResult> {
+  const onAbort = () => engine.interruptGenerate();
+  signal.addEventListener('abort', onAbort);
+  try {
+    const stream = await engine.chat.completions.create({
+      messages: req.messages,
+      stream: true,
+      temperature: req.temperature,
+      top_p: req.topP,
+      max_tokens: req.maxTokens,
+      seed: req.seed,
+    });
+    let text = '';
+    let finish: ChatResult['finishReason'] = 'stop';
+    let usage: { completion_tokens: number; extra?: { decode_tokens_per_s?: number; time_to_first_token_s?: number } } | undefined;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      const piece = c?.delta.content ?? '';
+      if (piece) {
+        text += piece;
+        onToken({ id: -1, text: piece });
+      }
+      if (c?.finish_reason) finish = c.finish_reason === 'abort' ? 'abort' : c.finish_reason === 'length' ? 'length' : 'stop';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    return {
+      text,
+      outputIds: [],
+      tokenCount: usage?.completion_tokens ?? 0,
+      finishReason: finish,
+      prefillMs: (usage?.extra?.time_to_first_token_s ?? 0) * 1000,
+      decodeTokensPerSecond: usage?.extra?.decode_tokens_per_s ?? 0,
+    };
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
 }
 
 const api: EngineApi = {
@@ -77,6 +129,8 @@ const api: EngineApi = {
       model?.destroy();
       model = next;
       modelName = nameOf(spec, source);
+      const engine = new FlockChatEngine(next);
+      chatEngine = engine.template.isFallback ? undefined : engine;
       return {
         name: modelName,
         arch: next.config.arch,
@@ -84,7 +138,7 @@ const api: EngineApi = {
         weightBytes: next.weightBytes,
         loadMs: performance.now() - t0,
         bytesRead: source.bytesFetched,
-        chatTemplate: false,
+        chatTemplate: chatEngine !== undefined,
       };
     } finally {
       if (running === ac) running = undefined;
@@ -97,6 +151,7 @@ const api: EngineApi = {
     const ac = new AbortController();
     running = ac;
     try {
+      if (chatEngine) return await chatWithTemplate(chatEngine, req, ac.signal, onToken);
       const it = model.generate({
         prompt: promptFor(req),
         temperature: req.temperature,
@@ -114,6 +169,7 @@ const api: EngineApi = {
       return {
         text: res.text,
         outputIds: res.outputIds,
+        tokenCount: res.outputIds.length,
         finishReason: res.finishReason,
         prefillMs: res.timings.prefillMs,
         decodeTokensPerSecond: res.timings.decodeTokensPerSecond,

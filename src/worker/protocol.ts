@@ -4,6 +4,8 @@
 /** Where a model's bytes come from. */
 export type ModelSpec =
   | { kind: 'url'; url: string; name: string }
+  /** a small file (the embedded model) fetched whole into memory: no Range requests, so any static host works */
+  | { kind: 'whole'; url: string; name: string }
   | { kind: 'file'; file: File }
   | { kind: 'cached'; id: string };
 
@@ -50,7 +52,10 @@ export interface TokenEvent {
 
 export interface ChatResult {
   text: string;
+  /** token ids of the reply (empty where the chat API gives text only) */
   outputIds: number[];
+  /** tokens in the reply */
+  tokenCount: number;
   finishReason: 'length' | 'stop' | 'abort' | 'context';
   prefillMs: number;
   decodeTokensPerSecond: number;

@@ -66,7 +66,15 @@ export async function serveApp(outDir: string): Promise<Served> {
   });
   const url = server.resolvedUrls?.local[0];
   if (!url) throw new Error('vite preview did not report a URL');
-  return { url, close: () => server.close() };
+  // close() waits for idle keep-alive connections (the engine worker holds some) unless they are cut first
+  const http = server.httpServer as unknown as { closeAllConnections?: () => void };
+  return {
+    url,
+    close: async () => {
+      http.closeAllConnections?.();
+      await server.close();
+    },
+  };
 }
 
 export async function launchChromium(): Promise<Browser> {

@@ -144,7 +144,7 @@ describe('chat in Chromium with WebGPU', () => {
     await ctx.close();
   });
 
-  it('works offline from the service worker, model Range requests included', async () => {
+  it('works offline from the service worker (app, engine worker and model)', async () => {
     // its own server (its own origin, so its own service worker) that the test can shut down
     const served = await serveApp(app.outDir);
     const ctx = await app.newContext();
