@@ -20,7 +20,7 @@ import type {
   CompletionUsage,
 } from '@mlc-ai/web-llm';
 import { ChatTemplate, type ChatMessage } from '../model/chat-template';
-import { FlockError, InvalidArgumentError, registerErrors } from '../model/errors';
+import { ChatRequestError, InvalidArgumentError, UnsupportedChatFeatureError } from '../model/errors';
 import { normalizeSampling, type SamplingParams } from '../model/sampler';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { openWebSource, type ByteSource } from '../model/source';
@@ -28,17 +28,7 @@ import { StopStringFilter } from './chat-stop';
 import { drain, generateTokens, prepareInput, type Backend, type GenerationResult } from './generate';
 import { LocalModel, type LoadOptions } from './local-model';
 
-/** A request that is malformed: no messages, an unknown role, a value out of range, messages in an order the API
- *  does not accept. */
-export class ChatRequestError extends FlockError {
-  override name = 'ChatRequestError';
-}
-
-/** A valid OpenAI request that asks for something Flock does not do (n > 1, tools, logprobs, images, …). */
-export class UnsupportedChatFeatureError extends FlockError {
-  override name = 'UnsupportedChatFeatureError';
-}
-registerErrors(ChatRequestError, UnsupportedChatFeatureError);
+export { ChatRequestError, UnsupportedChatFeatureError };
 
 /** A backend, and where it has one, the GGUF metadata it came from (chat template, model name). */
 export type ChatBackend = Backend & { readonly file?: { readonly metadata: Record<string, unknown> } };

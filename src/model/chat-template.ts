@@ -33,20 +33,10 @@
 // stories260K would otherwise write the user's next line too).
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
-import { FlockError, registerErrors } from './errors';
+import { ChatTemplateError, ChatTemplateRenderError } from './errors';
 import type { Tokenizer } from './tokenizer';
 
-/** `tokenizer.chat_template` does not parse as Jinja (or is not a string). */
-export class ChatTemplateError extends FlockError {
-  override name = 'ChatTemplateError';
-}
-
-/** The template failed while rendering: it called raise_exception, used an unsupported feature, or its output could
- *  not be tokenized safely. */
-export class ChatTemplateRenderError extends FlockError {
-  override name = 'ChatTemplateRenderError';
-}
-registerErrors(ChatTemplateError, ChatTemplateRenderError);
+export { ChatTemplateError, ChatTemplateRenderError };
 
 export interface ChatMessage {
   role: string;

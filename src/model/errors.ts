@@ -58,7 +58,33 @@ export class InvalidArgumentError extends FlockError {
   override name = 'InvalidArgumentError';
 }
 
+/** `tokenizer.chat_template` does not parse as Jinja (or is not a string). */
+export class ChatTemplateError extends FlockError {
+  override name = 'ChatTemplateError';
+}
+
+/** The template failed while rendering: it called raise_exception, used an unsupported feature, or its output could
+ *  not be tokenized safely. */
+export class ChatTemplateRenderError extends FlockError {
+  override name = 'ChatTemplateRenderError';
+}
+
+/** A chat request that is malformed: no messages, an unknown role, a value out of range, messages in an order the
+ *  API does not accept. */
+export class ChatRequestError extends FlockError {
+  override name = 'ChatRequestError';
+}
+
+/** A valid OpenAI request that asks for something Flock does not do (n > 1, tools, logprobs, images, …). */
+export class UnsupportedChatFeatureError extends FlockError {
+  override name = 'UnsupportedChatFeatureError';
+}
+
 const byName: Record<string, new (message: string) => FlockError> = {
+  ChatTemplateError,
+  ChatTemplateRenderError,
+  ChatRequestError,
+  UnsupportedChatFeatureError,
   GgufFormatError,
   TensorBoundsError,
   UnsupportedArchitectureError,
@@ -70,11 +96,6 @@ const byName: Record<string, new (message: string) => FlockError> = {
   WebGpuUnavailableError,
   InvalidArgumentError,
 };
-
-/** Make errors defined elsewhere (chat, swarm) revivable by name too. Each takes just a message. */
-export function registerErrors(...ctors: (new (message: string) => FlockError)[]): void {
-  for (const C of ctors) byName[new C('').name] = C;
-}
 
 /** Rebuild a named error that crossed a boundary as `{name, message}`; unknown names become a plain FlockError. */
 export function reviveError(name: string, message: string): FlockError {

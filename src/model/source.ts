@@ -70,10 +70,22 @@ export class HttpSource implements ByteSource {
           : `Fetching ${this.url} failed with HTTP ${res.status} ${res.statusText}.`,
       );
     }
-    const total = res.headers.get('content-range')?.match(/\/\s*(\d+)\s*$/)?.[1];
-    if (total !== undefined) this.total = Number(total);
+    const encoding = res.headers.get('content-encoding');
+    if (encoding && encoding !== 'identity') {
+      // a compressed 206 body's byte offsets are not the file's: the server would hand us the wrong bytes
+      await res.body?.cancel();
+      throw new ModelFetchError(`${this.url} answered a Range request with a ${encoding}-encoded body; serve .gguf files without compression.`);
+    }
+    const range = res.headers.get('content-range')?.match(/bytes\s+(\d+)-(\d+)\/(\d+|\*)/);
+    if (range && range[3] !== '*') this.total = Number(range[3]);
     const bytes = new Uint8Array(await res.arrayBuffer());
     this.bytesFetched += bytes.byteLength;
+    const expected = range ? Number(range[2]) - Number(range[1]) + 1 : length;
+    if ((range && Number(range[1]) !== offset) || bytes.byteLength !== expected) {
+      throw new ModelFetchError(
+        `${this.url} answered bytes ${range?.[1] ?? '?'}-${range?.[2] ?? '?'} (${bytes.byteLength} bytes) to a request for ${offset}-${offset + length - 1}.`,
+      );
+    }
     return bytes;
   }
 }
