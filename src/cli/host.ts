@@ -7,14 +7,15 @@ import type { Peer } from 'peerjs';
 import { readConfig, type ModelConfig } from '../model/config';
 import { FlockError, InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
-import { openSource } from '../model/source-file';
+import type { ByteSource } from '../model/source';
+import { FileSource, openSource } from '../model/source-file';
 import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { Discovery } from '../swarm/discovery';
 import { StageHost, type HostOptions } from '../swarm/host';
 import { PROTOCOL_VERSION, type Span } from '../swarm/protocol';
 import { modelHashOf } from '../swarm/records';
-import { chooseSpan } from '../swarm/placement';
+import { chooseSpan, shouldMove } from '../swarm/placement';
 import { openPeer, parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { SignalError } from '../swarm/errors';
 import { installNodeWebRtc } from './node-webrtc';
@@ -30,6 +31,8 @@ export interface LaunchHostOptions {
   maxLayers?: number;
   maxContext?: number;
   announceMs?: number;
+  /** how often a host without --layers checks whether to move. 60 s: weights take a while to load */
+  rebalanceMs?: number;
   host?: Partial<Omit<HostOptions, 'peerId' | 'modelHash'>>;
   link?: Partial<LinkOptions>;
 }
@@ -42,12 +45,21 @@ export interface LaunchedHost {
   span: Span;
   config: ModelConfig;
   modelHash: string;
+  /**
+   * Move to a much less covered span when the swarm changed (placement.ts shouldMove), if this host chose its own
+   * span and has no sessions. Runs every rebalanceMs; returns whether it moved.
+   */
+  rebalance(): Promise<boolean>;
   stop(): void;
 }
 
 export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
   installNodeWebRtc();
-  const file = typeof o.model === 'string' ? await openGguf(openSource(o.model)) : o.model;
+  // a path or URL we open (and close on stop); an opened file stays the caller's
+  let source: ByteSource | undefined;
+  let file: GgufFile;
+  if (typeof o.model === 'string') file = await openGguf((source = openSource(o.model)));
+  else file = o.model;
   const config = readConfig(file);
   const modelHash = await modelHashOf(file);
   const opened = await openPeer(o.signal, undefined);
@@ -58,35 +70,65 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
     discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link: o.link });
     let span = o.layers;
     if (!span) {
-      // let one more round of gossip arrive, then take the least covered span
-      await discovery.round();
+      // let the rendezvous' answers arrive (they follow our first announce within milliseconds; 1 s is plenty), then
+      // take the least covered span
+      const d0 = discovery;
+      await d0.waitFor(() => d0.recordsFor(modelHash).length > 0, 1_000).catch(() => {});
       span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, discovery.recordsFor(modelHash));
     }
     if (!(span.start >= 0 && span.start < span.end && span.end <= config.nLayers)) {
       throw new InvalidArgumentError(`--layers ${span.start}:${span.end} is not inside this model's 0:${config.nLayers}.`);
     }
-    const stage = await GpuStage.load(o.dev, file, config, span.start, span.end, { maxContext: o.maxContext });
-    const host = new StageHost(stage, { peerId: peer.id, modelHash, link: o.link, ...o.host });
-    peer.on('connection', (conn) => {
-      if (conn.label === 'flock') void host.accept(conn);
-      else conn.close();
-    });
-    const s = span;
-    discovery.opts.self = () => ({
-      id: peer.id, modelHash, span: s, throughput: host.tokensPerSecond, freeKv: Math.min(host.freeKvTokens, 0xffffffff),
-      protocolVersion: PROTOCOL_VERSION,
-    });
-    await discovery.round();
     const d = discovery;
-    return {
-      peer, host, stage, discovery: d, span, config, modelHash,
+    const serve = async (sp: Span): Promise<{ stage: GpuStage; host: StageHost }> => {
+      const stage = await GpuStage.load(o.dev, file, config, sp.start, sp.end, { maxContext: o.maxContext });
+      // Compile the decode (1 token) and prefill (tiled, > 4 tokens) pipelines now, before anyone is routed here: on a
+      // software adapter a first compile takes seconds and would run into clients' hop timeouts.
+      const warm = stage.createSession(8);
+      await stage.forward(warm, new Float32Array(5 * config.dim));
+      await stage.forward(warm, new Float32Array(config.dim));
+      stage.closeSession(warm);
+      const host = new StageHost(stage, { peerId: peer.id, modelHash, link: o.link, ...o.host });
+      d.opts.self = () => ({
+        id: peer.id, modelHash, span: sp, throughput: host.tokensPerSecond, freeKv: Math.min(host.freeKvTokens, 0xffffffff),
+        protocolVersion: PROTOCOL_VERSION,
+      });
+      return { stage, host };
+    };
+    const first = await serve(span);
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const launched: LaunchedHost = {
+      peer, host: first.host, stage: first.stage, discovery: d, span, config, modelHash,
+      rebalance: async () => {
+        // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
+        if (o.layers || launched.host.stats().sessions > 0) return false;
+        const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
+        const target = shouldMove(config.nLayers, launched.span, others);
+        if (!target) return false;
+        const next = await serve(target);
+        const old = { host: launched.host, stage: launched.stage };
+        Object.assign(launched, { host: next.host, stage: next.stage, span: target });
+        old.host.stop();
+        old.stage.destroy();
+        await d.round();
+        return true;
+      },
       stop: () => {
+        clearInterval(timer);
         d.stop();
-        host.stop();
+        launched.host.stop();
         peer.destroy();
-        stage.destroy();
+        launched.stage.destroy();
+        if (source instanceof FileSource) void source.close();
       },
     };
+    peer.on('connection', (conn) => {
+      if (conn.label === 'flock') void launched.host.accept(conn);
+      else conn.once('open', () => conn.close()); // not mid-negotiation: see StageHost.accept
+    });
+    if (!o.layers) timer = setInterval(() => void launched.rebalance().catch(() => {}), o.rebalanceMs ?? 60_000);
+    await d.round();
+    return launched;
   } catch (e) {
     discovery?.stop();
     peer.destroy();

@@ -41,8 +41,16 @@ async function generate(argv: string[]): Promise<void> {
       stages: { type: 'string', default: '1' },
       'max-context': { type: 'string' },
       json: { type: 'boolean', default: false },
+      swarm: { type: 'string' },
+      signal: { type: 'string' },
+      dtype: { type: 'string' },
     },
   });
+  if (values.swarm !== undefined || values.signal !== undefined) {
+    // Layers on a swarm's hosts, Head here: see swarm-generate.ts.
+    const { runSwarmGenerate } = await import('./swarm-generate');
+    return runSwarmGenerate(values);
+  }
   const dev = await nodeDevice();
   const t0 = performance.now();
   const model = await LocalModel.load(dev, openSource(values.model!), {
@@ -96,6 +104,14 @@ async function main(): Promise<void> {
     case 'bench': {
       const { runBench } = await import('./bench');
       return runBench(rest);
+    }
+    case 'host': {
+      const { runHost } = await import('./host');
+      return runHost(rest);
+    }
+    case 'signal': {
+      const { runSignal } = await import('./signal');
+      return runSignal(rest);
     }
     case undefined:
     case '--help':

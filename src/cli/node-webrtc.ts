@@ -32,7 +32,18 @@ class OrderedPeerConnection extends RTCPeerConnection {
     if (!this.remoteDescription) {
       await Promise.race([this.remoteReady, new Promise((r) => setTimeout(r, 10_000))]);
     }
-    return super.addIceCandidate(c ?? undefined);
+    // libdatachannel may throw "remote candidate without ICE transport" when a candidate races the description.
+    // Retry every 25 ms for up to 1 s (40 tries); then drop the candidate silently. Never throw: PeerJS's handler of a
+    // failed candidate dereferences the connection's provider, which is null once the connection was closed, and
+    // that unhandled rejection would take the process down. A dropped candidate at worst delays the channel; the
+    // caller's open timeout and retry (transport.ts dial) cover that.
+    for (let i = 0; i < 40 && this.connectionState !== 'closed'; i++) {
+      try {
+        return await super.addIceCandidate(c ?? undefined);
+      } catch {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
   }
 }
 
@@ -40,11 +51,13 @@ class OrderedPeerConnection extends RTCPeerConnection {
 export function installNodeWebRtc(): void {
   if (installed) return;
   installed = true;
-  const g: Record<string, unknown> = globalThis as unknown as Record<string, unknown>;
-  g.RTCPeerConnection ??= OrderedPeerConnection;
-  g.RTCSessionDescription ??= RTCSessionDescription;
-  g.RTCIceCandidate ??= RTCIceCandidate;
-  g.WebSocket ??= WebSocket;
+  const install = (name: string, value: unknown): void => {
+    if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
+  };
+  install('RTCPeerConnection', OrderedPeerConnection);
+  install('RTCSessionDescription', RTCSessionDescription);
+  install('RTCIceCandidate', RTCIceCandidate);
+  install('WebSocket', WebSocket);
 }
 
 /** Release libdatachannel's threads so the process can exit (call after every peer is destroyed). */

@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
 import { PeerServer } from 'peer';
 import { FlockError } from '../model/errors';
 
@@ -17,14 +17,25 @@ export interface SignalServer {
 export function startSignalServer(port = 0, host = '127.0.0.1'): Promise<SignalServer> {
   return new Promise((resolve, reject) => {
     const app = PeerServer({ host, port, path: '/', allow_discovery: false }, (server: Server) => {
-      const addr = server.address() as AddressInfo; // node's own http server, not data from a peer
+      // WebSocket connections are upgraded out of http's bookkeeping: track sockets to end them on close.
+      const sockets = new Set<Socket>();
+      server.on('connection', (s: Socket) => {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+      });
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') {
+        reject(new FlockError('PeerServer is not listening on a TCP port.'));
+        return;
+      }
       resolve({
         port: addr.port,
         url: `ws://${host}:${addr.port}/`,
         close: () =>
           new Promise<void>((res) => {
-            server.closeAllConnections?.();
             server.close(() => res());
+            server.closeAllConnections?.();
+            for (const s of sockets) s.destroy();
           }),
       });
     });

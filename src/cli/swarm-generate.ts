@@ -5,16 +5,20 @@
 import type { Peer } from 'peerjs';
 import { readConfig, type ModelConfig } from '../model/config';
 import { openGguf, type GgufFile } from '../model/gguf';
-import { openSource } from '../model/source-file';
+import type { ByteSource } from '../model/source';
+import { FileSource, openSource } from '../model/source-file';
 import { createTokenizer } from '../model/tokenizer';
 import type { FlockDevice } from '../gpu/device';
 import { GpuHead } from '../gpu/head';
 import { SwarmModel, type SwarmOptions } from '../swarm/client';
 import { Discovery } from '../swarm/discovery';
 import { SignalError } from '../swarm/errors';
+import { makeLimits } from '../swarm/protocol';
 import { modelHashOf, type PeerRecord } from '../swarm/records';
 import { findRoute } from '../swarm/routing';
-import { openPeer, type LinkOptions, type SignalConfig } from '../swarm/transport';
+import { openPeer, parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
+import { generateTokens } from '../engine/generate';
+import { FlockError } from '../model/errors';
 import { installNodeWebRtc } from './node-webrtc';
 
 export interface LaunchClientOptions {
@@ -40,21 +44,31 @@ export interface LaunchedClient {
 
 export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClient> {
   installNodeWebRtc();
-  const file = typeof o.model === 'string' ? await openGguf(openSource(o.model)) : o.model;
+  // a path or URL we open (and close on stop); an opened file stays the caller's
+  let source: ByteSource | undefined;
+  let file: GgufFile;
+  if (typeof o.model === 'string') file = await openGguf((source = openSource(o.model)));
+  else file = o.model;
   const config = readConfig(file);
   const tokenizer = createTokenizer(file.metadata);
   const modelHash = await modelHashOf(file);
   const opened = await openPeer(o.signal, undefined);
   if (opened.kind !== 'open') throw new SignalError('The signalling server refused a fresh peer id.');
   const peer = opened.peer;
-  const discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link: o.link });
-  const head = await GpuHead.load(o.dev, file, config, { maxBatch: o.swarmOptions?.maxBatch ?? 64 });
+  // Limits from our model, not the protocol's generous defaults: a result is at most maxBatch x dim, so a host
+  // claiming more is cut off before we reserve anything for it.
+  const maxBatch = o.swarmOptions?.maxBatch ?? 64;
+  const limits = makeLimits({ maxDim: config.dim, maxTokens: maxBatch, maxMessageBytes: maxBatch * config.dim * 4, maxLayers: config.nLayers });
+  const link = { ...o.link, limits: o.link?.limits ?? limits };
+  const discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link });
+  const head = await GpuHead.load(o.dev, file, config, { maxBatch });
   // The client sees only hosts of its own model and protocol version.
   const directory = {
     records: (): PeerRecord[] => discovery.recordsFor(modelHash),
     connect: (id: string) => discovery.connect(id),
+    rttMs: () => discovery.rttMs(),
   };
-  const model = new SwarmModel(o.dev, config, tokenizer, head, directory, o.swarmOptions);
+  const model = new SwarmModel(o.dev, config, tokenizer, head, directory, { modelHash, ...o.swarmOptions });
   if (o.waitForRouteMs) {
     await discovery.waitFor(() => findRoute(directory.records(), 0, config.nLayers) !== null, o.waitForRouteMs);
   }
@@ -65,6 +79,90 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
       peer.destroy();
       model.destroy();
       head.destroy();
+        if (source instanceof FileSource) void source.close();
     },
   };
+}
+
+/** The options `flock generate` parsed (all strings, as parseArgs gives them). */
+export interface SwarmGenerateArgs {
+  model?: string;
+  prompt?: string;
+  'max-tokens'?: string;
+  temperature?: string;
+  'top-k'?: string;
+  'top-p'?: string;
+  'min-p'?: string;
+  'repeat-penalty'?: string;
+  seed?: string;
+  'max-context'?: string;
+  json?: boolean;
+  swarm?: string;
+  signal?: string;
+  dtype?: string;
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new FlockError(`--${name} expects a number, got "${v}"`);
+  return n;
+}
+
+/** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route` and `reroutes` in --json. */
+export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void> {
+  if (!values.swarm || !values.signal) throw new FlockError('A swarm generation needs both --swarm NAME and --signal URL.');
+  const dtype = values.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new FlockError(`--dtype expects f32 or f16, got "${dtype}"`);
+  const { nodeDevice } = await import('./dawn');
+  const { DEFAULT_MODEL } = await import('./default-model');
+  const dev = await nodeDevice();
+  const t0 = performance.now();
+  const c = await launchClient({
+    dev,
+    model: values.model ?? DEFAULT_MODEL,
+    swarm: values.swarm,
+    signal: parseSignalUrl(values.signal),
+    swarmOptions: { dtype, maxContext: num(values['max-context'], 'max-context') },
+    waitForRouteMs: 20_000,
+  });
+  const loadMs = performance.now() - t0;
+  try {
+    const it = generateTokens(c.model, {
+      prompt: values.prompt,
+      maxTokens: num(values['max-tokens'], 'max-tokens') ?? 128,
+      temperature: num(values.temperature, 'temperature'),
+      topK: num(values['top-k'], 'top-k'),
+      topP: num(values['top-p'], 'top-p'),
+      minP: num(values['min-p'], 'min-p'),
+      repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
+      seed: num(values.seed, 'seed'),
+    });
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        const res = r.value;
+        if (values.json) {
+          process.stdout.write(JSON.stringify({
+            input_ids: res.inputIds,
+            output_ids: res.outputIds,
+            text: res.text,
+            finish_reason: res.finishReason,
+            timings: { load_ms: loadMs, ...res.timings },
+            per_decode_step: res.perDecodeStep,
+            device: dev.adapterName,
+            route: c.model.route,
+            reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
+            wire_bytes: c.model.wire,
+          }) + '\n');
+        } else {
+          process.stdout.write('\n');
+        }
+        break;
+      }
+      if (!values.json) process.stdout.write(r.value.text);
+    }
+  } finally {
+    c.stop();
+  }
 }

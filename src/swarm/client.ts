@@ -18,15 +18,17 @@ import type { Candidates, GpuHead } from '../gpu/head';
 import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
 import { FlockError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
-import type { Dtype, Msg, ResultMsg, Span } from './protocol';
+import { encodeForward, TENSOR_PAYLOAD_OFFSET, type Dtype, type Msg, type ResultMsg, type Span } from './protocol';
 import type { PeerRecord } from './records';
 import { findRoute, uncovered, type Hop } from './routing';
-import type { PeerLink } from './transport';
+import { withoutUndefined, type PeerLink } from './transport';
 
 /** Where a client gets peer records and links from (discovery.ts, or a fixed table in tests). */
 export interface Directory {
   /** live records of hosts serving this client's model */
   records(): PeerRecord[];
+  /** measured round trips by peer id, ms (for routing; may be empty) */
+  rttMs?(): Map<string, number>;
   /** a link to `peer` (shared between sessions; the directory caches it while it is up) */
   connect(peer: string): Promise<PeerLink>;
 }
@@ -44,8 +46,10 @@ export interface SwarmOptions {
   maxContext: number;
   /** most tokens per step (the Head's maxBatch; hosts' default maxBatch is 64) */
   maxBatch: number;
-  /** time to wait for `opened` */
+  /** time to wait for `opened` (and for a host's hello) */
   openTimeoutMs: number;
+  /** our model's hash (records.ts modelHashOf): a host whose hello names another model is refused and banned */
+  modelHash?: string;
 }
 
 export const DEFAULT_SWARM_OPTIONS: SwarmOptions = {
@@ -207,7 +211,7 @@ export class SwarmModel implements Backend {
     readonly directory: Directory,
     opts: Partial<SwarmOptions> = {},
   ) {
-    this.opts = { ...DEFAULT_SWARM_OPTIONS, ...opts };
+    this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
     this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
     this.maxContext = Math.min(this.opts.maxContext, config.ctx);
     this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
@@ -287,7 +291,7 @@ class SwarmSequence implements BackendSequence {
     for (;;) {
       const exclude = this.m.banned();
       const records = this.m.directory.records();
-      const route = findRoute(records, span.start, span.end, { exclude });
+      const route = findRoute(records, span.start, span.end, { exclude, rttMs: this.m.directory.rttMs?.() });
       if (route) {
         const opened: HopSession[] = [];
         try {
@@ -316,8 +320,18 @@ class SwarmSequence implements BackendSequence {
   private async openHop(hop: Hop): Promise<HopSession> {
     const link = await this.m.directory.connect(hop.peer);
     const req = requests(link);
+    // The host introduces itself first: it must serve our model and the span we route through it.
+    const hello = await link.waitHello(this.m.opts.openTimeoutMs);
+    if (!hello) throw new HopTimeoutError(`${hop.peer} sent no hello within ${this.m.opts.openTimeoutMs} ms`);
+    if (this.m.opts.modelHash !== undefined && hello.modelHash !== this.m.opts.modelHash) {
+      throw new RemoteError('model-mismatch', hop.peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
+    }
+    if (hello.span.start !== hop.span.start || hello.span.end !== hop.span.end) {
+      throw new RemoteError('bad-request', hop.peer, `serves layers [${hello.span.start}, ${hello.span.end}), its record said [${hop.span.start}, ${hop.span.end})`);
+    }
     const session = newSessionId();
     const answer = req.wait(`open:${session}`, this.m.opts.openTimeoutMs);
+    answer.catch(() => {}); // if the send below fails, its error is the one to report
     await link.send({ kind: 'open', session, span: hop.span, maxTokens: this.maxPos });
     await answer;
     return { peer: hop.peer, span: hop.span, link, session, step: 0, inputs: [] };
@@ -333,16 +347,20 @@ class SwarmSequence implements BackendSequence {
     const step = h.step;
     const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
-    await h.link.send({
-      kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x,
-    });
-    this.m.wire.bytesOut += x.length * (this.m.opts.dtype === 'f32' ? 4 : 2);
+    // Encoded here (not in link.send) to count the bytes on the wire, headers included.
+    const frames = encodeForward(
+      { kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
+      h.link.frameBytes, h.link.opts.limits,
+    );
+    await h.link.sendFrames(frames);
+    for (const f of frames) this.m.wire.bytesOut += f.byteLength;
     const r = await answer;
     if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
       h.link.close('protocol', 'a result of the wrong shape');
       throw new LinkDownError('protocol', h.peer, `${h.peer} answered step ${step} with a result of the wrong shape`);
     }
-    this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2);
+    // a result comes back in as many frames as the forward went out, each with the same header
+    this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2) + frames.length * TENSOR_PAYLOAD_OFFSET;
     h.step++;
     h.inputs.push(x);
     return r.payload;
@@ -353,7 +371,9 @@ class SwarmSequence implements BackendSequence {
     const t0 = performance.now();
     const old = this.hops[i];
     const reason = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-    this.m.ban(old.peer);
+    // A session the host expired (idle too long) is not the host's fault: reopen there if routing picks it again.
+    const expired = cause instanceof RemoteError && cause.code === 'no-session';
+    if (!expired) this.m.ban(old.peer);
     this.closeHop(old);
     for (;;) {
       const fresh = await this.openRoute(old.span, this.stepNo, reason);

@@ -11,7 +11,7 @@
 import type { DataConnection, Peer } from 'peerjs';
 import { SignalError } from './errors';
 import { mergeRecords, parseRecord, RECORD_TTL_MS, usableRecords, type PeerRecord } from './records';
-import { connectRaw, openPeer, PeerLink, type LinkOptions, type SignalConfig } from './transport';
+import { dial, openPeer, withoutUndefined, type PeerLink, type LinkOptions, type SignalConfig } from './transport';
 import type { Directory } from './client';
 
 /** Rendezvous ids per swarm. 3: one can leave and be replaced while two keep the table. */
@@ -90,6 +90,7 @@ export class Discovery implements Directory {
   private rv: { peer: Peer; index: number } | null = null;
   private readonly rvConns = new Map<number, { conn: DataConnection; since: number; opened: boolean }>();
   private readonly links = new Map<string, Promise<PeerLink>>();
+  private readonly resolved = new Map<string, PeerLink>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private rounding = false;
@@ -104,7 +105,7 @@ export class Discovery implements Directory {
   }
 
   static async start(peer: Peer, opts: Partial<DiscoveryOptions> & Pick<DiscoveryOptions, 'signal' | 'swarm'>): Promise<Discovery> {
-    const d = new Discovery(peer, { announceMs: 10_000, ttlMs: RECORD_TTL_MS, serveRendezvous: true, link: {}, ...opts });
+    const d = new Discovery(peer, { announceMs: 10_000, ttlMs: RECORD_TTL_MS, serveRendezvous: true, link: {}, ...withoutUndefined(opts), signal: opts.signal, swarm: opts.swarm });
     d.key = await swarmKey(d.opts.swarm);
     await d.round();
     d.timer = setInterval(() => void d.round(), d.opts.announceMs);
@@ -137,14 +138,27 @@ export class Discovery implements Directory {
     }
   }
 
+  /** Heartbeat round trips of the links we hold, by peer id. */
+  rttMs(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, l] of this.resolved) if (!l.isDown && Number.isFinite(l.rttMs)) out.set(id, l.rttMs);
+    return out;
+  }
+
   /** A hidden-state link to `id` from our main peer, shared while it is up. */
   connect(id: string): Promise<PeerLink> {
     let p = this.links.get(id);
     if (!p) {
-      p = PeerLink.open(connectRaw(this.peer, id), this.opts.link);
+      p = dial(this.peer, id, this.opts.link);
       this.links.set(id, p);
       p.then(
-        (l) => void l.closed.then(() => this.links.get(id) === p && this.links.delete(id)),
+        (l) => {
+          this.resolved.set(id, l);
+          void l.closed.then(() => {
+            if (this.links.get(id) === p) this.links.delete(id);
+            if (this.resolved.get(id) === l) this.resolved.delete(id);
+          });
+        },
         () => this.links.get(id) === p && this.links.delete(id),
       );
     }

@@ -8,7 +8,7 @@ import type { DataConnection } from 'peerjs';
 import type { GpuStage, StageSession } from '../gpu/stage';
 import { LinkDownError, ProtocolError, ReassemblyError, StepOrderError } from './errors';
 import { makeLimits, PROTOCOL_VERSION, StepGuard, type ForwardMsg, type Msg, type OpenMsg, type Span, type WireErrorCode } from './protocol';
-import { PeerLink, type LinkOptions } from './transport';
+import { PeerLink, withoutUndefined, type LinkOptions } from './transport';
 
 /** The GPU part a host needs (GpuStage, or a stand-in in tests). */
 export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
@@ -67,6 +67,8 @@ export interface HostStats {
   kvBytesReserved: number;
   /** bytes held by reassemblers for partial messages, all links */
   bufferedBytes: number;
+  /** the most any one link's reassembler held at once, over the host's life */
+  peakBufferedBytes: number;
   forwards: number;
   violations: number;
   bans: number;
@@ -79,6 +81,7 @@ export class StageHost {
   private readonly links = new Set<LinkState>();
   private readonly bans = new Map<string, { until: number; ms: number }>();
   private kvReserved = 0;
+  private peakBuffered = 0;
   private nSessions = 0;
   private gpu: Promise<void> = Promise.resolve();
   private sweeper: ReturnType<typeof setInterval>;
@@ -92,7 +95,7 @@ export class StageHost {
     readonly stage: HostStage,
     opts: Partial<HostOptions> & Pick<HostOptions, 'peerId' | 'modelHash'>,
   ) {
-    this.opts = { ...DEFAULT_HOST_OPTIONS, ...opts };
+    this.opts = { ...DEFAULT_HOST_OPTIONS, ...withoutUndefined(opts), peerId: opts.peerId, modelHash: opts.modelHash };
     // Limits from what we serve, not the protocol's generous defaults: a forward can never be bigger than
     // maxBatch x dim, so a frame claiming more is rejected by the decoder before the reassembler reserves anything
     // (with the defaults, one 256 KiB frame could make us reserve a 64 MiB tensor).
@@ -117,13 +120,18 @@ export class StageHost {
 
   stats(): HostStats {
     let buffered = 0;
-    for (const l of this.links) buffered += l.link.bufferedBytes;
+    let peak = this.peakBuffered;
+    for (const l of this.links) {
+      buffered += l.link.bufferedBytes;
+      peak = Math.max(peak, l.link.peakBufferedBytes);
+    }
     const now = Date.now();
     return {
       links: this.links.size,
       sessions: this.nSessions,
       kvBytesReserved: this.kvReserved,
       bufferedBytes: buffered,
+      peakBufferedBytes: peak,
       ...this.counts,
       banned: [...this.bans].filter(([, b]) => b.until > now).map(([p]) => p),
     };
@@ -137,7 +145,10 @@ export class StageHost {
   /** Take an incoming DataConnection (from peer.on('connection')). Never throws. */
   async accept(conn: DataConnection): Promise<void> {
     if (this.stopped || this.isBanned(conn.peer)) {
-      conn.close();
+      // Hang up once the channel is open: closing a PeerJS connection in the middle of its ICE negotiation makes
+      // PeerJS throw from its candidate handler.
+      if (conn.open) conn.close();
+      else conn.once('open', () => conn.close());
       return;
     }
     let link: PeerLink;
@@ -269,7 +280,12 @@ export class StageHost {
     // One forward at a time on the GPU (the stage's scratch buffers are shared by every session).
     this.gpu = this.gpu.then(async () => {
       st.queued--;
-      if (st.link.isDown || st.sessions.get(m.session) !== s) return;
+      if (st.link.isDown) return;
+      if (st.sessions.get(m.session) !== s) {
+        // closed (expired, or by the client) while this forward waited for the GPU: say so rather than stay silent
+        this.reply(st, m.session, m.step, 'no-session', `session ${m.session} was closed before step ${m.step} ran`);
+        return;
+      }
       try {
         if (verdict === 'replay') stage.truncate(s.stage, m.pos0);
         const t0 = performance.now();
@@ -316,6 +332,7 @@ export class StageHost {
 
   private dropLink(st: LinkState): void {
     if (!this.links.delete(st)) return;
+    this.peakBuffered = Math.max(this.peakBuffered, st.link.peakBufferedBytes);
     for (const s of [...st.sessions.values()]) this.closeSession(st, s);
   }
 

@@ -1,17 +1,22 @@
 // Span choice for a host started without --layers: a pure function over the swarm's records (as Petals'
 // block_selection does). Coverage of layer l = how many live hosts serve it, weighted by throughput when known; a new
-// host takes the `maxLayers`-long window whose weakest layer is weakest (ties: the smallest sum, then the lowest start).
+// host takes the window (at most maxLayers long, aligned to existing span boundaries) whose weakest layer is weakest.
 // Not here: when to move (shouldMove compares the current span with the best one).
 
 import { InvalidArgumentError } from '../model/errors';
 import type { PeerRecord } from './records';
 import type { Span } from './protocol';
 
-/** Per layer, the summed throughput of the hosts serving it (a host of unknown throughput counts as 1). */
+/**
+ * Per layer, the summed throughput of the hosts serving it. A host that has not measured its throughput yet (0)
+ * counts as the median of those that have (1 when none has): a new host is neither free nor worthless.
+ */
 export function coverage(nLayers: number, records: readonly Pick<PeerRecord, 'span' | 'throughput'>[]): number[] {
   const cov = new Array<number>(nLayers).fill(0);
+  const known = records.map((r) => r.throughput).filter((t) => t > 0).sort((a, b) => a - b);
+  const fallback = known.length > 0 ? known[Math.floor(known.length / 2)] : 1;
   for (const r of records) {
-    const w = r.throughput > 0 ? r.throughput : 1;
+    const w = r.throughput > 0 ? r.throughput : fallback;
     for (let l = Math.max(0, r.span.start); l < Math.min(nLayers, r.span.end); l++) cov[l] += w;
   }
   return cov;
@@ -27,22 +32,35 @@ function score(cov: number[], start: number, len: number): [number, number] {
   return [min, sum];
 }
 
-/** The span of `min(maxLayers, nLayers)` layers this host should serve given the others' records. */
+/**
+ * The span this host should serve given the others' records: at most `maxLayers` layers, starting at a boundary of
+ * an existing span (or 0) and, when one lies inside the window, ending at the last such boundary. Hosts run whole spans, so a route
+ * must tile [0, L) with them; spans that overlap partially cannot be chained, while boundary-aligned ones can.
+ * Best = the weakest layer least covered, then the longest window, then the least summed coverage, then the lowest start.
+ */
 export function chooseSpan(nLayers: number, maxLayers: number, records: readonly Pick<PeerRecord, 'span' | 'throughput'>[]): Span {
   if (!Number.isInteger(nLayers) || nLayers < 1) throw new InvalidArgumentError(`nLayers = ${nLayers} must be >= 1.`);
   if (!Number.isInteger(maxLayers) || maxLayers < 1) throw new InvalidArgumentError(`--max-layers = ${maxLayers} must be >= 1.`);
   const len = Math.min(maxLayers, nLayers);
   const cov = coverage(nLayers, records);
-  let best = 0;
-  let bestScore = score(cov, 0, len);
-  for (let s = 1; s + len <= nLayers; s++) {
-    const sc = score(cov, s, len);
-    if (sc[0] < bestScore[0] || (sc[0] === bestScore[0] && sc[1] < bestScore[1])) {
-      best = s;
-      bestScore = sc;
+  const bounds = new Set<number>([0]);
+  for (const r of records) for (const b of [r.span.start, r.span.end]) if (b >= 0 && b < nLayers) bounds.add(b);
+  const sorted = [...bounds].sort((a, b) => a - b);
+  let best: { start: number; end: number; min: number; sum: number } | null = null;
+  for (const s of sorted) {
+    const full = Math.min(s + len, nLayers);
+    const inner = sorted.filter((b) => b > s && b <= full);
+    const ends = full === nLayers || inner.length === 0 ? [full] : [inner[inner.length - 1]];
+    for (const e of ends) {
+      const [min, sum] = score(cov, s, e - s);
+      const better =
+        !best ||
+        min < best.min ||
+        (min === best.min && (e - s > best.end - best.start || (e - s === best.end - best.start && (sum < best.sum || (sum === best.sum && s < best.start)))));
+      if (better) best = { start: s, end: e, min, sum };
     }
   }
-  return { start: best, end: best + len };
+  return { start: best!.start, end: best!.end };
 }
 
 /**

@@ -8,7 +8,7 @@
 import type { DataConnection, Peer, PeerOptions } from 'peerjs';
 import { LinkDownError, ProtocolError, ReassemblyError, SignalError, type LinkDownReason } from './errors';
 import {
-  DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, Reassembler, decodeFrame, encode, type Limits, type Msg,
+  DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, Reassembler, decodeFrame, encode, type HelloMsg, type Limits, type Msg,
 } from './protocol';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -24,6 +24,8 @@ export interface SignalConfig {
   /** PeerServer key; 'peerjs' is the stock default */
   key: string;
   iceServers: { urls: string | string[]; username?: string; credential?: string }[];
+  /** PeerJS log level (0 none … 3 all), for diagnosing signalling */
+  debug?: 0 | 1 | 2 | 3;
 }
 
 /** ws://host:port/path, wss://…, http(s)://… -> SignalConfig. No ICE servers by default (loopback/LAN). */
@@ -51,7 +53,7 @@ export function peerOptions(cfg: SignalConfig): PeerOptions {
     secure: cfg.secure,
     key: cfg.key,
     config: { iceServers: cfg.iceServers },
-    debug: Number(process.env.FLOCK_PEER_DEBUG ?? 0) as 0,
+    debug: cfg.debug ?? 0,
   };
 }
 
@@ -100,6 +102,24 @@ export function connectRaw(peer: Peer, remote: string, label = 'flock'): DataCon
   return peer.connect(remote, { serialization: 'raw', reliable: true, label });
 }
 
+/**
+ * Open a PeerLink to `remote`, retrying with a fresh connection when the channel does not open in time (ICE over
+ * loopback normally opens in 5 ms to 1 s; a lost candidate can stall one attempt). `attempts` tries of
+ * opts.openTimeoutMs each.
+ */
+export async function dial(peer: Peer, remote: string, opts: Partial<LinkOptions> = {}, attempts = 3): Promise<PeerLink> {
+  for (let i = 1; ; i++) {
+    if (peer.destroyed || peer.disconnected) throw new LinkDownError('closed', remote, 'our peer is not connected to the signalling server');
+    const conn: DataConnection | undefined = peer.connect(remote, { serialization: 'raw', reliable: true, label: 'flock' });
+    if (!conn) throw new LinkDownError('closed', remote, 'PeerJS could not start a connection');
+    try {
+      return await PeerLink.open(conn, opts);
+    } catch (e) {
+      if (i >= attempts || !(e instanceof LinkDownError) || e.reason !== 'open-timeout') throw e;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // PeerLink.
 
@@ -141,6 +161,8 @@ export interface LinkCounters {
   bytesOut: number;
   /** frames rejected by the decoder */
   rejected: number;
+  /** times a send waited for the channel's buffer to drain (bufferedamountlow) */
+  drains: number;
 }
 
 /**
@@ -150,11 +172,13 @@ export interface LinkCounters {
  */
 export class PeerLink {
   readonly opts: LinkOptions;
-  readonly counters: LinkCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, rejected: 0 };
+  readonly counters: LinkCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, rejected: 0, drains: 0 };
   readonly closed: Promise<LinkDownError>;
   /** last measured round trip of a ping, ms (NaN until one came back) */
   rttMs = Number.NaN;
   onMessage: (msg: Msg) => void = () => {};
+  /** The peer's latest hello (hosts send one as soon as the channel opens; it may arrive before onMessage is set). */
+  hello: HelloMsg | null = null;
   onViolation: (err: ProtocolError | ReassemblyError) => void = () => {};
 
   private readonly reassembler: Reassembler;
@@ -173,7 +197,7 @@ export class PeerLink {
     readonly conn: DataConnection,
     opts: Partial<LinkOptions>,
   ) {
-    this.opts = { ...DEFAULT_LINK_OPTIONS, ...opts };
+    this.opts = { ...DEFAULT_LINK_OPTIONS, ...withoutUndefined(opts) };
     this.tokens = this.opts.burstFrames;
     this.reassembler = new Reassembler({
       maxPartials: 8,
@@ -216,6 +240,9 @@ export class PeerLink {
     return this.down !== null;
   }
 
+  /** Most bytes the reassembler held at once over the link's life. */
+  peakBufferedBytes = 0;
+
   /** Bytes the reassembler holds for partial messages (for memory bounds). */
   get bufferedBytes(): number {
     return this.reassembler.bufferedBytes;
@@ -254,6 +281,7 @@ export class PeerLink {
 
   /** Wait for the channel's buffer to fall below half the high-water mark, or die after sendTimeoutMs. */
   private drain(dc: RTCDataChannel): Promise<void> {
+    this.counters.drains++;
     dc.bufferedAmountLowThreshold = this.opts.highWaterBytes / 2;
     return new Promise<void>((resolve, reject) => {
       const done = (): void => {
@@ -271,6 +299,13 @@ export class PeerLink {
         reject(e);
       });
     });
+  }
+
+  /** The peer's hello, waiting up to timeoutMs for it (null when none came). */
+  async waitHello(timeoutMs: number): Promise<HelloMsg | null> {
+    const t0 = performance.now();
+    while (!this.hello && !this.down && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 5));
+    return this.hello;
   }
 
   /** Close the link (idempotent). */
@@ -321,7 +356,9 @@ export class PeerLink {
     this.tokens = Math.min(this.opts.burstFrames, this.tokens + ((now - this.tokensAt) * this.opts.framesPerSecond) / 1000);
     this.tokensAt = now;
     if (this.tokens < 1) {
-      this.die('flood', `more than ${this.opts.framesPerSecond} frames per second`);
+      const why = `more than ${this.opts.burstFrames} frames at once or ${this.opts.framesPerSecond} per second`;
+      this.violation(new ProtocolError('too-large', `flood: ${why}`)); // the owner bans; we hang up regardless
+      this.die('flood', why);
       return;
     }
     this.tokens -= 1;
@@ -338,6 +375,7 @@ export class PeerLink {
     try {
       const d = decodeFrame(buf, this.opts.limits);
       msg = d.kind === 'chunk' ? this.reassembler.push(d) : d;
+      this.peakBufferedBytes = Math.max(this.peakBufferedBytes, this.reassembler.bufferedBytes);
     } catch (e) {
       if (e instanceof ProtocolError || e instanceof ReassemblyError) this.violation(e);
       else this.violation(new ProtocolError('bad-field', `undecodable frame: ${String(e)}`));
@@ -352,6 +390,9 @@ export class PeerLink {
         if (msg.nonce === this.nonce) this.rttMs = performance.now() - msg.time;
         return;
       case 'hello':
+        this.hello = msg;
+        this.onMessage(msg);
+        return;
       case 'open':
       case 'opened':
       case 'error':
@@ -372,6 +413,13 @@ export class PeerLink {
     this.counters.rejected++;
     this.onViolation(e);
   }
+}
+
+/** `over` without its undefined fields, so `{...defaults, ...withoutUndefined(over)}` keeps the defaults. */
+export function withoutUndefined<T extends object>(over: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const k of Object.keys(over) as (keyof T)[]) if (over[k] !== undefined) out[k] = over[k];
+  return out;
 }
 
 /** A typed-array view's bytes as their own ArrayBuffer (a Node Buffer may share a pooled one). */

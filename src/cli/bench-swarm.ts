@@ -1,0 +1,124 @@
+// `npm run bench:swarm`: per-token decode latency of a swarm on loopback (1, 2, 3 and 5 stages; a local PeerServer,
+// hosts and client in this process, real WebRTC through node-datachannel, one Dawn device) against the local run of
+// the same model, the milliseconds each hop adds, and the bytes on the wire per decoded token with f32 and f16
+// frames. Prints a table and JSON (and writes the JSON with --out). Medians of --runs runs; numbers from a shared
+// machine vary. Not a test: it asserts nothing.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { drain, generateTokens } from '../engine/generate';
+import { LocalModel } from '../engine/local-model';
+import { splitLayers } from '../engine/spans';
+import { openGguf } from '../model/gguf';
+import { FileSource } from '../model/source-file';
+import { parseSignalUrl } from '../swarm/transport';
+import type { Dtype } from '../swarm/protocol';
+import { nodeDevice } from './dawn';
+import { DEFAULT_MODEL } from './default-model';
+import { launchHost, type LaunchedHost } from './host';
+import { cleanupNodeWebRtc } from './node-webrtc';
+import { startSignalServer } from './signal';
+import { launchClient } from './swarm-generate';
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface Row {
+  stages: number;
+  dtype: Dtype | 'local';
+  decodeMsPerToken: number;
+  addedMsPerHop: number;
+  /** median heartbeat round trip over the route's links: the network's own share of a hop */
+  pingRttMs: number;
+  wireBytesPerToken: number;
+}
+
+export async function runBenchSwarm(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: DEFAULT_MODEL },
+      tokens: { type: 'string', default: '48' },
+      runs: { type: 'string', default: '3' },
+      out: { type: 'string' },
+    },
+  });
+  const tokens = Number(values.tokens);
+  const runs = Number(values.runs);
+  const dev = await nodeDevice();
+  const source = new FileSource(values.model!);
+  const file = await openGguf(source);
+  const gen = { inputIds: [1], maxTokens: tokens, temperature: 0, ignoreEos: true };
+  const msPerToken = (decodeMs: number): number => decodeMs / (tokens - 1);
+
+  // the local run: one Head and one Stage on this device, one submission per token
+  const local = await LocalModel.load(dev, new FileSource(values.model!), { maxContext: 256 });
+  await drain(local.generate({ ...gen, maxTokens: 8 })); // compile pipelines
+  const localRuns: number[] = [];
+  for (let i = 0; i < runs; i++) localRuns.push(msPerToken((await drain(local.generate(gen))).timings.decodeMs));
+  const localMs = median(localRuns);
+  const nLayers = local.config.nLayers;
+  local.destroy();
+
+  const rows: Row[] = [{ stages: 1, dtype: 'local', decodeMsPerToken: localMs, addedMsPerHop: 0, pingRttMs: 0, wireBytesPerToken: 0 }];
+  const server = await startSignalServer(0);
+  const signal = parseSignalUrl(server.url);
+  for (const k of [1, 2, 3, 5].filter((x) => x <= nLayers)) {
+    const swarm = `bench-${k}-${Date.now()}`;
+    const hosts: LaunchedHost[] = [];
+    for (const span of splitLayers(nLayers, k)) {
+      hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: 500 }));
+    }
+    for (const dtype of ['f32', 'f16'] as const) {
+      const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, swarmOptions: { dtype, maxContext: 256 }, waitForRouteMs: 20_000 });
+      await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // compile pipelines, open links
+      const ms: number[] = [];
+      let bytes = 0;
+      for (let i = 0; i < runs; i++) {
+        const before = c.model.wire.bytesOut + c.model.wire.bytesIn;
+        const r = await drain(generateTokens(c.model, gen));
+        ms.push(msPerToken(r.timings.decodeMs));
+        bytes = (c.model.wire.bytesOut + c.model.wire.bytesIn - before) / tokens;
+      }
+      const m = median(ms);
+      const rtts: number[] = [];
+      for (const hop of c.model.route) {
+        const rtt = (await c.discovery.connect(hop.peer)).rttMs;
+        if (Number.isFinite(rtt)) rtts.push(rtt);
+      }
+      rows.push({ stages: k, dtype, decodeMsPerToken: m, addedMsPerHop: (m - localMs) / k, pingRttMs: rtts.length ? median(rtts) : NaN, wireBytesPerToken: bytes });
+      c.stop();
+    }
+    for (const h of hosts) h.stop();
+  }
+  await server.close();
+  await source.close();
+
+  const table = [
+    '| stages | frames | decode ms/token | added ms per hop | ping RTT ms | wire bytes/token |',
+    '|---:|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.stages} | ${r.dtype} | ${r.decodeMsPerToken.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.addedMsPerHop.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.pingRttMs.toFixed(3)} | ${r.wireBytesPerToken.toFixed(0)} |`),
+  ].join('\n');
+  const json = { model: values.model, device: dev.adapterName, tokens, runs, rows };
+  process.stdout.write(`${table}\n${JSON.stringify(json)}\n`);
+  if (values.out) {
+    mkdirSync(dirname(values.out), { recursive: true });
+    writeFileSync(values.out, JSON.stringify(json, null, 1) + '\n');
+  }
+  try {
+    cleanupNodeWebRtc();
+  } catch {
+    // libdatachannel may time out while channels close; the process exits next anyway
+  }
+}
+
+// Run directly (`node --import tsx src/cli/bench-swarm.ts`), as the npm script does.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0')) {
+  runBenchSwarm(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`bench-swarm: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

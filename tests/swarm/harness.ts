@@ -1,0 +1,86 @@
+// A swarm in one process for tests: a real PeerServer on 127.0.0.1 (random port), hosts and clients as separate PeerJS
+// peers talking real WebRTC over loopback (node-datachannel), every Stage and Head on the one shared Dawn device.
+// Short heartbeats and timeouts so failures are detected in about a second. Not a test by itself.
+
+import { readFile } from 'node:fs/promises';
+import { launchHost, type LaunchedHost } from '../../src/cli/host';
+import { cleanupNodeWebRtc, installNodeWebRtc } from '../../src/cli/node-webrtc';
+import { startSignalServer, type SignalServer } from '../../src/cli/signal';
+import { launchClient, type LaunchedClient } from '../../src/cli/swarm-generate';
+import type { FlockDevice } from '../../src/gpu/device';
+import { openGguf, type GgufFile } from '../../src/model/gguf';
+import { openSource } from '../../src/model/source-file';
+import type { SwarmOptions } from '../../src/swarm/client';
+import type { HostOptions } from '../../src/swarm/host';
+import type { Span } from '../../src/swarm/protocol';
+import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../../src/swarm/transport';
+import { STORIES, testDevice } from '../helpers/gpu';
+
+/** Heartbeat every 250 ms, dead after 2 s of silence: failures show within ~2.5 s instead of 5. */
+export const FAST_LINK: Partial<LinkOptions> = { heartbeatMs: 250, deadAfterMs: 2_000, openTimeoutMs: 3_000 };
+/** Records re-announced every 300 ms. */
+export const ANNOUNCE_MS = 300;
+
+export async function referenceIds(): Promise<number[]> {
+  const json: unknown = JSON.parse(await readFile('tests/fixtures/stories260K.greedy.json', 'utf8'));
+  if (typeof json !== 'object' || json === null || !('output_ids' in json) || !Array.isArray(json.output_ids)) throw new Error('bad fixture');
+  return json.output_ids.map(Number);
+}
+
+export class Swarm {
+  readonly hosts: LaunchedHost[] = [];
+  readonly clients: LaunchedClient[] = [];
+  private constructor(
+    readonly server: SignalServer,
+    readonly signal: SignalConfig,
+    readonly dev: FlockDevice,
+    readonly file: GgufFile,
+    readonly name: string,
+    readonly link: Partial<LinkOptions>,
+  ) {}
+
+  /** A swarm named `name`; `link` adds to FAST_LINK for every host and client (e.g. small frames). */
+  static async start(name: string, link: Partial<LinkOptions> = {}): Promise<Swarm> {
+    installNodeWebRtc();
+    const server = await startSignalServer(0);
+    const dev = await testDevice();
+    const file = await openGguf(openSource(STORIES));
+    return new Swarm(server, parseSignalUrl(server.url), dev, file, name, { ...FAST_LINK, ...link });
+  }
+
+  async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}): Promise<LaunchedHost> {
+    const h = await launchHost({
+      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, layers, maxLayers, maxContext: 256,
+      announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host },
+    });
+    this.hosts.push(h);
+    return h;
+  }
+
+  async client(opts: Partial<SwarmOptions> = {}): Promise<LaunchedClient> {
+    const c = await launchClient({
+      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
+      swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000,
+    });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Wait until every client sees `n` host records. */
+  async settle(n: number): Promise<void> {
+    for (const c of this.clients) await c.discovery.waitFor((r) => r.filter((x) => x.modelHash === c.modelHash).length >= n, 15_000);
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.stop();
+    for (const h of this.hosts) h.stop();
+    await new Promise((r) => setTimeout(r, 200));
+    await this.server.close();
+    // libdatachannel's cleanup() can time out while channels are still closing; the test process exits anyway.
+    try {
+      cleanupNodeWebRtc();
+    } catch {
+      // nothing more to release
+    }
+  }
+}

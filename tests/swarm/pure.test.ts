@@ -1,0 +1,145 @@
+// Pure functions of the swarm, with tables: routing (cheapest tiling of [0, L) by peer spans), placement (the span
+// the swarm covers least), peer records (validation of hostile JSON, merge with expiry), discovery messages and
+// rendezvous ids, and signalling URLs. No network, no GPU.
+
+import { describe, expect, it } from 'vitest';
+import { decodeTable, rendezvousId, swarmKey } from '../../src/swarm/discovery';
+import { chooseSpan, coverage, shouldMove } from '../../src/swarm/placement';
+import { mergeRecords, parseRecord, type PeerRecord } from '../../src/swarm/records';
+import { findRoute, uncovered } from '../../src/swarm/routing';
+import { parseSignalUrl } from '../../src/swarm/transport';
+
+const HASH = 'ab'.repeat(32);
+const NOW = 1_000_000;
+
+function rec(id: string, start: number, end: number, throughput = 0, expiresAt = NOW + 10_000): PeerRecord {
+  return { id, modelHash: HASH, span: { start, end }, throughput, freeKv: 1000, protocolVersion: 1, expiresAt };
+}
+
+describe('findRoute', () => {
+  const table: { name: string; records: PeerRecord[]; rtt?: Record<string, number>; exclude?: string[]; want: string[] | null }[] = [
+    { name: 'one host covering everything', records: [rec('a', 0, 5)], want: ['a'] },
+    { name: 'three hosts in a chain', records: [rec('c', 4, 5), rec('a', 0, 2), rec('b', 2, 4)], want: ['a', 'b', 'c'] },
+    { name: 'fewer hops win when nothing is measured', records: [rec('a', 0, 2), rec('b', 2, 5), rec('w', 0, 5)], want: ['w'] },
+    { name: 'a gap: no route', records: [rec('a', 0, 2), rec('c', 3, 5)], want: null },
+    { name: 'overlapping spans that do not tile: no route', records: [rec('a', 0, 3), rec('b', 2, 5)], want: null },
+    { name: 'measured latency beats hop count', records: [rec('a', 0, 2), rec('b', 2, 5), rec('w', 0, 5)], rtt: { a: 1, b: 1, w: 100 }, want: ['a', 'b'] },
+    { name: 'ties go to the lower id', records: [rec('y', 0, 5), rec('x', 0, 5)], want: ['x'] },
+    { name: 'excluded (banned) peers are skipped', records: [rec('x', 0, 5), rec('y', 0, 5)], exclude: ['x'], want: ['y'] },
+    { name: 'excluding the only host of a span: no route', records: [rec('a', 0, 2), rec('b', 2, 5)], exclude: ['b'], want: null },
+    { name: 'throughput counts: a slow host loses', records: [rec('s', 0, 5, 10), rec('f', 0, 5, 1000)], want: ['f'] },
+  ];
+  for (const t of table) {
+    it(t.name, () => {
+      const r = findRoute(t.records, 0, 5, { rttMs: t.rtt ? new Map(Object.entries(t.rtt)) : undefined, exclude: t.exclude ? new Set(t.exclude) : undefined });
+      expect(r === null ? null : r.map((h) => h.peer)).toEqual(t.want);
+    });
+  }
+
+  it('routes a sub-span (re-routing one failed hop)', () => {
+    const records = [rec('a', 0, 2), rec('b', 2, 4), rec('c', 2, 3), rec('d', 3, 4), rec('e', 4, 5)];
+    expect(findRoute(records, 2, 4, { exclude: new Set(['b']) })?.map((h) => h.peer)).toEqual(['c', 'd']);
+    expect(findRoute(records, 2, 4)?.map((h) => h.peer)).toEqual(['b']);
+  });
+
+  it('uncovered names the first missing layers', () => {
+    expect(uncovered([rec('a', 0, 2), rec('c', 4, 5)], 0, 5)).toEqual({ start: 2, end: 4 });
+    expect(uncovered([rec('a', 0, 5)], 0, 5)).toBeNull();
+    expect(uncovered([rec('a', 0, 5)], 0, 5, new Set(['a']))).toEqual({ start: 0, end: 5 });
+  });
+});
+
+describe('chooseSpan', () => {
+  const table: { name: string; n: number; max: number; records: PeerRecord[]; want: [number, number] }[] = [
+    { name: 'empty swarm: start at 0', n: 5, max: 2, records: [], want: [0, 2] },
+    { name: 'the first layers are taken: take the next', n: 5, max: 2, records: [rec('a', 0, 2)], want: [2, 4] },
+    { name: 'only the tail is missing: the window starts at the last boundary', n: 5, max: 2, records: [rec('a', 0, 2), rec('b', 2, 4)], want: [4, 5] },
+    { name: 'a window ends at a boundary so routes can tile', n: 6, max: 3, records: [rec('a', 0, 2), rec('b', 4, 6)], want: [2, 4] },
+    { name: 'three hosts of max 2 layers tile 5 layers', n: 5, max: 2, records: [rec('a', 0, 2)], want: [2, 4] },
+    { name: 'maxLayers above the model: the whole model', n: 5, max: 9, records: [rec('a', 0, 5)], want: [0, 5] },
+    { name: 'weakest layer by throughput', n: 4, max: 2, records: [rec('a', 0, 2, 100), rec('b', 2, 4, 5)], want: [2, 4] },
+    { name: 'everything covered once: the least summed coverage', n: 6, max: 2, records: [rec('a', 0, 6), rec('b', 0, 3)], want: [3, 5] },
+  ];
+  for (const t of table) {
+    it(t.name, () => {
+      const s = chooseSpan(t.n, t.max, t.records);
+      expect([s.start, s.end]).toEqual(t.want);
+    });
+  }
+  it('coverage adds throughputs; an unmeasured host counts as the median measured one (1 when none is)', () => {
+    expect(coverage(4, [rec('a', 0, 2), rec('b', 1, 4, 3)])).toEqual([3, 6, 3, 3]);
+    expect(coverage(4, [rec('a', 0, 2), rec('b', 1, 4)])).toEqual([1, 2, 1, 1]);
+  });
+  it('moves only when the best span is covered less than half as well', () => {
+    expect(shouldMove(4, { start: 0, end: 2 }, [rec('a', 0, 2), rec('b', 0, 2), rec('c', 2, 4)])).toBeNull(); // 2 vs 1
+    expect(shouldMove(4, { start: 0, end: 2 }, [rec('a', 0, 2), rec('b', 0, 2), rec('c', 0, 2)])).toEqual({ start: 2, end: 4 });
+  });
+});
+
+describe('peer records', () => {
+  const good = { id: 'peer-1', modelHash: HASH, span: { start: 0, end: 2 }, throughput: 12.5, freeKv: 100, protocolVersion: 1, expiresAt: NOW + 1000 };
+  const bad: [string, unknown][] = [
+    ['null', null],
+    ['an array', [good]],
+    ['a missing id', { ...good, id: undefined }],
+    ['an id with spaces', { ...good, id: 'a b' }],
+    ['a 200-character id', { ...good, id: 'x'.repeat(200) }],
+    ['a short hash', { ...good, modelHash: 'abc' }],
+    ['an upper-case hash', { ...good, modelHash: 'AB'.repeat(32) }],
+    ['a reversed span', { ...good, span: { start: 2, end: 1 } }],
+    ['a fractional span', { ...good, span: { start: 0.5, end: 2 } }],
+    ['a span past maxLayers', { ...good, span: { start: 0, end: 5000 } }],
+    ['a string span', { ...good, span: '0:2' }],
+    ['NaN throughput', { ...good, throughput: Number.NaN }],
+    ['negative free KV', { ...good, freeKv: -1 }],
+    ['protocol version 0', { ...good, protocolVersion: 0 }],
+    ['an expired record', { ...good, expiresAt: NOW - 1 }],
+    ['an Infinity expiry', { ...good, expiresAt: Number.POSITIVE_INFINITY }],
+  ];
+  for (const [name, x] of bad) it(`rejects ${name}`, () => expect(parseRecord(x, NOW)).toBeNull());
+
+  it('accepts a good record and caps its lifetime at 5 minutes', () => {
+    expect(parseRecord(good, NOW)).toEqual(good);
+    expect(parseRecord({ ...good, expiresAt: NOW + 1e9 }, NOW)?.expiresAt).toBe(NOW + 5 * 60_000);
+  });
+
+  it('merge keeps the later expiry and drops stale records', () => {
+    const t = new Map<string, PeerRecord>();
+    mergeRecords(t, [rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW);
+    mergeRecords(t, [rec('a', 0, 2, 0, NOW + 50)], NOW); // older news about a: ignored
+    expect(t.get('a')?.span.end).toBe(1);
+    mergeRecords(t, [rec('a', 0, 3, 0, NOW + 500)], NOW + 200); // b expired by now
+    expect([...t.keys()]).toEqual(['a']);
+    expect(t.get('a')?.span.end).toBe(3);
+  });
+
+  it('discovery messages: garbage yields no records, good ones parse', () => {
+    const enc = (x: unknown): ArrayBuffer => new TextEncoder().encode(JSON.stringify(x)).buffer;
+    expect(decodeTable('text', NOW)).toEqual([]);
+    expect(decodeTable(new Uint8Array([0xff, 0xfe]).buffer, NOW)).toEqual([]);
+    expect(decodeTable(enc({ records: 'x' }), NOW)).toEqual([]);
+    expect(decodeTable(new ArrayBuffer(70_000), NOW)).toEqual([]);
+    expect(decodeTable(enc({ v: 1, records: [good, { bad: 1 }] }), NOW)).toEqual([good]);
+  });
+
+  it('rendezvous ids are stable, short and per swarm', async () => {
+    const k = await swarmKey('stories');
+    expect(k).toMatch(/^[0-9a-f]{16}$/);
+    expect(await swarmKey('stories')).toBe(k);
+    expect(await swarmKey('other')).not.toBe(k);
+    expect(rendezvousId(k, 2)).toBe(`flock-${k}-rv-2`);
+  });
+});
+
+describe('parseSignalUrl', () => {
+  const table: [string, { host: string; port: number; path: string; secure: boolean }][] = [
+    ['ws://127.0.0.1:9000/', { host: '127.0.0.1', port: 9000, path: '/', secure: false }],
+    ['wss://peers.example.org/flock', { host: 'peers.example.org', port: 443, path: '/flock', secure: true }],
+    ['http://localhost:9000', { host: 'localhost', port: 9000, path: '/', secure: false }],
+  ];
+  for (const [url, want] of table) it(url, () => expect(parseSignalUrl(url)).toMatchObject(want));
+  it('rejects other schemes and non-URLs', () => {
+    expect(() => parseSignalUrl('ftp://x')).toThrow(/ws:\/\//);
+    expect(() => parseSignalUrl('not a url')).toThrow(/not a URL/);
+  });
+});
