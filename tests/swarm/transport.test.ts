@@ -36,7 +36,8 @@ describe('PeerLink', () => {
 
   it('waits for the buffer to drain and delivers 8 MiB of tensors in order', async () => {
     serverLinks = [];
-    const link = await dial(a, b.id, { highWaterBytes: 256 * 1024 });
+    // no heartbeat during this test: pings would count in framesOut (a slow run passes the 1 s ping period)
+    const link = await dial(a, b.id, { highWaterBytes: 256 * 1024, heartbeatMs: 60_000, deadAfterMs: 120_000 });
     while (serverLinks.length === 0) await new Promise((r) => setTimeout(r, 10));
     const got: number[] = [];
     serverLinks[0].onMessage = (m: Msg) => {
