@@ -4,21 +4,17 @@
 
 import { parseArgs } from 'node:util';
 import type { Peer } from 'peerjs';
-import { readConfig, type ModelConfig } from '../model/config';
+import type { ModelConfig } from '../model/config';
 import { FlockError, InvalidArgumentError } from '../model/errors';
-import { openGguf, type GgufFile } from '../model/gguf';
-import type { ByteSource } from '../model/source';
-import { FileSource, openSource } from '../model/source-file';
+import type { GgufFile } from '../model/gguf';
 import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { Discovery } from '../swarm/discovery';
 import { StageHost, type HostOptions } from '../swarm/host';
 import { PROTOCOL_VERSION, type Span } from '../swarm/protocol';
-import { modelHashOf } from '../swarm/records';
 import { chooseSpan, shouldMove } from '../swarm/placement';
-import { openPeer, parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
-import { SignalError } from '../swarm/errors';
-import { installNodeWebRtc } from './node-webrtc';
+import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
+import { joinSwarm } from './swarm-join';
 
 export interface LaunchHostOptions {
   dev: FlockDevice;
@@ -54,17 +50,7 @@ export interface LaunchedHost {
 }
 
 export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
-  installNodeWebRtc();
-  // a path or URL we open (and close on stop); an opened file stays the caller's
-  let source: ByteSource | undefined;
-  let file: GgufFile;
-  if (typeof o.model === 'string') file = await openGguf((source = openSource(o.model)));
-  else file = o.model;
-  const config = readConfig(file);
-  const modelHash = await modelHashOf(file);
-  const opened = await openPeer(o.signal, undefined);
-  if (opened.kind !== 'open') throw new SignalError('The signalling server refused a fresh peer id.');
-  const peer = opened.peer;
+  const { file, config, modelHash, peer, closeSource } = await joinSwarm(o.model, o.signal);
   let discovery: Discovery | undefined;
   try {
     discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link: o.link });
@@ -119,7 +105,7 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
         launched.host.stop();
         peer.destroy();
         launched.stage.destroy();
-        if (source instanceof FileSource) void source.close();
+        closeSource();
       },
     };
     peer.on('connection', (conn) => {

@@ -7,6 +7,7 @@ import { FlockError } from '../model/errors';
 import { openSource } from '../model/source-file';
 import { LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
+import { generateOptionsFrom, num, printGeneration } from './generate-output';
 
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../public/models/stories260K.gguf', import.meta.url));
 
@@ -17,13 +18,6 @@ const USAGE = `Usage:
   flock bench    [--model PATH ...] [--out FILE] [--prompt N] [--tokens N]
 
 The default model is the embedded stories260K. Without --prompt, generation starts from BOS alone.`;
-
-function num(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new FlockError(`--${name} expects a number, got "${v}"`);
-  return n;
-}
 
 async function generate(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -58,37 +52,7 @@ async function generate(argv: string[]): Promise<void> {
     maxContext: num(values['max-context'], 'max-context'),
   });
   const loadMs = performance.now() - t0;
-  const it = model.generate({
-    prompt: values.prompt,
-    maxTokens: num(values['max-tokens'], 'max-tokens') ?? 128,
-    temperature: num(values.temperature, 'temperature'),
-    topK: num(values['top-k'], 'top-k'),
-    topP: num(values['top-p'], 'top-p'),
-    minP: num(values['min-p'], 'min-p'),
-    repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
-    seed: num(values.seed, 'seed'),
-  });
-  for (;;) {
-    const r = await it.next();
-    if (r.done) {
-      const res = r.value;
-      if (values.json) {
-        process.stdout.write(JSON.stringify({
-          input_ids: res.inputIds,
-          output_ids: res.outputIds,
-          text: res.text,
-          finish_reason: res.finishReason,
-          timings: { load_ms: loadMs, ...res.timings },
-          per_decode_step: res.perDecodeStep,
-          device: dev.adapterName,
-        }) + '\n');
-      } else {
-        process.stdout.write('\n');
-      }
-      break;
-    }
-    if (!values.json) process.stdout.write(r.value.text);
-  }
+  await printGeneration(model.generate(generateOptionsFrom(values)), { json: values.json ?? false, loadMs, device: dev.adapterName });
   model.destroy();
 }
 

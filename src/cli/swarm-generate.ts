@@ -3,23 +3,21 @@
 // Not here: the generation loop (engine/generate.ts) or the client session logic (swarm/client.ts).
 
 import type { Peer } from 'peerjs';
-import { readConfig, type ModelConfig } from '../model/config';
-import { openGguf, type GgufFile } from '../model/gguf';
-import type { ByteSource } from '../model/source';
-import { FileSource, openSource } from '../model/source-file';
+import type { ModelConfig } from '../model/config';
+import type { GgufFile } from '../model/gguf';
 import { createTokenizer } from '../model/tokenizer';
 import type { FlockDevice } from '../gpu/device';
 import { GpuHead } from '../gpu/head';
 import { SwarmModel, type SwarmOptions } from '../swarm/client';
 import { Discovery } from '../swarm/discovery';
-import { SignalError } from '../swarm/errors';
 import { makeLimits } from '../swarm/protocol';
-import { modelHashOf, type PeerRecord } from '../swarm/records';
+import type { PeerRecord } from '../swarm/records';
 import { findRoute } from '../swarm/routing';
-import { openPeer, parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
+import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { generateTokens } from '../engine/generate';
+import { generateOptionsFrom, num, printGeneration } from './generate-output';
 import { FlockError } from '../model/errors';
-import { installNodeWebRtc } from './node-webrtc';
+import { joinSwarm } from './swarm-join';
 
 export interface LaunchClientOptions {
   dev: FlockDevice;
@@ -43,18 +41,8 @@ export interface LaunchedClient {
 }
 
 export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClient> {
-  installNodeWebRtc();
-  // a path or URL we open (and close on stop); an opened file stays the caller's
-  let source: ByteSource | undefined;
-  let file: GgufFile;
-  if (typeof o.model === 'string') file = await openGguf((source = openSource(o.model)));
-  else file = o.model;
-  const config = readConfig(file);
+  const { file, config, modelHash, peer, closeSource } = await joinSwarm(o.model, o.signal);
   const tokenizer = createTokenizer(file.metadata);
-  const modelHash = await modelHashOf(file);
-  const opened = await openPeer(o.signal, undefined);
-  if (opened.kind !== 'open') throw new SignalError('The signalling server refused a fresh peer id.');
-  const peer = opened.peer;
   // Limits from our model, not the protocol's generous defaults: a result is at most maxBatch x dim, so a host
   // claiming more is cut off before we reserve anything for it.
   const maxBatch = o.swarmOptions?.maxBatch ?? 64;
@@ -79,7 +67,7 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
       peer.destroy();
       model.destroy();
       head.destroy();
-        if (source instanceof FileSource) void source.close();
+        closeSource();
     },
   };
 }
@@ -102,13 +90,6 @@ export interface SwarmGenerateArgs {
   dtype?: string;
 }
 
-function num(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new FlockError(`--${name} expects a number, got "${v}"`);
-  return n;
-}
-
 /** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route` and `reroutes` in --json. */
 export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void> {
   if (!values.swarm || !values.signal) throw new FlockError('A swarm generation needs both --swarm NAME and --signal URL.');
@@ -128,40 +109,16 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
   });
   const loadMs = performance.now() - t0;
   try {
-    const it = generateTokens(c.model, {
-      prompt: values.prompt,
-      maxTokens: num(values['max-tokens'], 'max-tokens') ?? 128,
-      temperature: num(values.temperature, 'temperature'),
-      topK: num(values['top-k'], 'top-k'),
-      topP: num(values['top-p'], 'top-p'),
-      minP: num(values['min-p'], 'min-p'),
-      repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
-      seed: num(values.seed, 'seed'),
+    await printGeneration(generateTokens(c.model, generateOptionsFrom(values)), {
+      json: values.json ?? false,
+      loadMs,
+      device: dev.adapterName,
+      extra: () => ({
+        route: c.model.route,
+        reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
+        wire_bytes: c.model.wire,
+      }),
     });
-    for (;;) {
-      const r = await it.next();
-      if (r.done) {
-        const res = r.value;
-        if (values.json) {
-          process.stdout.write(JSON.stringify({
-            input_ids: res.inputIds,
-            output_ids: res.outputIds,
-            text: res.text,
-            finish_reason: res.finishReason,
-            timings: { load_ms: loadMs, ...res.timings },
-            per_decode_step: res.perDecodeStep,
-            device: dev.adapterName,
-            route: c.model.route,
-            reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
-            wire_bytes: c.model.wire,
-          }) + '\n');
-        } else {
-          process.stdout.write('\n');
-        }
-        break;
-      }
-      if (!values.json) process.stdout.write(r.value.text);
-    }
   } finally {
     c.stop();
   }

@@ -1,0 +1,67 @@
+// What `flock generate` shares between its local and swarm forms: reading the sampling options from the command
+// line, and printing a generation (streamed text, or one JSON object at the end with any extra fields).
+
+import { FlockError } from '../model/errors';
+import type { GenerateOptions, GeneratedToken, GenerationResult } from '../engine/generate';
+
+export interface SamplingArgs {
+  prompt?: string;
+  'max-tokens'?: string;
+  temperature?: string;
+  'top-k'?: string;
+  'top-p'?: string;
+  'min-p'?: string;
+  'repeat-penalty'?: string;
+  seed?: string;
+}
+
+export function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new FlockError(`--${name} expects a number, got "${v}"`);
+  return n;
+}
+
+/** The generation options the command line gives (128 tokens by default). */
+export function generateOptionsFrom(values: SamplingArgs): GenerateOptions {
+  return {
+    prompt: values.prompt,
+    maxTokens: num(values['max-tokens'], 'max-tokens') ?? 128,
+    temperature: num(values.temperature, 'temperature'),
+    topK: num(values['top-k'], 'top-k'),
+    topP: num(values['top-p'], 'top-p'),
+    minP: num(values['min-p'], 'min-p'),
+    repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
+    seed: num(values.seed, 'seed'),
+  };
+}
+
+/** Stream text to stdout, or with `json` print {input_ids, output_ids, text, …, ...extra()} once done. */
+export async function printGeneration(
+  it: AsyncGenerator<GeneratedToken, GenerationResult, void>,
+  o: { json: boolean; loadMs: number; device: string; extra?: () => Record<string, unknown> },
+): Promise<GenerationResult> {
+  for (;;) {
+    const r = await it.next();
+    if (!r.done) {
+      if (!o.json) process.stdout.write(r.value.text);
+      continue;
+    }
+    const res = r.value;
+    if (o.json) {
+      process.stdout.write(JSON.stringify({
+        input_ids: res.inputIds,
+        output_ids: res.outputIds,
+        text: res.text,
+        finish_reason: res.finishReason,
+        timings: { load_ms: o.loadMs, ...res.timings },
+        per_decode_step: res.perDecodeStep,
+        device: o.device,
+        ...o.extra?.(),
+      }) + '\n');
+    } else {
+      process.stdout.write('\n');
+    }
+    return res;
+  }
+}
