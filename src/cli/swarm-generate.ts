@@ -15,7 +15,7 @@ import type { PeerRecord } from '../swarm/records';
 import { findRoute } from '../swarm/routing';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { generateTokens } from '../engine/generate';
-import { generateOptionsFrom, num, printGeneration } from './generate-output';
+import { generateOptionsFrom, num, printGeneration, type SamplingArgs } from './generate-output';
 import { FlockError } from '../model/errors';
 import { joinSwarm } from './swarm-join';
 
@@ -73,16 +73,8 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
 }
 
 /** The options `flock generate` parsed (all strings, as parseArgs gives them). */
-export interface SwarmGenerateArgs {
+export interface SwarmGenerateArgs extends SamplingArgs {
   model?: string;
-  prompt?: string;
-  'max-tokens'?: string;
-  temperature?: string;
-  'top-k'?: string;
-  'top-p'?: string;
-  'min-p'?: string;
-  'repeat-penalty'?: string;
-  seed?: string;
   'max-context'?: string;
   json?: boolean;
   swarm?: string;

@@ -38,17 +38,10 @@ import {
 } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  compareLogprobs, showDiffs,
+  compareLogprobs, showDiffs, smallestGap, type Tolerance,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
-
-interface Tolerance {
-  /** largest |Δ log p| over every token of every step */
-  max: number;
-  /** largest mean |Δ log p| over one step's tokens */
-  mean: number;
-}
 
 /** Per fixture, by the type of most of its weights; see the header for the measurements behind each number. */
 const TOLERANCE: Record<number, Tolerance> = {
@@ -98,21 +91,6 @@ describe('the K-quant and BF16 fixtures', () => {
     expect(KQUANT_FIXTURES.some((fx) => fx.typeByRole && Object.keys(fx.typeByRole).length > 0)).toBe(true);
   });
 });
-
-/** llama.cpp's smallest top-1/top-2 log-prob gap over the steps (= the logit gap). */
-function smallestGap(logprobs: readonly Float32Array[]): { gap: number; at: number } {
-  const gaps = logprobs.map((lp) => {
-    let top1 = -Infinity;
-    let top2 = -Infinity;
-    for (const v of lp) {
-      if (v > top1) [top1, top2] = [v, top1];
-      else if (v > top2) top2 = v;
-    }
-    return top1 - top2;
-  });
-  const gap = Math.min(...gaps);
-  return { gap, at: gaps.indexOf(gap) };
-}
 
 describe('llama.cpp parity on Q4_K, Q6_K and BF16 Llamas', () => {
   for (const fx of KQUANT_FIXTURES) {

@@ -35,18 +35,11 @@ import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
 import { FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  compareLogprobs, showDiffs,
+  compareLogprobs, showDiffs, type Tolerance,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
 const STORIES_STEPS = 64;
-
-interface Tolerance {
-  /** largest |Δ log p| over every token of every step */
-  max: number;
-  /** largest mean |Δ log p| over one step's tokens */
-  mean: number;
-}
 
 /** Per weight type; see the header for the measurements behind each number. */
 const TOLERANCE: Record<number, Tolerance> = {

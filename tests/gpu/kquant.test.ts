@@ -12,7 +12,7 @@ import { rowBytes } from '../../src/gpu/kernels/weights-wgsl';
 import { bf16ToF32, blockFormat, dequantize, f16ToF32, GgmlType, q4kScaleMin } from '../../src/model/quant';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import {
-  gpuFilled, gpuMemoryFile, gpuParams, gpuRandom, gpuRun, gpuUpload, gpuWriteParams,
+  checkEmbed, gpuFilled, gpuMemoryFile, gpuParams, gpuRandom, gpuRun, gpuUpload, gpuWriteParams,
 } from '../helpers/gpu-kernels';
 import { f32ToBf16, quantize } from '../helpers/quantize';
 
@@ -289,32 +289,7 @@ describe('embed of Q4_K / Q6_K / BF16 rows (CPU twin: dequantize of the id rows)
   ];
   for (const c of cases) {
     it(`${c.name}, dim ${c.dim}: whole and vocabulary split over parts of 7 rows`, async () => {
-      const vocab = 50;
-      const values = testValues(vocab * c.dim, c.dim + c.id);
-      const bytes = quantize(c.id, values);
-      const table = dequantize(blockFormat(c.id), bytes, 0, vocab * c.dim);
-      const file = gpuMemoryFile([{ name: 'token_embd.weight', dims: [c.dim, vocab], type: c.id, data: bytes }]);
-      const rb = bytes.byteLength / vocab;
-      const ids = [0, 6, 7, 13, 49, 7, 22, 48, 1];
-      const n = ids.length;
-      const Ids = gpuUpload(dev, new Uint32Array(ids));
-      const P = gpuParams(dev, { n, pos0: 0 });
-      for (const maxPart of [1 << 30, 16 + 7 * rb]) {
-        const M = await uploadMatrix(dev, file, file.tensors.get('token_embd.weight')!, maxPart);
-        const X = gpuFilled(dev, (n + 1) * c.dim, 12345);
-        const ops: Op[] = M.parts.map((part) =>
-          makeOp(dev, { op: 'embed', type: M.type, dim: c.dim, rows: part.rows, rowBase: part.rowBase },
-            [part.buffer, Ids, X, P], (nn) => [Math.ceil(c.dim / 4 / 64), nn, 1]));
-        const got = await gpuRun(dev, ops, n, X, (n + 1) * c.dim);
-        const exp = new Float32Array((n + 1) * c.dim).fill(12345);
-        ids.forEach((id, t) => exp.set(table.subarray(id * c.dim, (id + 1) * c.dim), t * c.dim));
-        expect(M.parts.length).toBe(maxPart === 1 << 30 ? 1 : Math.ceil(vocab / 7));
-        expect(Array.from(got)).toEqual(Array.from(exp));
-        X.destroy();
-        for (const p of M.parts) p.buffer.destroy();
-      }
-      Ids.destroy();
-      P.destroy();
+      await checkEmbed(dev, c.id, c.dim, testValues(50 * c.dim, c.dim + c.id));
       expectNoGpuErrors();
     });
   }

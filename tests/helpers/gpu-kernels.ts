@@ -4,11 +4,14 @@
 
 import { encodeReadback, storageBuffer, submit, uploadBuffer, type FlockDevice } from '../../src/gpu/device';
 import { encodeParams, PARAMS_BYTES, type StepParams } from '../../src/gpu/kernels/params';
-import { encodeOps, type Op } from '../../src/gpu/pipelines';
+import { encodeOps, makeOp, type Op } from '../../src/gpu/pipelines';
+import { uploadMatrix } from '../../src/gpu/weights';
 import type { GgufFile, TensorEntry } from '../../src/model/gguf';
-import { blockFormat, byteSize } from '../../src/model/quant';
+import { blockFormat, byteSize, dequantize } from '../../src/model/quant';
 import type { ByteSource } from '../../src/model/source';
+import { expect } from 'vitest';
 import { FixtureRng } from './llama-fixture';
+import { quantize } from './quantize';
 
 /** A ByteSource over bytes in memory. */
 class MemorySource implements ByteSource {
@@ -115,4 +118,36 @@ export function gpuArgmax(a: ArrayLike<number>, from = 0, to = a.length): number
   let best = from;
   for (let i = from + 1; i < to; i++) if (a[i] > a[best]) best = i;
   return best - from;
+}
+
+/**
+ * The embed kernel against dequantize() of the id rows, bit for bit (decoding rounds nothing), for a vocabulary of 50
+ * rows of `dim` values of type `typeId`: whole, and split over parts of 7 rows so ROW_BASE is exercised.
+ */
+export async function checkEmbed(dev: FlockDevice, typeId: number, dim: number, values: Float32Array): Promise<void> {
+  const vocab = 50;
+  const bytes = quantize(typeId, values);
+  const table = dequantize(blockFormat(typeId), bytes, 0, vocab * dim);
+  const file = gpuMemoryFile([{ name: 'token_embd.weight', dims: [dim, vocab], type: typeId, data: bytes }]);
+  const rb = bytes.byteLength / vocab;
+  const ids = [0, 6, 7, 13, 49, 7, 22, 48, 1];
+  const n = ids.length;
+  const Ids = gpuUpload(dev, new Uint32Array(ids));
+  const P = gpuParams(dev, { n, pos0: 0 });
+  for (const maxPart of [1 << 30, 16 + 7 * rb]) {
+    const M = await uploadMatrix(dev, file, file.tensors.get('token_embd.weight')!, maxPart);
+    const X = gpuFilled(dev, (n + 1) * dim, 12345);
+    const ops: Op[] = M.parts.map((part) =>
+      makeOp(dev, { op: 'embed', type: M.type, dim, rows: part.rows, rowBase: part.rowBase },
+        [part.buffer, Ids, X, P], (nn) => [Math.ceil(dim / 4 / 64), nn, 1]));
+    const got = await gpuRun(dev, ops, n, X, (n + 1) * dim);
+    const exp = new Float32Array((n + 1) * dim).fill(12345);
+    ids.forEach((id, t) => exp.set(table.subarray(id * dim, (id + 1) * dim), t * dim));
+    expect(M.parts.length).toBe(maxPart === 1 << 30 ? 1 : Math.ceil(vocab / 7));
+    expect(Array.from(got)).toEqual(Array.from(exp));
+    X.destroy();
+    for (const p of M.parts) p.buffer.destroy();
+  }
+  Ids.destroy();
+  P.destroy();
 }

@@ -125,8 +125,7 @@ export async function compareLogprobs(
     d.top10 = Math.max(d.top10, maxTopKDiff(lp, theirs, 10));
     d.mean = Math.max(d.mean, meanFiniteDiff(lp, theirs));
     d.cpuMax = Math.max(d.cpuMax, maxFiniteDiff(lp, logSoftmax(cpu[t])));
-    const sorted = [...ours[t]].sort((a, b) => b - a);
-    d.minGap = Math.min(d.minGap, sorted[0] - sorted[1]);
+    d.minGap = Math.min(d.minGap, topGap(ours[t]));
   }
   return d;
 }
@@ -134,3 +133,30 @@ export async function compareLogprobs(
 export const showDiffs = (d: Diffs): string =>
   `measured max ${d.max.toFixed(4)}, top-10 ${d.top10.toFixed(4)}, mean ${d.mean.toFixed(4)}, ` +
   `vs CPU reference ${d.cpuMax.toExponential(1)}, smallest top-2 gap ${d.minGap.toFixed(2)}`;
+
+/** Bounds on |Δ log p| against llama.cpp for one weight type. */
+export interface Tolerance {
+  /** largest |Δ log p| over every token of every step */
+  max: number;
+  /** largest mean |Δ log p| over one step's tokens */
+  mean: number;
+}
+
+/** The top-1 minus top-2 value of one step's scores (logits or log-probs: the same gap). */
+export function topGap(values: ArrayLike<number>): number {
+  let top1 = -Infinity;
+  let top2 = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v > top1) [top1, top2] = [v, top1];
+    else if (v > top2) top2 = v;
+  }
+  return top1 - top2;
+}
+
+/** The smallest top-1/top-2 gap over the steps, and the step it is at. */
+export function smallestGap(steps: readonly ArrayLike<number>[]): { gap: number; at: number } {
+  const gaps = steps.map(topGap);
+  const gap = Math.min(...gaps);
+  return { gap, at: gaps.indexOf(gap) };
+}

@@ -19,6 +19,7 @@ import {
   writeLlamaFixture,
 } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
+import { smallestGap } from '../helpers/parity-logits';
 import { f32ToF16, quantize } from '../helpers/quantize';
 
 let tmp = '';
@@ -242,17 +243,7 @@ describe('llama fixtures', () => {
   it.each(cases)('%s: llama.cpp decodes with clear winners', async (_name, fx) => {
     const file = await writeLlamaFixture(fx, tmp);
     const { ids, logprobs } = await llamaGreedy(file, [FIXTURE_TOKENS.bos], 32);
-    const gaps = logprobs.map((lp) => {
-      let top1 = -Infinity;
-      let top2 = -Infinity;
-      for (const v of lp) {
-        if (v > top1) [top1, top2] = [v, top1];
-        else if (v > top2) top2 = v;
-      }
-      return top1 - top2;
-    });
-    const minGap = Math.min(...gaps);
-    const at = gaps.indexOf(minGap);
+    const { gap: minGap, at } = smallestGap(logprobs);
     const report = `${fx.name}: llama.cpp ids [${ids.join(', ')}]; min gap ${minGap.toFixed(2)} at step ${at}`;
     console.log(report);
     expect(logprobs.length).toBe(32);
