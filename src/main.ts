@@ -1,8 +1,8 @@
 // The page: wires the engine worker, storage and the views together. Startup checks WebGPU on this thread (what the
 // page sees decides the No-WebGPU page), starts the engine worker, loads the chosen model (the embedded stories260K
 // by default) with a progress bar, then runs the chat: streaming replies, Stop, Regenerate, New chat, past chats,
-// system prompt and sampling settings. Local mode only: nothing leaves this device.
-// Not here: the swarm (Swarm/Contribute modes are not shipped yet); Node-only modules must never be imported here.
+// system prompt and sampling settings; the modes bar and swarm panel (src/ui/swarm-panel.ts) switch between Local,
+// Swarm and Contribute. Not here: Node-only modules must never be imported here.
 
 import './ui/style.css';
 import { WebGpuUnavailableError } from './model/errors';
@@ -18,7 +18,8 @@ import { formatBytes, formatProgress, formatRate } from './ui/format';
 import { EMBEDDED_KEY, embeddedSpec, ModelPicker } from './ui/model-picker';
 import { registerServiceWorker } from './ui/update';
 import { describeError, errorName, startupMessage } from './ui/webgpu-help';
-import { EngineClient, type ChatTurn, type ModelSpec } from './worker/client';
+import { EngineClient, type ChatTurn, type ModelSpec, type SwarmInfo } from './worker/client';
+import { SwarmPanel } from './ui/swarm-panel';
 
 type AppState = 'loading' | 'ready' | 'generating' | 'error';
 
@@ -61,6 +62,10 @@ let state: AppState = 'loading';
 let usable = true;
 let modelLoaded = false;
 let currentModelKey = EMBEDDED_KEY;
+/** how the chosen model was loaded (Swarm and Contribute modes open the same model) */
+let currentSpec: ModelSpec = embeddedSpec();
+let currentLabel = 'stories260K';
+let panel: SwarmPanel | undefined;
 
 function setState(s: AppState): void {
   state = s;
@@ -70,6 +75,7 @@ function setState(s: AppState): void {
   stopButton.disabled = s !== 'generating';
   regenButton.disabled = !canSend || !conv?.messages.some((m) => m.role === 'user');
   newChatButton.disabled = s === 'generating';
+  panel?.setEnabled(s === 'ready');
   void refreshChatList();
 }
 
@@ -242,6 +248,10 @@ newChatButton.addEventListener('click', startNewChat);
 
 async function loadModel(spec: ModelSpec, label: string, key: string): Promise<boolean> {
   if (!engine || state === 'generating') return false;
+  if (panel?.holdsModel) {
+    showMessage('Leave the swarm to change the model: the hosts serve the model this chat joined with.', 'InvalidArgumentError');
+    return false;
+  }
   modelLoaded = false;
   setState('loading');
   modelName.textContent = label;
@@ -257,6 +267,8 @@ async function loadModel(spec: ModelSpec, label: string, key: string): Promise<b
     });
     modelLoaded = true;
     currentModelKey = key;
+    currentSpec = spec;
+    currentLabel = label;
     modelName.textContent = info.name;
     modelStatus.textContent = `ready · ${info.arch}, ${info.nLayers} layers, ${formatBytes(info.weightBytes)} of weights, loaded in ${Math.round(info.loadMs)} ms`;
     templateNote.hidden = info.chatTemplate;
@@ -275,6 +287,30 @@ async function loadModel(spec: ModelSpec, label: string, key: string): Promise<b
     setState('ready');
     return false;
   }
+}
+
+/** Swarm mode: the worker swapped the local model for the model's Head (info), or is about to (null). */
+function swarmReady(info: SwarmInfo | null): void {
+  if (!info) {
+    modelLoaded = false;
+    modelStatus.textContent = 'loading the head for the swarm…';
+    setState('loading');
+    return;
+  }
+  modelLoaded = true;
+  modelName.textContent = info.name;
+  modelStatus.textContent = `swarm · head on this device (${formatBytes(info.weightBytes)}), ${info.nLayers} layers on peers`;
+  templateNote.hidden = info.chatTemplate;
+  templateNote.textContent = info.chatTemplate ? '' : `${info.name} has no chat template: it continues your last message as plain text.`;
+  setState('ready');
+}
+
+function showLoadProgress(p: { loaded: number; total: number } | null): void {
+  loadBox.hidden = p === null;
+  if (!p) return;
+  loadProgress.max = Math.max(1, p.total);
+  loadProgress.value = Math.min(p.loaded, loadProgress.max);
+  loadBytes.textContent = formatProgress(p.loaded, p.total);
 }
 
 /** The model to start with: the one used last if it is still cached and complete, else the embedded one. */
@@ -322,12 +358,24 @@ async function main(): Promise<void> {
       return ok;
     },
     current: () => currentModelKey,
-    idle: () => state !== 'generating' && state !== 'loading',
+    idle: () => state !== 'generating' && state !== 'loading' && !panel?.holdsModel,
     showError,
     status: (text) => {
       modelStatus.textContent = text;
     },
   });
+  panel = new SwarmPanel({
+    engine,
+    currentSpec: () => currentSpec,
+    reloadLocal: async () => {
+      await loadModel(currentSpec, currentLabel, currentModelKey);
+    },
+    swarmReady,
+    progress: showLoadProgress,
+    busy: () => state === 'generating' || state === 'loading',
+    showError,
+  });
+  await panel.init();
   await startupModel(picker);
 }
 

@@ -4,14 +4,14 @@
 // Prints a table and writes JSON. Numbers vary between runs on shared machines: each figure is a median of runs.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { FileSource } from '../model/source-file';
 import { generateAll, LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
-import { DEFAULT_MODEL } from './main';
+import { DEFAULT_MODEL } from './default-model';
 
 const run = promisify(execFile);
 
@@ -23,12 +23,15 @@ interface Speed {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function llamaCpp(model: string, backend: 'cpu' | 'vulkan', prompt: number, decode: number): Promise<Speed | { error: string }> {
-  const script = fileURLToPath(new URL('./bench-llama.ts', import.meta.url));
+  // A bundled build (scripts/device-bundle.sh) has bench-llama.mjs beside this module: plain node runs that;
+  // from the sources, tsx runs bench-llama.ts.
+  const bundled = fileURLToPath(new URL('./bench-llama.mjs', import.meta.url));
+  const args = existsSync(bundled) ? [bundled] : ['--import', 'tsx', fileURLToPath(new URL('./bench-llama.ts', import.meta.url))];
   const env = { ...process.env };
   // ggml's Vulkan backend skips CPU-type devices (SwiftShader) unless they are listed explicitly
   if (backend === 'vulkan') env.GGML_VK_VISIBLE_DEVICES ??= '0';
   try {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', script, model, backend, String(prompt), String(decode)], {
+    const { stdout } = await run(process.execPath, [...args, model, backend, String(prompt), String(decode)], {
       env, timeout: 600_000, maxBuffer: 1 << 20,
     });
     const line = stdout.trim().split('\n').pop() ?? '';

@@ -1,18 +1,19 @@
 // `flock host`: serve a span of a model's layers to a swarm from Node (Dawn + node-datachannel). Loads only the span's
 // tensors (an http(s) URL is read with Range requests), announces itself through discovery, and serves sessions with
-// StageHost. launchHost is also what the tests use to run hosts in-process. Not here: the protocol or host logic.
+// StageHost (swarm/serve.ts, shared with Contribute mode in the page). launchHost is also what the tests use to run
+// hosts in-process. Not here: the protocol or host logic.
 
 import { parseArgs } from 'node:util';
 import type { Peer } from 'peerjs';
 import type { ModelConfig } from '../model/config';
-import { FlockError, InvalidArgumentError } from '../model/errors';
+import { FlockError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
 import type { FlockDevice } from '../gpu/device';
-import { GpuStage } from '../gpu/stage';
+import type { GpuStage } from '../gpu/stage';
 import { Discovery } from '../swarm/discovery';
-import { StageHost, type HostOptions } from '../swarm/host';
-import { PROTOCOL_VERSION, type Span } from '../swarm/protocol';
-import { chooseSpan, shouldMove } from '../swarm/placement';
+import type { HostOptions, StageHost } from '../swarm/host';
+import type { Span } from '../swarm/protocol';
+import { serveSpan } from '../swarm/serve';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { joinSwarm } from './swarm-join';
 
@@ -35,10 +36,10 @@ export interface LaunchHostOptions {
 
 export interface LaunchedHost {
   peer: Peer;
-  host: StageHost;
-  stage: GpuStage;
+  readonly host: StageHost;
+  readonly stage: GpuStage;
   discovery: Discovery;
-  span: Span;
+  readonly span: Span;
   config: ModelConfig;
   modelHash: string;
   /**
@@ -54,66 +55,30 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
   let discovery: Discovery | undefined;
   try {
     discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link: o.link });
-    let span = o.layers;
-    if (!span) {
-      // let the rendezvous' answers arrive (they follow our first announce within milliseconds; 1 s is plenty), then
-      // take the least covered span
-      const d0 = discovery;
-      await d0.waitFor(() => d0.recordsFor(modelHash).length > 0, 1_000).catch(() => {});
-      span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, discovery.recordsFor(modelHash));
-    }
-    if (!(span.start >= 0 && span.start < span.end && span.end <= config.nLayers)) {
-      throw new InvalidArgumentError(`--layers ${span.start}:${span.end} is not inside this model's 0:${config.nLayers}.`);
-    }
     const d = discovery;
-    const serve = async (sp: Span): Promise<{ stage: GpuStage; host: StageHost }> => {
-      const stage = await GpuStage.load(o.dev, file, config, sp.start, sp.end, { maxContext: o.maxContext });
-      // Compile the decode (1 token) and prefill (tiled, > 4 tokens) pipelines now, before anyone is routed here: on a
-      // software adapter a first compile takes seconds and would run into clients' hop timeouts.
-      const warm = stage.createSession(8);
-      await stage.forward(warm, new Float32Array(5 * config.dim));
-      await stage.forward(warm, new Float32Array(config.dim));
-      stage.closeSession(warm);
-      const host = new StageHost(stage, { peerId: peer.id, modelHash, link: o.link, ...o.host });
-      d.opts.self = () => ({
-        id: peer.id, modelHash, span: sp, throughput: host.tokensPerSecond, freeKv: Math.min(host.freeKvTokens, 0xffffffff),
-        protocolVersion: PROTOCOL_VERSION,
-      });
-      return { stage, host };
-    };
-    const first = await serve(span);
-    let timer: ReturnType<typeof setInterval> | undefined;
+    const serving = await serveSpan({
+      dev: o.dev, file, config, modelHash, peer, discovery: d, layers: o.layers, maxLayers: o.maxLayers, maxContext: o.maxContext,
+      rebalanceMs: o.rebalanceMs, host: o.host, link: o.link,
+    });
     const launched: LaunchedHost = {
-      peer, host: first.host, stage: first.stage, discovery: d, span, config, modelHash,
-      rebalance: async () => {
-        // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
-        if (o.layers || launched.host.stats().sessions > 0) return false;
-        const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
-        const target = shouldMove(config.nLayers, launched.span, others);
-        if (!target) return false;
-        const next = await serve(target);
-        const old = { host: launched.host, stage: launched.stage };
-        Object.assign(launched, { host: next.host, stage: next.stage, span: target });
-        old.host.stop();
-        old.stage.destroy();
-        await d.round();
-        return true;
+      peer, discovery: d, config, modelHash,
+      get host() {
+        return serving.host;
       },
+      get stage() {
+        return serving.stage;
+      },
+      get span() {
+        return serving.span;
+      },
+      rebalance: () => serving.rebalance(),
       stop: () => {
-        clearInterval(timer);
+        serving.stop();
         d.stop();
-        launched.host.stop();
         peer.destroy();
-        launched.stage.destroy();
         closeSource();
       },
     };
-    peer.on('connection', (conn) => {
-      if (conn.label === 'flock') void launched.host.accept(conn);
-      else conn.once('open', () => conn.close()); // not mid-negotiation: see StageHost.accept
-    });
-    if (!o.layers) timer = setInterval(() => void launched.rebalance().catch(() => {}), o.rebalanceMs ?? 60_000);
-    await d.round();
     return launched;
   } catch (e) {
     discovery?.stop();

@@ -2,6 +2,7 @@
 // Values read back are checked and fall back to defaults one by one. Not here: applying them (the UI does).
 
 import { createStore, get, set, type UseStore } from 'idb-keyval';
+import { InvalidArgumentError } from '../model/errors';
 
 export interface ChatSettings {
   systemPrompt: string;
@@ -53,4 +54,73 @@ export async function loadSettings(): Promise<ChatSettings> {
 
 export async function saveSettings(s: ChatSettings): Promise<void> {
   await set('chat', s, db());
+}
+
+/** How this device reaches a swarm: the signalling server, ICE servers, the swarm's name, a memory limit to serve. */
+export interface NetSettings {
+  /** ws(s):// or http(s):// URL of a PeerServer */
+  signalUrl: string;
+  /** ICE servers, one per line: `stun:host:port`, or `turn:host:port USER PASSWORD` */
+  iceServers: string;
+  swarm: string;
+  /** GPU memory Contribute mode may use for weights and KV cache, MB */
+  memoryMb: number;
+}
+
+/**
+ * The public PeerServer PeerJS runs (0.peerjs.com, free, best effort): signalling only; hidden states go peer to peer.
+ * Development builds (`npm start`) use the PeerServer that command starts on 127.0.0.1:9000 instead.
+ */
+export const PUBLIC_SIGNAL_URL = 'wss://0.peerjs.com/';
+export const PUBLIC_ICE_SERVERS = 'stun:stun.l.google.com:19302';
+export const LOCAL_SIGNAL_URL = 'ws://127.0.0.1:9000/';
+
+export function defaultNetSettings(development: boolean): NetSettings {
+  return {
+    signalUrl: development ? LOCAL_SIGNAL_URL : PUBLIC_SIGNAL_URL,
+    iceServers: development ? '' : PUBLIC_ICE_SERVERS,
+    swarm: 'flock-public',
+    memoryMb: 1024,
+  };
+}
+
+export function parseNetSettings(v: unknown, defaults: NetSettings): NetSettings {
+  const r: Record<string, unknown> = typeof v === 'object' && v !== null ? { ...v } : {};
+  const str = (k: keyof NetSettings, d: string) => (typeof r[k] === 'string' ? (r[k] as string) : d);
+  return {
+    signalUrl: str('signalUrl', defaults.signalUrl).trim() || defaults.signalUrl,
+    iceServers: str('iceServers', defaults.iceServers),
+    swarm: str('swarm', defaults.swarm).trim() || defaults.swarm,
+    memoryMb: num(r.memoryMb, (n) => n > 0 && n <= 1_048_576, defaults.memoryMb),
+  };
+}
+
+export async function loadNetSettings(development: boolean): Promise<NetSettings> {
+  const d = defaultNetSettings(development);
+  return parseNetSettings(await get(development ? 'net-dev' : 'net', db()), d);
+}
+
+export async function saveNetSettings(s: NetSettings, development: boolean): Promise<void> {
+  await set(development ? 'net-dev' : 'net', s, db());
+}
+
+export interface IceServer {
+  urls: string;
+  username?: string;
+  credential?: string;
+}
+
+/** Parse the ICE servers field; a line that is not `stun:…`/`turn:…` [user password] is an error naming the line. */
+export function parseIceServers(text: string): IceServer[] {
+  const out: IceServer[] = [];
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (!line) continue;
+    const [urls, username, credential, ...rest] = line.split(/\s+/);
+    if (!/^(stun|stuns|turn|turns):\S+$/.test(urls) || rest.length > 0 || (username !== undefined && credential === undefined)) {
+      throw new InvalidArgumentError(`ICE server line ${i + 1} ("${line}") should be "stun:HOST:PORT" or "turn:HOST:PORT USER PASSWORD".`);
+    }
+    out.push(username === undefined ? { urls } : { urls, username, credential });
+  }
+  return out;
 }

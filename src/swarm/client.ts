@@ -23,6 +23,14 @@ import type { PeerRecord } from './records';
 import { findRoute, uncovered, type Hop } from './routing';
 import { withoutUndefined, type PeerLink } from './transport';
 
+/**
+ * What a session needs of a link to a host: a PeerLink, or a stand-in that relays one from another thread (the app's
+ * engine worker has no RTCPeerConnection, so the page holds the PeerLink and the worker gets a port to it).
+ */
+export type HopLink = Pick<PeerLink, 'peer' | 'isDown' | 'closed' | 'frameBytes' | 'send' | 'sendFrames' | 'waitHello' | 'close' | 'onMessage' | 'onViolation'> & {
+  readonly opts: Pick<PeerLink['opts'], 'limits'>;
+};
+
 /** Where a client gets peer records and links from (discovery.ts, or a fixed table in tests). */
 export interface Directory {
   /** live records of hosts serving this client's model */
@@ -30,7 +38,7 @@ export interface Directory {
   /** measured round trips by peer id, ms (for routing; may be empty) */
   rttMs?(): Map<string, number>;
   /** a link to `peer` (shared between sessions; the directory caches it while it is up) */
-  connect(peer: string): Promise<PeerLink>;
+  connect(peer: string): Promise<HopLink>;
 }
 
 export interface SwarmOptions {
@@ -66,6 +74,8 @@ export interface RouteEntry {
   peer: string;
   start: number;
   end: number;
+  /** the latest forward's round trip through this hop (send, the host's layers, result back), ms; NaN before one */
+  ms: number;
 }
 
 export interface Reroute {
@@ -89,7 +99,7 @@ interface Pending {
 
 class LinkRequests {
   readonly waiting = new Map<string, Pending>();
-  constructor(readonly link: PeerLink) {
+  constructor(readonly link: HopLink) {
     link.onMessage = (m) => this.dispatch(m);
     // A host frame we cannot decode means the host is broken: treat like a dead link.
     link.onViolation = (e) => link.close('protocol', e.message);
@@ -165,8 +175,8 @@ class LinkRequests {
   }
 }
 
-const requestsOf = new WeakMap<PeerLink, LinkRequests>();
-function requests(link: PeerLink): LinkRequests {
+const requestsOf = new WeakMap<HopLink, LinkRequests>();
+function requests(link: HopLink): LinkRequests {
   let r = requestsOf.get(link);
   if (!r) requestsOf.set(link, (r = new LinkRequests(link)));
   return r;
@@ -183,7 +193,7 @@ function newSessionId(): number {
 interface HopSession {
   peer: string;
   span: Span;
-  link: PeerLink;
+  link: HopLink;
   session: number;
   step: number;
   /** hidden-state inputs, one per step, in order (kept for replay) */
@@ -197,6 +207,8 @@ export class SwarmModel implements Backend {
   /** every route taken by the latest sequence (initial) and every re-route since */
   route: RouteEntry[] = [];
   reroutes: Reroute[] = [];
+  /** the latest forward round trip per peer, ms (RouteEntry.ms reads it) */
+  readonly hopMs = new Map<string, number>();
   /** bytes of hidden states sent and received, all sequences */
   readonly wire = { bytesOut: 0, bytesIn: 0 };
   private readonly bans = new Map<string, { until: number; ms: number }>();
@@ -219,6 +231,17 @@ export class SwarmModel implements Backend {
 
   counters(): GpuCounters {
     return { ...this.dev.counters };
+  }
+
+  /** @internal a route entry whose `ms` follows hopMs */
+  routeEntry(peer: string, span: Span): RouteEntry {
+    const hopMs = this.hopMs;
+    return {
+      peer, start: span.start, end: span.end,
+      get ms() {
+        return hopMs.get(peer) ?? Number.NaN;
+      },
+    };
   }
 
   /** Peers banned now. */
@@ -280,7 +303,7 @@ class SwarmSequence implements BackendSequence {
   async start(): Promise<void> {
     const L = this.m.config.nLayers;
     this.hops = await this.openRoute({ start: 0, end: L }, -1, 'initial route');
-    this.m.route = this.hops.map((h) => ({ peer: h.peer, start: h.span.start, end: h.span.end }));
+    this.m.route = this.hops.map((h) => this.m.routeEntry(h.peer, h.span));
     this.m.reroutes = [];
   }
 
@@ -345,6 +368,7 @@ class SwarmSequence implements BackendSequence {
   private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number): Promise<Float32Array> {
     const req = requests(h.link);
     const step = h.step;
+    const t0 = performance.now();
     const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
@@ -355,6 +379,7 @@ class SwarmSequence implements BackendSequence {
     await h.link.sendFrames(frames);
     for (const f of frames) this.m.wire.bytesOut += f.byteLength;
     const r = await answer;
+    this.m.hopMs.set(h.peer, performance.now() - t0);
     if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
       h.link.close('protocol', 'a result of the wrong shape');
       throw new LinkDownError('protocol', h.peer, `${h.peer} answered step ${step} with a result of the wrong shape`);
@@ -388,7 +413,7 @@ class SwarmSequence implements BackendSequence {
         }
         this.hops.splice(i, 1, ...fresh);
         this.m.reroutes.push({ step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
-        this.m.route = this.hops.map((h) => ({ peer: h.peer, start: h.span.start, end: h.span.end }));
+        this.m.route = this.hops.map((h) => this.m.routeEntry(h.peer, h.span));
         return;
       } catch (e) {
         if (!isHopFailure(e)) throw e;

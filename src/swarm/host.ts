@@ -70,6 +70,8 @@ export interface HostStats {
   /** the most any one link's reassembler held at once, over the host's life */
   peakBufferedBytes: number;
   forwards: number;
+  /** token positions run through the span, all sessions (replays included) */
+  tokens: number;
   violations: number;
   bans: number;
   banned: string[];
@@ -87,7 +89,7 @@ export class StageHost {
   private sweeper: ReturnType<typeof setInterval>;
   private frozen = false;
   private stopped = false;
-  private readonly counts = { forwards: 0, violations: 0, bans: 0 };
+  private readonly counts = { forwards: 0, tokens: 0, violations: 0, bans: 0 };
   /** measured decode speed of this span, tokens per second (exponential average over forwards; 0 until measured) */
   tokensPerSecond = 0;
 
@@ -293,6 +295,7 @@ export class StageHost {
         const tps = (m.nTokens * 1000) / Math.max(0.01, performance.now() - t0);
         this.tokensPerSecond = this.tokensPerSecond === 0 ? tps : 0.9 * this.tokensPerSecond + 0.1 * tps;
         this.counts.forwards++;
+        this.counts.tokens += m.nTokens;
         s.lastUsed = Date.now();
         await st.link.send({ kind: 'result', session: m.session, step: m.step, pos0: m.pos0, nTokens: m.nTokens, dim: m.dim, dtype: m.dtype, payload: out });
       } catch (e) {

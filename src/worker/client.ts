@@ -4,7 +4,10 @@
 
 import { proxy, wrap, type Remote } from 'comlink';
 import { reviveError } from '../model/errors';
-import type { ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, ModelInfo, ModelReport, ModelSpec, TokenEvent } from './protocol';
+import type { PeerRecord } from '../swarm/records';
+import type {
+  ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, ModelInfo, ModelReport, ModelSpec, SwarmBridge, SwarmInfo, SwarmStatus, TokenEvent,
+} from './protocol';
 
 export type * from './protocol';
 
@@ -58,6 +61,23 @@ export class EngineClient {
 
   inspect(spec: ModelSpec): Promise<ModelReport> {
     return call(() => this.remote.inspect(spec));
+  }
+
+  /** `bridge` must already be a comlink proxy (the worker calls it back for every link it needs). */
+  joinSwarm(spec: ModelSpec, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void): Promise<SwarmInfo> {
+    return call(() => this.remote.joinSwarm(spec, bridge, proxy(onProgress)));
+  }
+
+  setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): Promise<void> {
+    return call(() => this.remote.setSwarmRecords(records, rttMs));
+  }
+
+  swarmStatus(): Promise<SwarmStatus | null> {
+    return call(() => this.remote.swarmStatus());
+  }
+
+  leaveSwarm(): Promise<void> {
+    return call(() => this.remote.leaveSwarm());
   }
 
   terminate(): void {

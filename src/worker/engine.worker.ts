@@ -6,47 +6,41 @@
 /// <reference lib="webworker" />
 import { expose } from 'comlink';
 import { FlockChatEngine } from '../engine/chat';
+import { generateTokens } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
-import { InvalidArgumentError, ModelFetchError } from '../model/errors';
-import { BlobSource, openWebSource, type ByteSource } from '../model/source';
-import { CacheSource, getModel } from '../storage/model-cache';
+import { GpuHead } from '../gpu/head';
+import { partTensors, readConfig } from '../model/config';
+import { blockFormat, byteSize } from '../model/quant';
+import { InvalidArgumentError } from '../model/errors';
+import { openGguf } from '../model/gguf';
+import type { ByteSource } from '../model/source';
+import { createTokenizer } from '../model/tokenizer';
+import { sourceFor } from '../storage/model-source';
+import { SwarmModel } from '../swarm/client';
+import { modelHashOf, type PeerRecord } from '../swarm/records';
 import { inspectSource } from './inspect';
-import type { ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, ModelInfo, ModelSpec, TokenEvent } from './protocol';
+import { PortLink } from './port-link';
+import type {
+  ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, ModelInfo, ModelSpec, SwarmBridge, SwarmInfo, SwarmStatus, TokenEvent,
+} from './protocol';
+
+/** Most tokens per swarm step (the Head's batch; hosts accept 64). */
+const SWARM_MAX_BATCH = 64;
 
 let dev: FlockDevice | undefined;
-let model: LocalModel | undefined;
+/** what chat() runs on: a whole local model, or a Head whose layers run on the swarm's hosts */
+let model: LocalModel | SwarmModel | undefined;
 let modelName = '';
+/** the swarm's view, pushed by the page (which holds discovery) */
+let swarmRecords: PeerRecord[] = [];
+let swarmRtt = new Map<string, number>();
+/** links the worker holds, by peer, while they are up (one port per PeerLink on the page) */
+const portLinks = new Map<string, Promise<PortLink>>();
 /** the OpenAI-style chat API over `model`, when the model has a chat template; undefined: text continuation */
 let chatEngine: FlockChatEngine | undefined;
 /** the current load or generation; abort() ends it */
 let running: AbortController | undefined;
-
-async function sourceFor(spec: ModelSpec): Promise<ByteSource> {
-  switch (spec.kind) {
-    case 'url':
-      return openWebSource(spec.url);
-    case 'whole': {
-      let res: Response;
-      try {
-        res = await fetch(spec.url);
-      } catch (e) {
-        throw new ModelFetchError(`Could not fetch ${spec.url}: ${(e as Error).message}. Check your network.`);
-      }
-      if (!res.ok) throw new ModelFetchError(`Fetching ${spec.url} failed with HTTP ${res.status} ${res.statusText}.`);
-      return new BlobSource(await res.blob(), spec.name);
-    }
-    case 'file':
-      return new BlobSource(spec.file);
-    case 'cached': {
-      const m = await getModel(spec.id);
-      if (!m || !m.complete) throw new InvalidArgumentError('That model is not fully downloaded; finish its download first.');
-      return new CacheSource(m);
-    }
-    default:
-      throw new InvalidArgumentError(`unknown model source ${JSON.stringify(spec)}`);
-  }
-}
 
 function nameOf(spec: ModelSpec, source: ByteSource): string {
   return spec.kind === 'url' || spec.kind === 'whole' ? spec.name : source.name;
@@ -126,7 +120,7 @@ const api: EngineApi = {
           }
         },
       });
-      model?.destroy();
+      dropModel();
       model = next;
       modelName = nameOf(spec, source);
       const engine = new FlockChatEngine(next);
@@ -152,7 +146,7 @@ const api: EngineApi = {
     running = ac;
     try {
       if (chatEngine) return await chatWithTemplate(chatEngine, req, ac.signal, onToken);
-      const it = model.generate({
+      const it = generateTokens(model, {
         prompt: promptFor(req),
         temperature: req.temperature,
         topP: req.topP,
@@ -186,6 +180,109 @@ const api: EngineApi = {
   async inspect(spec: ModelSpec) {
     return inspectSource(await sourceFor(spec));
   },
+
+  async joinSwarm(spec: ModelSpec, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void): Promise<SwarmInfo> {
+    if (!dev) throw new InvalidArgumentError('init() must run before joinSwarm().');
+    running?.abort();
+    const ac = new AbortController();
+    running = ac;
+    try {
+      const t0 = performance.now();
+      const source = await sourceFor(spec);
+      const file = await openGguf(source);
+      const config = readConfig(file);
+      const tokenizer = createTokenizer(file.metadata);
+      const modelHash = await modelHashOf(file);
+      let last = 0;
+      const counter = {
+        loaded: 0,
+        onBytes: (loaded: number): void => {
+          const now = performance.now();
+          if (now - last > 33) {
+            last = now;
+            onProgress({ loaded, total: headBytes });
+          }
+        },
+      };
+      let headBytes = 0;
+      for (const t of partTensors(file, config, { start: 0, end: 0, head: true }).values()) headBytes += byteSize(blockFormat(t.type, t.name), t.nElems);
+      const head = await GpuHead.load(dev, file, config, { maxBatch: SWARM_MAX_BATCH, counter, signal: ac.signal });
+      dropModel();
+      swarmRecords = [];
+      swarmRtt = new Map();
+      const directory = {
+        records: () => swarmRecords,
+        rttMs: () => swarmRtt,
+        connect: (peer: string) => connectVia(bridge, peer),
+      };
+      const next = new SwarmModel(dev, config, tokenizer, head, directory, { modelHash, maxBatch: SWARM_MAX_BATCH });
+      model = Object.assign(next, { file });
+      modelName = nameOf(spec, source);
+      const engine = new FlockChatEngine(model);
+      chatEngine = engine.template.isFallback ? undefined : engine;
+      onProgress({ loaded: headBytes, total: headBytes });
+      return {
+        name: modelName,
+        arch: config.arch,
+        nLayers: config.nLayers,
+        weightBytes: head.weightBytes,
+        loadMs: performance.now() - t0,
+        bytesRead: source.bytesFetched,
+        chatTemplate: chatEngine !== undefined,
+        modelHash,
+      };
+    } finally {
+      if (running === ac) running = undefined;
+    }
+  },
+
+  setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): void {
+    swarmRecords = records;
+    swarmRtt = new Map(rttMs);
+  },
+
+  swarmStatus(): SwarmStatus | null {
+    if (!(model instanceof SwarmModel)) return null;
+    return {
+      route: model.route.map((r) => ({ peer: r.peer, start: r.start, end: r.end, ms: r.ms })),
+      reroutes: model.reroutes.map((r) => ({ step: r.step, from: r.from, to: r.to, start: r.span.start, end: r.span.end, reason: r.reason, ms: r.ms })),
+      wire: { ...model.wire },
+    };
+  },
+
+  leaveSwarm(): void {
+    if (model instanceof SwarmModel) {
+      running?.abort();
+      dropModel();
+    }
+  },
 };
+
+/** Release the current model (local or swarm Head) and every relayed link. */
+function dropModel(): void {
+  if (model instanceof SwarmModel) {
+    model.head.destroy();
+    for (const p of portLinks.values()) void p.then((l) => l.close('closed', 'left the swarm'), () => {});
+    portLinks.clear();
+  }
+  model?.destroy();
+  model = undefined;
+  chatEngine = undefined;
+}
+
+/** A link to `peer`, relayed by the page; shared while it is up, as Discovery.connect shares PeerLinks. */
+function connectVia(bridge: SwarmBridge, peer: string): Promise<PortLink> {
+  let p = portLinks.get(peer);
+  if (!p) {
+    p = bridge.connect(peer).then((relayed) => new PortLink(relayed));
+    portLinks.set(peer, p);
+    const mine = p;
+    p.then(
+      (l) => void l.closed.then(() => portLinks.get(peer) === mine && portLinks.delete(peer)),
+      () => portLinks.get(peer) === mine && portLinks.delete(peer),
+    );
+  }
+  return p;
+}
 
 expose(api);

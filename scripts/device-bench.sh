@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs `flock bench` on a GPU machine that has no node, npm or network, from the bundle that
+# scripts/device-bundle.sh built (.devbench/ and .gl/ in the repo root). Run it from the repo root with $OUT set to an
+# output folder: it writes device-bench.log, bench-stories260k.json and bench-q4km.json there.
+#   (a) stories260K (public/models/stories260K.gguf), the default bench settings
+#   (b) the 190M-parameter Q4_K_M-layout model, generated here by scripts/bench-model.ts, as `npm run bench:q4km`
+# Every step has a time limit and a failing step does not stop the next: the whole script ends within ~6.5 minutes.
+# Local testing: DEVBENCH_SKIP_DPKG=1 leaves / alone (no .deb unpacking); DEVBENCH_DIR picks the unpack folder.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/devbench-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/device-bench.log") 2>&1
+DIR=${DEVBENCH_DIR:-/tmp/devbench}
+MODELS=${DEVBENCH_MODELS:-/tmp/devbench-models}
+DEADLINE=$((SECONDS + ${DEVBENCH_BUDGET_S:-390}))
+
+# step NAME SECONDS CMD...: runs CMD under `timeout` (its whole process group), capped by the time left overall
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((DEADLINE - SECONDS - 5))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 0 ]; then
+    echo "== $name: skipped, no time left"
+    return 124
+  fi
+  echo "== $name (limit ${limit}s): $*"
+  local t0=$SECONDS rc
+  timeout -k 5 "$limit" "$@"
+  rc=$?
+  echo "== $name: exit $rc after $((SECONDS - t0))s$([ $rc -eq 124 ] && echo ' (timed out)')"
+  return $rc
+}
+
+echo "== device-bench $(date -u +%FT%TZ) on $(uname -srm), $(nproc) cores"
+cat .devbench/VERSION.txt 2>/dev/null
+
+if [ -z "${DEVBENCH_SKIP_DPKG:-}" ]; then
+  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+  ldconfig
+fi
+ldconfig -p | grep -E 'libvulkan\.so|libGLX_nvidia|libnvidia-glcore' | sed 's/^/  /'
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export VK_ICD_FILENAMES=$VK_DRIVER_FILES # older loaders read only this name; it also keeps dawn.ts off SwiftShader
+fi
+echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-} /dev/nvidia0: $([ -e /dev/nvidia0 ] && echo yes || echo no)"
+
+rm -rf "$DIR"
+mkdir -p "$DIR"
+if ! { xz -dc .devbench/node.xz >"$DIR/node" && chmod +x "$DIR/node" && tar -C "$DIR" -xJf .devbench/bench.tar.xz; }; then
+  echo "device-bench: could not unpack .devbench into $DIR" >&2
+  exit 1
+fi
+NODE=$DIR/node
+echo "node $("$NODE" --version) in $DIR"
+
+command -v nvidia-smi >/dev/null && step nvidia-smi 20 nvidia-smi -L
+command -v vulkaninfo >/dev/null && step vulkaninfo 20 vulkaninfo --summary
+
+status=0
+step 'bench stories260K' 120 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf \
+  --out "$OUT/bench-stories260k.json" || status=1
+
+mkdir -p "$MODELS"
+Q4KM=$MODELS/bench-llama-q4_k_m-190m.gguf
+step 'generate 190M Q4_K_M model' 100 "$NODE" "$DIR/js/bench-model.mjs" "$Q4KM" || { status=1; rm -f "$Q4KM"; }
+if [ -f "$Q4KM" ]; then
+  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 16 --runs 1 \
+    --out "$OUT/bench-q4km.json" || status=1
+fi
+
+for f in "$OUT"/bench-*.json; do
+  [ -f "$f" ] || continue
+  dev=$(grep -m1 '"device"' "$f")
+  echo "$(basename "$f"): $dev"
+  echo "$dev" | grep -qi swiftshader && echo "device-bench: WARNING: Dawn ran on SwiftShader, not the GPU"
+done
+echo "== device-bench done in ${SECONDS}s, status $status"
+exit $status

@@ -1,0 +1,111 @@
+// The swarm picture: which peers serve which layers of the model (one bar per host over the layer axis), a coverage
+// strip where layers nobody serves stand out, and the route the current chat takes with each hop's latency.
+// Pure rendering from plain data into one container; main.ts calls render() when records or the route change.
+
+import type { PeerRecord } from '../swarm/records';
+import type { SwarmStatus } from '../worker/protocol';
+import { h } from './dom';
+
+export interface SwarmView {
+  nLayers: number;
+  records: readonly PeerRecord[];
+  /** this tab's peer id (its bar is marked) */
+  self?: string;
+  status?: SwarmStatus | null;
+}
+
+/** Per layer, how many hosts serve it. */
+export function hostCounts(nLayers: number, records: readonly Pick<PeerRecord, 'span'>[]): number[] {
+  const n = new Array<number>(nLayers).fill(0);
+  for (const r of records) for (let l = Math.max(0, r.span.start); l < Math.min(nLayers, r.span.end); l++) n[l]++;
+  return n;
+}
+
+/** Maximal runs of layers nobody serves, as [start, end) spans. */
+export function gaps(counts: readonly number[]): { start: number; end: number }[] {
+  const out: { start: number; end: number }[] = [];
+  for (let l = 0; l < counts.length; l++) {
+    if (counts[l] > 0) continue;
+    const last = out.at(-1);
+    if (last && last.end === l) last.end = l + 1;
+    else out.push({ start: l, end: l + 1 });
+  }
+  return out;
+}
+
+const short = (id: string): string => (id.length > 10 ? `${id.slice(0, 8)}…` : id);
+const pct = (x: number, n: number): string => `${((100 * x) / n).toFixed(3)}%`;
+const ms = (x: number): string => (Number.isFinite(x) ? `${x < 10 ? x.toFixed(1) : Math.round(x)} ms` : '…');
+
+function bar(cls: string, start: number, end: number, n: number, label: string): HTMLElement {
+  const b = h('div', { class: cls }, label);
+  b.style.left = pct(start, n);
+  b.style.width = pct(end - start, n);
+  return b;
+}
+
+export function renderSwarm(box: HTMLElement, v: SwarmView): void {
+  const n = Math.max(1, v.nLayers);
+  const counts = hostCounts(n, v.records);
+  const holes = gaps(counts);
+  const onRoute = new Map((v.status?.route ?? []).map((h, i) => [`${h.peer}:${h.start}:${h.end}`, i]));
+  box.replaceChildren();
+  box.dataset.coverage = holes.length === 0 ? 'full' : 'gaps';
+  box.dataset.hosts = String(v.records.length);
+  box.dataset.reroutes = String(v.status?.reroutes.length ?? 0);
+
+  const summary = holes.length === 0
+    ? `Every layer 0–${n - 1} is served (${v.records.length} host${v.records.length === 1 ? '' : 's'}).`
+    : `Not served: ${holes.map((g) => (g.end - g.start === 1 ? `layer ${g.start}` : `layers ${g.start}–${g.end - 1}`)).join(', ')}. A chat needs every layer.`;
+  box.append(h('p', { class: holes.length ? 'swarm-summary gap' : 'swarm-summary' }, summary));
+
+  // the coverage strip: one cell per layer, the number of hosts in it, gaps in red
+  const strip = h('div', { class: 'swarm-strip', role: 'img' });
+  strip.setAttribute('aria-label', `Coverage of ${n} layers: ${counts.join(', ')} hosts per layer`);
+  for (let l = 0; l < n; l++) {
+    const cell = h('div', { class: counts[l] === 0 ? 'cell gap' : 'cell' }, String(counts[l]));
+    cell.title = `layer ${l}: ${counts[l]} host${counts[l] === 1 ? '' : 's'}`;
+    strip.append(cell);
+  }
+  box.append(strip);
+
+  // one row per host, its span as a bar over the layer axis
+  const rows = h('div', { class: 'swarm-rows' });
+  const sorted = [...v.records].sort((a, b) => a.span.start - b.span.start || a.span.end - b.span.end || a.id.localeCompare(b.id));
+  for (const r of sorted) {
+    const hop = onRoute.get(`${r.id}:${r.span.start}:${r.span.end}`);
+    const row = h('div', { class: 'swarm-row' });
+    row.dataset.peer = r.id;
+    row.dataset.span = `${r.span.start}:${r.span.end}`;
+    const who = r.id === v.self ? 'this tab' : short(r.id);
+    const tps = r.throughput > 0 ? ` · ${r.throughput.toFixed(0)} tok/s` : '';
+    const track = h('div', { class: 'track' });
+    track.append(bar(hop !== undefined ? 'span on-route' : r.id === v.self ? 'span self' : 'span', r.span.start, r.span.end, n, `${r.span.start}–${r.span.end - 1}`));
+    row.append(h('span', { class: 'who' }, `${who}${tps}`), track);
+    rows.append(row);
+  }
+  if (sorted.length === 0) rows.append(h('p', { class: 'muted small' }, 'No hosts of this model found yet.'));
+  box.append(rows);
+
+  // the route: this device's Head, each hop with its latency, back to the Head
+  const route = v.status?.route ?? [];
+  if (route.length > 0) {
+    const line = h('ol', { class: 'swarm-route' });
+    line.setAttribute('aria-label', 'Route of this chat');
+    line.append(h('li', { class: 'end' }, 'you: tokens, embedding'));
+    for (const [i, hop] of route.entries()) {
+      const li = h('li', { class: 'hop' }, `${short(hop.peer)} · layers ${hop.start}–${hop.end - 1} · ${ms(hop.ms)}`);
+      li.dataset.hop = String(i);
+      li.dataset.peer = hop.peer;
+      li.dataset.ms = Number.isFinite(hop.ms) ? hop.ms.toFixed(1) : '';
+      line.append(li);
+    }
+    line.append(h('li', { class: 'end' }, 'you: output head, sampling'));
+    box.append(line);
+    const rr = v.status?.reroutes ?? [];
+    if (rr.length > 0) {
+      box.append(h('p', { class: 'muted small swarm-reroutes' },
+        rr.map((x) => `Step ${x.step}: layers ${x.start}–${x.end - 1} moved from ${short(x.from)} to ${x.to.map(short).join(' + ')} in ${Math.round(x.ms)} ms (${x.reason.split(':')[0]}).`).join(' ')));
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// The app's Swarm and Contribute modes end to end in headless Chromium (WebGPU on SwiftShader, each tab's own
+// RTCPeerConnection, a real PeerServer from `flock signal` on 127.0.0.1): three tabs in Contribute mode pick their
+// spans by placement under a memory limit, one chat tab in Swarm mode replies at temperature 0, and its reply must
+// equal the same tab's local reply (the oracle; the local reply is itself checked against llama.cpp in
+// local-generate.test.ts). Then a fourth contributor comes online as a spare and the tab serving the route's first
+// hop is closed mid-reply: the reply must still equal the local one, with one re-route shown in the swarm picture.
+
+import path from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSignalServer, type SignalServer } from '../../src/cli/signal';
+import { ROOT, collectPageErrors, openReady, removeBuild, send, startApp, waitForReply, type App, type Reply } from './browser';
+
+const PROMPT = 'Once upon a time, a little fox';
+const MAX_TOKENS = 60;
+/** MB: two of stories260K's layers fit (0.18 MB of weights + 0.52 MB of KV cache for 2048 positions each), three do not */
+const MEMORY_MB = 1.5;
+const SWARM = 'e2e-app-swarm';
+
+let app: App;
+let signal: SignalServer;
+const contexts: BrowserContext[] = [];
+let chat: Page;
+let chatErrors: string[] = [];
+let local: Reply;
+const contributors: { page: Page; span: string; peer: string; errors: string[] }[] = [];
+
+async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute'): Promise<void> {
+  await page.click(`.modes .mode[data-mode="${mode}"]`);
+  await page.evaluate(() => {
+    const d = document.querySelector('.net-settings');
+    if (d instanceof HTMLDetailsElement) d.open = true;
+  });
+  const set = async (sel: string, v: string) => {
+    await page.fill(sel, v);
+    await page.dispatchEvent(sel, 'change');
+  };
+  await set('#signal-url', signal.url);
+  await set('#ice-servers', '');
+  await set('#swarm-name', SWARM);
+  if (mode === 'contribute') await set('#memory-mb', String(MEMORY_MB));
+}
+
+async function contribute(): Promise<(typeof contributors)[number]> {
+  const ctx = await app.newContext();
+  contexts.push(ctx);
+  const page = await ctx.newPage();
+  const errors = collectPageErrors(page);
+  await openReady(page, app.served.url);
+  await useSwarmSettings(page, 'contribute');
+  await page.click('#swarm-join');
+  await page.waitForFunction(() => {
+    const s = document.getElementById('contribute-stats')?.dataset.span;
+    return s || !document.getElementById('message')?.hidden;
+  }, undefined, { timeout: 60_000, polling: 100 });
+  const msg = await page.$eval('#message', (el) => ((el as HTMLElement).hidden ? '' : el.textContent ?? ''));
+  if (msg) throw new Error(`contributing failed: ${msg}`);
+  const { span, peer } = await page.$eval('#contribute-stats', (el) => ({ span: (el as HTMLElement).dataset.span ?? '', peer: (el as HTMLElement).dataset.peer ?? '' }));
+  const c = { page, span, peer, errors };
+  contributors.push(c);
+  return c;
+}
+
+/** Fold the sampling settings and the signalling settings away (for screenshots of the picture). */
+async function closeSettings(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    for (const d of document.querySelectorAll('details')) d.open = false;
+  });
+}
+
+const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
+
+beforeAll(async () => {
+  app = await startApp();
+  signal = await startSignalServer(0);
+  const ctx = await app.newContext();
+  contexts.push(ctx);
+  chat = await ctx.newPage();
+  chatErrors = collectPageErrors(chat);
+  await openReady(chat, app.served.url);
+  // the oracle: this tab's own local reply
+  await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+  local = await waitForReply(chat);
+  expect(local.state).toBe('done');
+  expect(local.ids.length).toBeGreaterThan(10);
+});
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  await app?.close();
+  await signal?.close();
+  await removeBuild();
+});
+
+describe('the app in Swarm and Contribute modes', () => {
+  it('three contributing tabs and a chat tab in Swarm mode: the reply equals the local reply', async () => {
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) await contribute();
+    expect(contributors.map((c) => c.span)).toEqual(['0:2', '2:4', '4:5']);
+    const upMs = performance.now() - t0;
+
+    await chat.click('#new-chat');
+    await useSwarmSettings(chat, 'swarm');
+    await chat.click('#swarm-join');
+    await chat.waitForSelector('#swarm-map[data-coverage="full"]', { timeout: 30_000 });
+    await chat.waitForSelector('#app[data-state="ready"]');
+    expect(await chat.$$eval('#swarm-map .swarm-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.span).sort())).toEqual(['0:2', '2:4', '4:5']);
+
+    const t1 = performance.now();
+    await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    const swarm = await waitForReply(chat, 120_000);
+    const replyMs = performance.now() - t1;
+    expect(swarm.state).toBe('done');
+    expect(swarm.ids).toEqual(local.ids);
+    expect(norm(swarm.text)).toBe(norm(local.text));
+
+    // the picture shows the route: three hops, each with a measured latency, in layer order
+    await chat.waitForFunction(() => document.querySelectorAll('#swarm-map li.hop[data-ms]:not([data-ms=""])').length === 3, undefined, { timeout: 5_000 });
+    const hops = await chat.$$eval('#swarm-map li.hop', (lis) => lis.map((li) => ({ peer: (li as HTMLElement).dataset.peer, ms: Number((li as HTMLElement).dataset.ms) })));
+    expect(hops.map((h) => h.peer)).toEqual(contributors.map((c) => c.peer));
+    expect(hops.every((h) => h.ms > 0)).toBe(true);
+    await closeSettings(chat);
+    await chat.screenshot({ path: path.join(ROOT, 'docs/screenshot-swarm.png') });
+    // the contributors served the tokens
+    await contributors[0].page.waitForFunction(() => Number(document.getElementById('contribute-stats')?.dataset.tokens) > 0, undefined, { timeout: 5_000 });
+    await closeSettings(contributors[1].page);
+    await contributors[1].page.screenshot({ path: path.join(ROOT, 'docs/screenshot-contribute.png') });
+    console.log(`3 contributors up in ${upMs.toFixed(0)} ms; swarm reply of ${swarm.ids.length} tokens in ${replyMs.toFixed(0)} ms; hops ${hops.map((h) => h.ms.toFixed(1)).join(' / ')} ms`);
+    expect(chatErrors).toEqual([]);
+    for (const c of contributors) expect(c.errors).toEqual([]);
+  });
+
+  it('closing the tab that serves the first hop mid-reply, with a spare online, gives the same reply', async () => {
+    const spare = await contribute();
+    expect(spare.span).toBe('0:2');
+    await chat.waitForFunction(() => document.querySelectorAll('#swarm-map .swarm-row').length === 4, undefined, { timeout: 30_000 });
+
+    await chat.click('#new-chat');
+    await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    // wait for the route and a few streamed tokens, then close the tab serving hop 0
+    const first = await chat.waitForFunction(() => {
+      const hop = document.querySelector<HTMLElement>('#swarm-map li.hop[data-hop="0"]');
+      const all = document.querySelectorAll<HTMLElement>('#messages .msg.assistant');
+      const ids = all[all.length - 1]?.dataset.ids ?? '';
+      return hop?.dataset.peer && ids.split(',').length >= 5 ? hop.dataset.peer : false;
+    }, undefined, { timeout: 60_000, polling: 20 });
+    const victimPeer = (await first.jsonValue()) as string;
+    const victim = contributors.find((c) => c.peer === victimPeer);
+    expect(victim?.span).toBe('0:2');
+    const streamedBefore = (await chat.$$eval('#messages .msg.assistant', (els) => (els.at(-1) as HTMLElement).dataset.ids ?? '')).split(',').length;
+    const t0 = performance.now();
+    await victim!.page.close();
+    const reply = await waitForReply(chat, 120_000);
+    const ms = performance.now() - t0;
+    expect(reply.state).toBe('done');
+    expect(reply.ids).toEqual(local.ids);
+    expect(streamedBefore).toBeLessThan(local.ids.length); // the tab closed mid-reply
+    await chat.waitForSelector('#swarm-map[data-reroutes="1"]', { timeout: 5_000 });
+    const hop0 = await chat.$eval('#swarm-map li.hop[data-hop="0"]', (li) => (li as HTMLElement).dataset.peer);
+    expect(hop0).not.toBe(victimPeer);
+    console.log(`closed ${victimPeer} after ${streamedBefore} tokens; the reply finished ${ms.toFixed(0)} ms later with one re-route`);
+    expect(chatErrors).toEqual([]);
+  });
+});

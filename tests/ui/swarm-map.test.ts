@@ -1,0 +1,80 @@
+// Unit tests (Node) of the swarm picture's data and the swarm settings: per-layer host counts and gaps (tables), the
+// ICE server field, stored network settings read back field by field, and how many layers fit a memory limit
+// (against stories260K's own tensor sizes).
+
+import { describe, expect, it } from 'vitest';
+import { gaps, hostCounts } from '../../src/ui/swarm-map';
+import { defaultNetSettings, parseIceServers, parseNetSettings, PUBLIC_SIGNAL_URL } from '../../src/storage/settings';
+import { InvalidArgumentError } from '../../src/model/errors';
+import { openGguf } from '../../src/model/gguf';
+import { openSource } from '../../src/model/source-file';
+import { readConfig } from '../../src/model/config';
+import { layerBytes, layerKvBytes, layersWithin } from '../../src/swarm/serve';
+import { parsePortMessage } from '../../src/worker/port-link';
+import { STORIES } from '../helpers/gpu';
+
+const rec = (start: number, end: number) => ({ span: { start, end } });
+
+describe('swarm picture data', () => {
+  it.each([
+    { spans: [], counts: [0, 0, 0, 0, 0], holes: [[0, 5]] },
+    { spans: [[0, 2], [2, 4], [4, 5]], counts: [1, 1, 1, 1, 1], holes: [] },
+    { spans: [[0, 2], [0, 2], [3, 5]], counts: [2, 2, 0, 1, 1], holes: [[2, 3]] },
+    { spans: [[1, 2], [3, 4]], counts: [0, 1, 0, 1, 0], holes: [[0, 1], [2, 3], [4, 5]] },
+    { spans: [[-1, 9]], counts: [1, 1, 1, 1, 1], holes: [] },
+  ])('$spans -> $counts', ({ spans, counts, holes }) => {
+    const c = hostCounts(5, spans.map(([a, b]) => rec(a, b)));
+    expect(c).toEqual(counts);
+    expect(gaps(c).map((g) => [g.start, g.end])).toEqual(holes);
+  });
+});
+
+describe('swarm settings', () => {
+  it('parses ICE servers and names a bad line', () => {
+    expect(parseIceServers('')).toEqual([]);
+    expect(parseIceServers(' stun:stun.example.org:3478 \n\nturn:turn.example.org:3478 alice s3cret')).toEqual([
+      { urls: 'stun:stun.example.org:3478' },
+      { urls: 'turn:turn.example.org:3478', username: 'alice', credential: 's3cret' },
+    ]);
+    expect(() => parseIceServers('stun:a:1\nhttp://nope')).toThrow(InvalidArgumentError);
+    expect(() => parseIceServers('stun:a:1\nhttp://nope')).toThrow(/line 2/);
+    expect(() => parseIceServers('turn:a:1 onlyuser')).toThrow(InvalidArgumentError);
+  });
+
+  it('reads stored network settings back field by field, defaults for the rest', () => {
+    const prod = defaultNetSettings(false);
+    expect(prod.signalUrl).toBe(PUBLIC_SIGNAL_URL);
+    expect(defaultNetSettings(true).signalUrl).toBe('ws://127.0.0.1:9000/');
+    expect(parseNetSettings(undefined, prod)).toEqual(prod);
+    expect(parseNetSettings({ signalUrl: 'ws://h:1/', swarm: '  ', memoryMb: -3, iceServers: 7 }, prod)).toEqual({
+      ...prod, signalUrl: 'ws://h:1/',
+    });
+    expect(parseNetSettings({ memoryMb: 1.5, swarm: 'mine' }, prod)).toEqual({ ...prod, memoryMb: 1.5, swarm: 'mine' });
+  });
+});
+
+describe('memory limit -> layers', () => {
+  it("counts stories260K's layer weights and KV cache", async () => {
+    const file = await openGguf(openSource(STORIES));
+    const cfg = readConfig(file);
+    // dim 64, ffn 172, 4 KV heads of 8: f32 weights of one layer, and K+V of 2048 positions
+    const weights = 4 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 2 * 64);
+    expect(layerBytes(file, cfg, 0)).toBe(weights);
+    expect(layerKvBytes(cfg, 2048)).toBe(2 * 4 * 8 * 4 * 2048);
+    const per = weights + layerKvBytes(cfg, 2048);
+    expect(layersWithin(file, cfg, 2 * per - 1, 2048)).toBe(1);
+    expect(layersWithin(file, cfg, 2 * per, 2048)).toBe(2);
+    expect(layersWithin(file, cfg, 0.5 * per, 2048)).toBe(0);
+    expect(layersWithin(file, cfg, 1e12, 2048)).toBe(cfg.nLayers);
+  });
+});
+
+describe('relay messages from the page', () => {
+  it('accepts messages and link ends, refuses anything else', () => {
+    expect(parsePortMessage({ t: 'msg', msg: { kind: 'pong', nonce: 1, time: 2 } })).toEqual({ t: 'msg', msg: { kind: 'pong', nonce: 1, time: 2 } });
+    expect(parsePortMessage({ t: 'down', reason: 'heartbeat', detail: 'x' })).toEqual({ t: 'down', reason: 'heartbeat', detail: 'x' });
+    for (const bad of [null, 3, {}, { t: 'msg' }, { t: 'msg', msg: { kind: 5 } }, { t: 'down', reason: 'bored' }, { t: 'frames', frames: [] }]) {
+      expect(parsePortMessage(bad)).toBeNull();
+    }
+  });
+});
