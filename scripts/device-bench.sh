@@ -45,6 +45,13 @@ if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   export VK_ICD_FILENAMES=$VK_DRIVER_FILES # older loaders read only this name; it also keeps dawn.ts off SwiftShader
 fi
+# the NVIDIA ICD names libGLX_nvidia.so.0 bare: make sure the loader can find it
+if ! ldconfig -p | grep -q libGLX_nvidia.so.0; then
+  for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+    [ -e "$d/libGLX_nvidia.so.0" ] && export LD_LIBRARY_PATH=$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  done
+fi
+echo "$(ldd --version | head -1); LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-} /dev/nvidia0: $([ -e /dev/nvidia0 ] && echo yes || echo no)"
 
 rm -rf "$DIR"
