@@ -74,7 +74,7 @@ mkdir -p "$MODELS"
 Q4KM=$MODELS/bench-llama-q4_k_m-190m.gguf
 step 'generate 190M Q4_K_M model' 100 "$NODE" "$DIR/js/bench-model.mjs" "$Q4KM" || { status=1; rm -f "$Q4KM"; }
 if [ -f "$Q4KM" ]; then
-  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 16 --runs 1 \
+  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 \
     --out "$OUT/bench-q4km.json" || status=1
 fi
 

@@ -5,7 +5,8 @@
 #   bench.tar.xz   js/ (esbuild bundles of src/cli/main.ts, src/cli/bench-llama.ts, scripts/bench-model.ts) and a
 #                  minimal node_modules/ for the externals: webgpu (linux-x64 dawn.node only), node-llama-cpp and its
 #                  runtime dependencies, @node-llama-cpp/linux-x64 (CPU) and @node-llama-cpp/linux-x64-vulkan
-# .gl/ holds Debian's libvulkan1 .deb (the Vulkan loader), which device-bench.sh unpacks onto /.
+# .gl/ holds Debian's libvulkan1 (the Vulkan loader) and the GL dispatch libraries NVIDIA's Vulkan driver loads (libglvnd0,
+# libegl1, libgl1, libglx0, libopengl0, libgles2); device-bench.sh unpacks them onto /.
 # @node-llama-cpp/linux-x64-cuda is left out: its libggml-cuda.so alone is ~118 MB after xz -9.
 # Usage: bash scripts/device-bundle.sh        (from anywhere; needs node_modules installed, network for apt only once)
 set -euo pipefail
@@ -109,13 +110,13 @@ echo "node $(node --version), built $(date -u +%FT%TZ) from $(basename "$ROOT")"
 
 # the Vulkan loader, Debian's amd64 build (the device image may lack it)
 mkdir -p .gl
-if ! ls .gl/libvulkan1_*_amd64.deb >/dev/null 2>&1; then
+if ! ls .gl/libvulkan1_*_amd64.deb .gl/libglvnd0_*_amd64.deb >/dev/null 2>&1; then
   mkdir -p /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   # shellcheck disable=SC2086
   apt-get $o update >/dev/null
   # shellcheck disable=SC2086
-  (cd .gl && apt-get $o download libvulkan1)
+  (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
 
 echo "== bundle"

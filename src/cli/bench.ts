@@ -11,6 +11,7 @@ import { parseArgs, promisify } from 'node:util';
 import { FileSource } from '../model/source-file';
 import { generateAll, LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
+import { encodeReadback, storageBuffer, submit, type FlockDevice } from '../gpu/device';
 import { DEFAULT_MODEL } from './default-model';
 
 const run = promisify(execFile);
@@ -80,6 +81,7 @@ export async function runBench(argv: string[]): Promise<void> {
       decodeTokensPerSecond: median(results.map((r) => r.timings.decodeTokensPerSecond)),
     };
     const per = results[0].perDecodeStep;
+    const syncMs = await roundTripMs(dev);
     const modelWeightBytes = model.weightBytes;
     model.destroy();
     const cpu = await llamaCpp(path, 'cpu', promptLen, decodeLen);
@@ -100,6 +102,8 @@ export async function runBench(argv: string[]): Promise<void> {
         decodeVsVulkan: ratio(ours, vulkan, 'decodeTokensPerSecond'),
       },
       perDecodeToken: {
+        ms: 1000 / ours.decodeTokensPerSecond,
+        syncRoundTripMs: syncMs,
         submits: per.submits,
         readbacks: per.readbacks,
         dispatches: per.dispatches,
@@ -113,6 +117,25 @@ export async function runBench(argv: string[]): Promise<void> {
   mkdirSync(dirname(values.out!), { recursive: true });
   writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), rows }, null, 2) + '\n');
   process.stdout.write(`\nJSON written to ${values.out}\n`);
+}
+
+/**
+ * Median time of an empty round trip on `dev`: submit a 16-byte copy and map it back. Every decode step pays at least
+ * this (one submission, one readback), so it splits a step into the device's fixed cost and our own work.
+ */
+async function roundTripMs(dev: FlockDevice, n = 50): Promise<number> {
+  const src = storageBuffer(dev, 'bench round trip', 16);
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const enc = dev.device.createCommandEncoder({ label: 'bench round trip' });
+    const read = encodeReadback(dev, enc, src, 16);
+    submit(dev, enc);
+    await read();
+    xs.push(performance.now() - t0);
+  }
+  src.destroy();
+  return median(xs);
 }
 
 function fmt(x: unknown, digits = 1): string {
@@ -141,6 +164,7 @@ function printTable(rows: Record<string, unknown>[]): void {
       `prefill vs Vulkan ${fmt(ra.prefillVsVulkan, 3)}, decode vs Vulkan ${fmt(ra.decodeVsVulkan, 3)}`);
     lines.push(`per decode token: ${fmt(p.submits, 0)} submission, ${fmt(p.readbacks, 0)} readback, ${fmt(p.dispatches, 0)} dispatches, ` +
       `${fmt(p.weightBytesRead / 1e6, 3)} MB of weights read of ${fmt(p.modelWeightBytes / 1e6, 3)} MB (${fmt(p.readOverModel, 2)}x)`);
+    lines.push(`decode step ${fmt(p.ms, 2)} ms, of which at least ${fmt(p.syncRoundTripMs, 2)} ms is the device's floor: an empty submit + readback round trip`);
     lines.push(`device: ${r.device}`);
   }
   process.stdout.write(lines.join('\n') + '\n');

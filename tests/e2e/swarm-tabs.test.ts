@@ -57,12 +57,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // The Node side first: libdatachannel's cleanup while the tabs are still tearing their ends down has crashed the
+  // test process once (a native abort after every test passed); closing our own peers first avoids that race.
+  await swarm?.stop();
   for (const t of tabs) {
     await t.evaluate(() => (window as unknown as { flockSwarmTest: { stop(): void } }).flockSwarmTest.stop()).catch(() => {});
     await t.close().catch(() => {});
   }
   await browser?.close();
-  await swarm?.stop();
   await served?.close();
   await model?.close();
   if (outDir) await rm(outDir, { recursive: true, force: true });
