@@ -76,6 +76,11 @@ step 'generate 190M Q4_K_M model' 100 "$NODE" "$DIR/js/bench-model.mjs" "$Q4KM" 
 if [ -f "$Q4KM" ]; then
   step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 \
     --out "$OUT/bench-q4km.json" || status=1
+  # DEVBENCH_STEPS="16 4 1": the 190M bench again per matvec split (vec4 steps per thread), to compare them
+  for s in ${DEVBENCH_STEPS:-}; do
+    step "bench 190M Q4_K_M, matvec steps $s" 60 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 \
+      --matvec-steps "$s" --out "$OUT/bench-q4km-steps$s.json" || status=1
+  done
 fi
 
 for f in "$OUT"/bench-*.json; do

@@ -11,6 +11,7 @@ import { parseArgs, promisify } from 'node:util';
 import { FileSource } from '../model/source-file';
 import { generateAll, LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
+import { InvalidArgumentError } from '../model/errors';
 import { encodeReadback, storageBuffer, submit, type FlockDevice } from '../gpu/device';
 import { DEFAULT_MODEL } from './default-model';
 
@@ -58,13 +59,17 @@ export async function runBench(argv: string[]): Promise<void> {
       tokens: { type: 'string', default: '64' },
       'vulkan-tokens': { type: 'string', default: '16' },
       runs: { type: 'string', default: '3' },
+      /** least vec4 steps per matvec thread (default: the device's choice, 16 on SwiftShader and 4 on GPUs) */
+      'matvec-steps': { type: 'string' },
     },
   });
   const models = values.model?.length ? values.model : [DEFAULT_MODEL];
   const promptLen = Number(values.prompt);
   const decodeLen = Number(values.tokens);
   const runs = Number(values.runs);
-  const dev = await nodeDevice();
+  const steps = values['matvec-steps'] === undefined ? undefined : Number(values['matvec-steps']);
+  if (steps !== undefined && !(Number.isInteger(steps) && steps >= 1)) throw new InvalidArgumentError(`--matvec-steps expects a whole number >= 1, got "${values['matvec-steps']}"`);
+  const dev = await nodeDevice({ matvecSteps: steps });
   const rows: Record<string, unknown>[] = [];
   for (const path of models) {
     const model = await LocalModel.load(dev, new FileSource(path), { maxContext: promptLen + decodeLen + 8 });
@@ -90,6 +95,7 @@ export async function runBench(argv: string[]): Promise<void> {
     rows.push({
       model: basename(path),
       device: dev.adapterName,
+      matvecSteps: dev.matvecSteps,
       promptTokens: promptLen,
       decodeTokens: decodeLen,
       flock: ours,
@@ -165,7 +171,7 @@ function printTable(rows: Record<string, unknown>[]): void {
     lines.push(`per decode token: ${fmt(p.submits, 0)} submission, ${fmt(p.readbacks, 0)} readback, ${fmt(p.dispatches, 0)} dispatches, ` +
       `${fmt(p.weightBytesRead / 1e6, 3)} MB of weights read of ${fmt(p.modelWeightBytes / 1e6, 3)} MB (${fmt(p.readOverModel, 2)}x)`);
     lines.push(`decode step ${fmt(p.ms, 2)} ms, of which at least ${fmt(p.syncRoundTripMs, 2)} ms is the device's floor: an empty submit + readback round trip`);
-    lines.push(`device: ${r.device}`);
+    lines.push(`device: ${r.device} (matvec: at least ${r.matvecSteps} vec4 steps per thread)`);
   }
   process.stdout.write(lines.join('\n') + '\n');
   if (notes.length) process.stdout.write('\n' + notes.join('\n') + '\n');

@@ -3,7 +3,7 @@
 // chromium package ships); we point the Vulkan loader at it only when no other Vulkan driver is installed.
 
 import { existsSync, readdirSync } from 'node:fs';
-import { requestFlockDevice, type FlockDevice } from '../gpu/device';
+import { requestFlockDevice, type DeviceOptions, type FlockDevice } from '../gpu/device';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -16,7 +16,8 @@ let devicePromise: Promise<FlockDevice> | undefined;
 // Dawn's instance must outlive its devices: if the GC collected it, the process would abort. Keep it here forever.
 let instance: GPU | undefined;
 
-export function nodeDevice(): Promise<FlockDevice> {
+/** The process's device; `opts` apply to the first call only (the device is shared after that). */
+export function nodeDevice(opts: DeviceOptions = {}): Promise<FlockDevice> {
   devicePromise ??= (async () => {
     if (!process.env.VK_ICD_FILENAMES && !hasGpuDevice() && existsSync(SWIFTSHADER_ICD)) {
       process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
@@ -24,7 +25,7 @@ export function nodeDevice(): Promise<FlockDevice> {
     const { create, globals } = await import('webgpu');
     Object.assign(globalThis, globals);
     instance = create([]);
-    return requestFlockDevice(instance);
+    return requestFlockDevice(instance, opts);
   })();
   return devicePromise;
 }

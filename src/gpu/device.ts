@@ -21,10 +21,23 @@ export interface FlockDevice {
   counters: GpuCounters;
   /** description of the adapter for reports */
   adapterName: string;
+  /** least vec4 steps per thread in matvec (kernels/matmul.ts matvecThreadsPerRow): 16 on a CPU adapter, 4 on a GPU */
+  matvecSteps: number;
   lost: Promise<GPUDeviceLostInfo>;
 }
 
-export async function requestFlockDevice(gpu: GPU | undefined): Promise<FlockDevice> {
+export interface DeviceOptions {
+  /** override the matvec split (benchmarks compare splits with it) */
+  matvecSteps?: number;
+}
+
+/** SwiftShader (Chromium's and Dawn's CPU Vulkan) or another fallback adapter: a CPU, not a GPU. */
+export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; description?: string } | undefined, fallback = false): boolean {
+  const text = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.description ?? ''}`.toLowerCase();
+  return fallback || /swiftshader|llvmpipe|lavapipe|software/.test(text);
+}
+
+export async function requestFlockDevice(gpu: GPU | undefined, opts: DeviceOptions = {}): Promise<FlockDevice> {
   if (!gpu) {
     throw new WebGpuUnavailableError(
       'WebGPU is not available here. Use a recent Chrome, Edge or another browser with WebGPU enabled ' +
@@ -53,6 +66,7 @@ export async function requestFlockDevice(gpu: GPU | undefined): Promise<FlockDev
     hasF16: adapter.features.has('shader-f16'),
     counters: { submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0 },
     adapterName: [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter',
+    matvecSteps: opts.matvecSteps ?? (isSoftwareAdapter(info, (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ? 16 : 4),
     lost: device.lost,
   };
 }

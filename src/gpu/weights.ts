@@ -102,11 +102,13 @@ export function matmulOps(
   dev: FlockDevice, W: GpuMatrix, X: GPUBuffer, Y: GPUBuffer, params: GPUBuffer, tiled: boolean, accumulate: boolean,
   bias?: GPUBuffer,
 ): Op[] {
+  const threads = matvecThreadsPerRow(W.K, dev.matvecSteps);
   return W.parts.map((part) => {
     const v = {
       op: tiled ? ('tiled' as const) : ('matvec' as const),
       type: W.type, K: W.K, rows: part.rows, rowBase: part.rowBase, outStride: W.rows, accumulate,
       ...(bias ? { bias: true } : {}),
+      ...(tiled ? {} : { threads }),
     };
     const buffers = [part.buffer, X, Y, params, ...(bias ? [bias] : [])];
     const partBytes = part.rows * rowBytes(W.type, W.K);
@@ -116,7 +118,7 @@ export function matmulOps(
         (n) => partBytes * Math.ceil(n / TILE_T));
     }
     return makeOp(dev, v, buffers,
-      (n) => [...grid2d(Math.ceil(part.rows / (MATVEC_WG / matvecThreadsPerRow(W.K)))), n],
+      (n) => [...grid2d(Math.ceil(part.rows / (MATVEC_WG / threads))), n],
       (n) => partBytes * n);
   });
 }

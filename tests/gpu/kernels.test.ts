@@ -82,7 +82,7 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
    * `splitRows` rows, so ROW_BASE != 0). Accumulate alternates per n for matvec; for tiled (whose variants are
    * expensive) the whole matrix overwrites and the split one accumulates.
    */
-  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number) {
+  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) {
     const name = blockFormat(typeId).name;
     const values = gpuRandom(rows * K, seed, 0.5);
     const bytes = quantize(typeId, values);
@@ -106,7 +106,7 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
         const Y0 = gpuRandom(n * rows, seed + 2 + ni);
         const Y = accumulate ? gpuUpload(dev, Y0) : gpuFilled(dev, n * rows, 12345);
         gpuWriteParams(dev, P, { n, pos0: 0 });
-        const ops = matmulOps(dev, M, X, Y, P, op === 'tiled', accumulate);
+        const ops = matmulOps(d, M, X, Y, P, op === 'tiled', accumulate);
         const got = await gpuRun(dev, ops, n, Y, n * rows);
         let worst = 0;
         for (let t = 0; t < n; t++) {
@@ -140,6 +140,15 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
         expectNoGpuErrors();
       });
     }
+    // the split a GPU gets (4 vec4 steps per thread, so more threads per row) and the widest one (1 step)
+    const longest = T.shapes[T.shapes.length - 1];
+    it(`matvec ${T.name} with the GPU split (1 and 4 steps per thread): K ${longest.K}, ${longest.rows} rows`, async () => {
+      for (const matvecSteps of [1, 4]) {
+        expect(matvecThreadsPerRow(longest.K, matvecSteps)).toBeGreaterThanOrEqual(matvecThreadsPerRow(longest.K));
+        await checkMatmul(T.id, 'matvec', longest.K, longest.rows, 29, 3000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
+      }
+      expectNoGpuErrors();
+    });
     const { K, rows } = TILED_SHAPES[T.name];
     it(`tiled ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole (overwrite) and in 2 parts (accumulate)`, async () => {
       await checkMatmul(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 2000 * T.id + K + rows);

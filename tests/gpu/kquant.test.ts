@@ -212,7 +212,7 @@ describe('matmul on Q4_K / Q6_K / BF16 weights (CPU twin: dequantize + f64 produ
   // same f32 as dequantize() (checked bit for bit by the embed tests below), so the only difference is f32
   // arithmetic: K rounded products and sums, the classical bound γ_K ≈ K·2^-24 of sum|terms|, plus the accumulate's
   // one addition. That is 4.6e-5 for K = 768, the longest row here; typical errors are ~sqrt(K)·2^-24.
-  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number) {
+  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) {
     const name = blockFormat(typeId).name;
     const values = gpuRandom(rows * K, seed, 0.5);
     const bytes = quantize(typeId, values);
@@ -235,7 +235,7 @@ describe('matmul on Q4_K / Q6_K / BF16 weights (CPU twin: dequantize + f64 produ
         const Y0 = gpuRandom(n * rows, seed + 2 + ni);
         const Y = accumulate ? gpuUpload(dev, Y0) : gpuFilled(dev, n * rows, 12345);
         gpuWriteParams(dev, P, { n, pos0: 0 });
-        const got = await gpuRun(dev, matmulOps(dev, M, X, Y, P, op === 'tiled', accumulate), n, Y, n * rows);
+        const got = await gpuRun(dev, matmulOps(d, M, X, Y, P, op === 'tiled', accumulate), n, Y, n * rows);
         let worst = 0;
         for (let t = 0; t < n; t++) {
           for (let r = 0; r < rows; r++) {
@@ -268,6 +268,12 @@ describe('matmul on Q4_K / Q6_K / BF16 weights (CPU twin: dequantize + f64 produ
         expectNoGpuErrors();
       });
     }
+    // the split a GPU gets (4 vec4 steps per thread, so more threads per row) and the widest one (1 step)
+    const longest = T.shapes[T.shapes.length - 1];
+    it(`matvec ${T.name} with the GPU split (1 and 4 steps per thread): K ${longest.K}, ${longest.rows} rows`, async () => {
+      for (const matvecSteps of [1, 4]) await checkMatmul(T.id, 'matvec', longest.K, longest.rows, 29, 5000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
+      expectNoGpuErrors();
+    });
     const { K, rows } = TILED_SHAPES[T.name];
     it(`tiled ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole (overwrite) and in 2 parts (accumulate)`, async () => {
       await checkMatmul(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 4000 * T.id + K + rows);

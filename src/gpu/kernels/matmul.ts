@@ -21,6 +21,8 @@ export interface MatmulVariant {
   outStride: number;
   /** add into Y instead of overwriting it (fuses the residual add) */
   accumulate: boolean;
+  /** matvec: threads sharing one row (matvecThreadsPerRow); ignored by tiled */
+  threads?: number;
   /** add a per-row bias B[ROW_BASE + row] (binding 4) */
   bias?: boolean;
 }
@@ -28,14 +30,14 @@ export interface MatmulVariant {
 export const MATVEC_WG = 64;
 
 /**
- * Threads that share one row in the matvec kernel: enough that each does at least 16 vec4 steps (64 elements), at
- * most the whole workgroup. Short rows get many rows per workgroup, which matters on SwiftShader, where each
- * workgroup and each barrier has a fixed cost: a 4096x1024 Q8_0 matvec took 198 ms with 4 steps per thread and
- * 77 ms with 16 (measured here). A 4096-wide row still gets 32 threads, which keeps GPU reads coalesced.
+ * Threads that share one row in the matvec kernel: as many as leave each at least `minSteps` vec4 steps, at most the
+ * whole workgroup. The device decides minSteps (device.ts): on SwiftShader each workgroup and each barrier has a fixed
+ * cost, so few threads with long loops win (a 4096x1024 Q8_0 matvec took 198 ms with 4 steps per thread and 77 ms
+ * with 16, measured there); a real GPU needs many threads in flight to reach its memory bandwidth.
  */
-export function matvecThreadsPerRow(K: number): number {
+export function matvecThreadsPerRow(K: number, minSteps = 16): number {
   let t = 1;
-  while (t < MATVEC_WG && t * 2 * 64 <= K) t *= 2;
+  while (t < MATVEC_WG && t * 2 * 4 * minSteps <= K) t *= 2;
   return t;
 }
 export const TILE_T = 16;
@@ -70,7 +72,7 @@ fn store(t: u32, row: u32, v0: f32) {
 }
 `;
   if (v.op === 'matvec') {
-    const T = matvecThreadsPerRow(v.K);
+    const T = v.threads ?? matvecThreadsPerRow(v.K);
     const R = MATVEC_WG / T;
     return head + `
 var<workgroup> part: array<f32, ${MATVEC_WG}>;
