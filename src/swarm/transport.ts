@@ -90,7 +90,10 @@ export async function openPeer(cfg: SignalConfig, id: string | undefined, timeou
       done();
       peer.destroy();
       if (e.type === 'unavailable-id') resolve({ kind: 'taken' });
-      else reject(new SignalError(`Signalling failed (${e.type}): ${e.message}`));
+      else {
+        const where = `${cfg.secure ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}${cfg.path}`;
+        reject(new SignalError(`Signalling failed (${e.type}): ${e.message || `no answer from ${where}`}. Check the signalling server address and that it is running.`));
+      }
     };
     peer.on('open', onOpen);
     peer.on('error', onError);

@@ -5,6 +5,7 @@
 // local-generate.test.ts). Then a fourth contributor comes online as a spare and the tab serving the route's first
 // hop is closed mid-reply: the reply must still equal the local one, with one re-route shown in the swarm picture.
 
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,7 @@ let chatErrors: string[] = [];
 let local: Reply;
 const contributors: { page: Page; span: string; peer: string; errors: string[] }[] = [];
 
-async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute'): Promise<void> {
+async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute', net: { signal?: string; ice?: string } = {}): Promise<void> {
   await page.click(`.modes .mode[data-mode="${mode}"]`);
   await page.evaluate(() => {
     const d = document.querySelector('.net-settings');
@@ -35,8 +36,8 @@ async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute'): Promi
     await page.fill(sel, v);
     await page.dispatchEvent(sel, 'change');
   };
-  await set('#signal-url', signal.url);
-  await set('#ice-servers', '');
+  await set('#signal-url', net.signal ?? signal.url);
+  await set('#ice-servers', net.ice ?? '');
   await set('#swarm-name', SWARM);
   if (mode === 'contribute') await set('#memory-mb', String(MEMORY_MB));
 }
@@ -66,6 +67,15 @@ async function closeSettings(page: Page): Promise<void> {
   await page.evaluate(() => {
     for (const d of document.querySelectorAll('details')) d.open = false;
   });
+}
+
+/** A TCP port nothing listens on: bound by us, then released. */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 }
 
 const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
@@ -160,5 +170,39 @@ describe('the app in Swarm and Contribute modes', () => {
     expect(hop0).not.toBe(victimPeer);
     console.log(`closed ${victimPeer} after ${streamedBefore} tokens; the reply finished ${ms.toFixed(0)} ms later with one re-route`);
     expect(chatErrors).toEqual([]);
+  });
+
+  it('a signalling server that is not there, or a bad ICE line, is a named error and the tab keeps chatting locally', async () => {
+    const ctx = await app.newContext();
+    contexts.push(ctx);
+    const page = await ctx.newPage();
+    const errors = collectPageErrors(page);
+    await openReady(page, app.served.url);
+    const failure = async () => {
+      await page.waitForSelector('#message:not([hidden])', { timeout: 30_000 });
+      return page.$eval('#message', (el) => ({ name: (el as HTMLElement).dataset.error, text: el.textContent ?? '' }));
+    };
+    // a closed port on this machine (bound and released just now): PeerJS reports a network error at once
+    const closed = await freePort();
+    await useSwarmSettings(page, 'swarm', { signal: `ws://127.0.0.1:${closed}/` });
+    await page.click('#swarm-join');
+    const e1 = await failure();
+    expect(e1.name).toBe('SignalError');
+    expect(e1.text).toMatch(new RegExp(`Signalling failed .*127\\.0\\.0\\.1:${closed}|did not accept`));
+    expect(await page.$eval('#swarm-join', (b) => b.textContent)).toBe('Join swarm');
+    // an ICE line that is neither stun: nor turn: is refused before anything connects, naming the line
+    await page.evaluate(() => document.getElementById('message')!.setAttribute('hidden', ''));
+    await useSwarmSettings(page, 'contribute', { ice: 'stun:stun.example.org:3478\nhttps://turn.example.org' });
+    await page.click('#swarm-join');
+    const e2 = await failure();
+    expect(e2.name).toBe('InvalidArgumentError');
+    expect(e2.text).toContain('line 2');
+    // nothing was lost: back in Local mode the same tab still replies
+    await page.click('.modes .mode[data-mode="local"]');
+    await send(page, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    const r = await waitForReply(page);
+    expect(r.ids).toEqual(local.ids);
+    // the page logs what it shows (console.error of the named errors) and the browser logs the refused WebSocket
+    expect(errors.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket|SignalError|InvalidArgumentError/.test(e))).toEqual([]);
   });
 });
