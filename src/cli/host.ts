@@ -8,30 +8,21 @@ import type { Peer } from 'peerjs';
 import type { ModelConfig } from '../model/config';
 import { FlockError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
-import type { FlockDevice } from '../gpu/device';
 import type { GpuStage } from '../gpu/stage';
 import { Discovery } from '../swarm/discovery';
-import type { HostOptions, StageHost } from '../swarm/host';
+import type { StageHost } from '../swarm/host';
 import type { Span } from '../swarm/protocol';
-import { serveSpan } from '../swarm/serve';
-import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
+import { serveSpan, type ServeOptions } from '../swarm/serve';
+import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
 import { joinSwarm } from './swarm-join';
 
-export interface LaunchHostOptions {
-  dev: FlockDevice;
+/** What serveSpan takes, minus what launchHost opens itself (the file, the peer, discovery). */
+export interface LaunchHostOptions extends Pick<ServeOptions, 'dev' | 'layers' | 'maxLayers' | 'maxContext' | 'rebalanceMs' | 'host' | 'link'> {
   /** an opened GGUF file (its header), or a path/URL */
   model: GgufFile | string;
   swarm: string;
   signal: SignalConfig;
-  /** layers to serve; without it, the span the swarm covers least (placement.ts) of maxLayers layers */
-  layers?: Span;
-  maxLayers?: number;
-  maxContext?: number;
   announceMs?: number;
-  /** how often a host without --layers checks whether to move. 60 s: weights take a while to load */
-  rebalanceMs?: number;
-  host?: Partial<Omit<HostOptions, 'peerId' | 'modelHash'>>;
-  link?: Partial<LinkOptions>;
 }
 
 export interface LaunchedHost {

@@ -6,7 +6,6 @@
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlockDevice } from '../../src/gpu/device';
-import { makeOp, type Op } from '../../src/gpu/pipelines';
 import { matmulOps, uploadMatrix, type GpuMatrix } from '../../src/gpu/weights';
 import { rowBytes } from '../../src/gpu/kernels/weights-wgsl';
 import { bf16ToF32, blockFormat, dequantize, f16ToF32, GgmlType, q4kScaleMin } from '../../src/model/quant';
