@@ -110,6 +110,7 @@ export async function runBench(argv: string[]): Promise<void> {
       perDecodeToken: {
         ms: 1000 / ours.decodeTokensPerSecond,
         syncRoundTripMs: syncMs,
+        encodeMs: per.encodeMs,
         submits: per.submits,
         readbacks: per.readbacks,
         dispatches: per.dispatches,
@@ -170,7 +171,8 @@ function printTable(rows: Record<string, unknown>[]): void {
       `prefill vs Vulkan ${fmt(ra.prefillVsVulkan, 3)}, decode vs Vulkan ${fmt(ra.decodeVsVulkan, 3)}`);
     lines.push(`per decode token: ${fmt(p.submits, 0)} submission, ${fmt(p.readbacks, 0)} readback, ${fmt(p.dispatches, 0)} dispatches, ` +
       `${fmt(p.weightBytesRead / 1e6, 3)} MB of weights read of ${fmt(p.modelWeightBytes / 1e6, 3)} MB (${fmt(p.readOverModel, 2)}x)`);
-    lines.push(`decode step ${fmt(p.ms, 2)} ms, of which at least ${fmt(p.syncRoundTripMs, 2)} ms is the device's floor: an empty submit + readback round trip`);
+    lines.push(`decode step ${fmt(p.ms, 2)} ms: ${fmt(p.syncRoundTripMs, 2)} ms is the device's floor (an empty submit + readback round trip), ` +
+      `${fmt(p.encodeMs, 2)} ms recording and submitting the passes on the CPU`);
     lines.push(`device: ${r.device} (matvec: at least ${r.matvecSteps} vec4 steps per thread)`);
   }
   process.stdout.write(lines.join('\n') + '\n');

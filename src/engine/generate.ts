@@ -173,7 +173,10 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
       prefillTokensPerSecond: (input.length / (tFirst - t0)) * 1000,
       decodeTokensPerSecond: decodeSteps > 0 ? (decodeSteps / (tEnd - tFirst)) * 1000 : 0,
     },
-    perDecodeStep: { submits: per('submits'), readbacks: per('readbacks'), dispatches: per('dispatches'), weightBytesRead: per('weightBytesRead') },
+    perDecodeStep: {
+      submits: per('submits'), readbacks: per('readbacks'), dispatches: per('dispatches'), weightBytesRead: per('weightBytesRead'),
+      encodeMs: per('encodeMs'),
+    },
   };
 }
 

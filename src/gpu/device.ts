@@ -10,6 +10,8 @@ export interface GpuCounters {
   dispatches: number;
   /** weight bytes bound to matrix kernels, times the number of times each kernel reads them */
   weightBytesRead: number;
+  /** CPU time spent recording compute passes and submitting them, ms (the API calls' own cost) */
+  encodeMs: number;
 }
 
 export interface FlockDevice {
@@ -64,7 +66,7 @@ export async function requestFlockDevice(gpu: GPU | undefined, opts: DeviceOptio
     device,
     maxBinding: Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize),
     hasF16: adapter.features.has('shader-f16'),
-    counters: { submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0 },
+    counters: { submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0, encodeMs: 0 },
     adapterName: [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter',
     matvecSteps: opts.matvecSteps ?? (isSoftwareAdapter(info, (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ? 16 : 4),
     lost: device.lost,
@@ -72,7 +74,7 @@ export async function requestFlockDevice(gpu: GPU | undefined, opts: DeviceOptio
 }
 
 export function resetCounters(dev: FlockDevice): void {
-  dev.counters = { submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0 };
+  dev.counters = { submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0, encodeMs: 0 };
 }
 
 /** Create a storage buffer; sizes are rounded up to 16 bytes (vec4 reads may touch the tail). */
@@ -85,7 +87,9 @@ export function storageBuffer(dev: FlockDevice, label: string, bytes: number, ex
 }
 
 export function submit(dev: FlockDevice, enc: GPUCommandEncoder): void {
+  const t0 = performance.now();
   dev.device.queue.submit([enc.finish()]);
+  dev.counters.encodeMs += performance.now() - t0;
   dev.counters.submits++;
 }
 

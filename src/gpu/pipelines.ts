@@ -88,6 +88,7 @@ export function makeOp(
 
 /** Encode ops into one compute pass. */
 export function encodeOps(dev: FlockDevice, enc: GPUCommandEncoder, ops: readonly Op[], n: number, label: string): void {
+  const t0 = performance.now();
   const pass = enc.beginComputePass({ label });
   for (const op of ops) {
     const [x, y, z] = op.grid(n);
@@ -99,6 +100,7 @@ export function encodeOps(dev: FlockDevice, enc: GPUCommandEncoder, ops: readonl
     dev.counters.weightBytesRead += op.weightBytes(n);
   }
   pass.end();
+  dev.counters.encodeMs += performance.now() - t0;
 }
 
 /** Split a count of workgroups over x and y so neither exceeds WebGPU's 65,535 per dimension. */

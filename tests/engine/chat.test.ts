@@ -215,7 +215,7 @@ function scripted(script: readonly number[]): ChatBackend {
     tokenizer: model.tokenizer,
     maxBatch: 64,
     maxContext: 256,
-    counters: () => ({ submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0 }),
+    counters: () => ({ submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0, encodeMs: 0 }),
     begin(): BackendSequence {
       let length = 0;
       let k = 0;
