@@ -13,6 +13,7 @@ import { generateAll, LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
 import { InvalidArgumentError } from '../model/errors';
 import { encodeReadback, storageBuffer, submit, type FlockDevice } from '../gpu/device';
+import { GpuProfiler, type KindTime } from '../gpu/profiler';
 import { DEFAULT_MODEL } from './default-model';
 
 const run = promisify(execFile);
@@ -61,6 +62,8 @@ export async function runBench(argv: string[]): Promise<void> {
       runs: { type: 'string', default: '3' },
       /** least vec4 steps per matvec thread (default: the device's choice, 16 on SwiftShader and 4 on GPUs) */
       'matvec-steps': { type: 'string' },
+      /** time every dispatch of 16 decode steps with GPU timestamps and print GPU time by kernel */
+      profile: { type: 'boolean', default: false },
     },
   });
   const models = values.model?.length ? values.model : [DEFAULT_MODEL];
@@ -69,7 +72,7 @@ export async function runBench(argv: string[]): Promise<void> {
   const runs = Number(values.runs);
   const steps = values['matvec-steps'] === undefined ? undefined : Number(values['matvec-steps']);
   if (steps !== undefined && !(Number.isInteger(steps) && steps >= 1)) throw new InvalidArgumentError(`--matvec-steps expects a whole number >= 1, got "${values['matvec-steps']}"`);
-  const dev = await nodeDevice({ matvecSteps: steps });
+  const dev = await nodeDevice({ matvecSteps: steps, timestamps: values.profile });
   const rows: Record<string, unknown>[] = [];
   for (const path of models) {
     const model = await LocalModel.load(dev, new FileSource(path), { maxContext: promptLen + decodeLen + 8 });
@@ -87,6 +90,7 @@ export async function runBench(argv: string[]): Promise<void> {
     };
     const per = results[0].perDecodeStep;
     const syncMs = await roundTripMs(dev);
+    const profile = values.profile ? await profileDecode(dev, model, bos) : undefined;
     const modelWeightBytes = model.weightBytes;
     model.destroy();
     const cpu = await llamaCpp(path, 'cpu', promptLen, decodeLen);
@@ -107,6 +111,7 @@ export async function runBench(argv: string[]): Promise<void> {
         prefillVsVulkan: ratio(ours, vulkan, 'prefillTokensPerSecond'),
         decodeVsVulkan: ratio(ours, vulkan, 'decodeTokensPerSecond'),
       },
+      ...(profile ? { gpuProfile: profile } : {}),
       perDecodeToken: {
         ms: 1000 / ours.decodeTokensPerSecond,
         syncRoundTripMs: syncMs,
@@ -124,6 +129,24 @@ export async function runBench(argv: string[]): Promise<void> {
   mkdirSync(dirname(values.out!), { recursive: true });
   writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), rows }, null, 2) + '\n');
   process.stdout.write(`\nJSON written to ${values.out}\n`);
+}
+
+/** Decode steps the profile times (every one of them decode-shaped: a one-token prompt, then one token per step). */
+const PROFILE_STEPS = 16;
+
+/** GPU time per decode step by kernel kind, from timestamp queries (null fields when the adapter has none). */
+async function profileDecode(dev: FlockDevice, model: LocalModel, bos: number): Promise<{ kinds: KindTime[]; gpuUsPerStep: number } | { error: string }> {
+  if (!dev.device.features.has('timestamp-query')) return { error: 'this adapter offers no timestamp-query' };
+  const profiler = new GpuProfiler(dev);
+  dev.profiler = profiler;
+  try {
+    await generateAll(model, { inputIds: [bos], maxTokens: PROFILE_STEPS, temperature: 0, ignoreEos: true });
+  } finally {
+    dev.profiler = undefined;
+  }
+  const kinds = (await profiler.read()).map((k) => ({ ...k, dispatches: k.dispatches / PROFILE_STEPS, us: k.us / PROFILE_STEPS }));
+  profiler.destroy();
+  return { kinds, gpuUsPerStep: kinds.reduce((s, k) => s + k.us, 0) };
 }
 
 /**
@@ -173,6 +196,12 @@ function printTable(rows: Record<string, unknown>[]): void {
       `${fmt(p.weightBytesRead / 1e6, 3)} MB of weights read of ${fmt(p.modelWeightBytes / 1e6, 3)} MB (${fmt(p.readOverModel, 2)}x)`);
     lines.push(`decode step ${fmt(p.ms, 2)} ms: ${fmt(p.syncRoundTripMs, 2)} ms is the device's floor (an empty submit + readback round trip), ` +
       `${fmt(p.encodeMs, 2)} ms recording and submitting the passes on the CPU`);
+    const prof = r.gpuProfile as { kinds: KindTime[]; gpuUsPerStep: number } | { error: string } | undefined;
+    if (prof && 'error' in prof) lines.push(`GPU profile: ${prof.error}`);
+    else if (prof) {
+      lines.push(`GPU time per decode step: ${fmt(prof.gpuUsPerStep, 0)} µs in all, by kernel: ` +
+        prof.kinds.map((k) => `${k.kind} ${fmt(k.us, 0)} µs (${fmt(k.dispatches, 0)}x)`).join(', '));
+    }
     lines.push(`device: ${r.device} (matvec: at least ${r.matvecSteps} vec4 steps per thread)`);
   }
   process.stdout.write(lines.join('\n') + '\n');

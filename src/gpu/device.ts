@@ -3,6 +3,7 @@
 // Works with any WebGPU implementation: `navigator.gpu` in a browser, Dawn's `webgpu` package in Node.
 
 import { WebGpuUnavailableError } from '../model/errors';
+import type { GpuProfiler } from './profiler';
 
 export interface GpuCounters {
   submits: number;
@@ -23,6 +24,8 @@ export interface FlockDevice {
   counters: GpuCounters;
   /** description of the adapter for reports */
   adapterName: string;
+  /** while set, every dispatch is timed on the GPU (benchmarks: `flock bench --profile`) */
+  profiler?: GpuProfiler;
   /** least vec4 steps per thread in matvec (kernels/matmul.ts matvecThreadsPerRow): 16 on a CPU adapter, 4 on a GPU */
   matvecSteps: number;
   lost: Promise<GPUDeviceLostInfo>;
@@ -31,6 +34,8 @@ export interface FlockDevice {
 export interface DeviceOptions {
   /** override the matvec split (benchmarks compare splits with it) */
   matvecSteps?: number;
+  /** ask for 'timestamp-query' when the adapter has it (GpuProfiler) */
+  timestamps?: boolean;
 }
 
 /** SwiftShader (Chromium's and Dawn's CPU Vulkan) or another fallback adapter: a CPU, not a GPU. */
@@ -53,6 +58,7 @@ export async function requestFlockDevice(gpu: GPU | undefined, opts: DeviceOptio
   const lim = adapter.limits;
   const device = await adapter.requestDevice({
     label: 'flock',
+    requiredFeatures: opts.timestamps && adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
       maxBufferSize: lim.maxBufferSize,

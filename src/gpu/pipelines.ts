@@ -68,6 +68,8 @@ export interface Op {
   grid: (n: number) => [number, number, number];
   /** weight bytes this dispatch reads for n tokens (0 for ops without weights) */
   weightBytes: (n: number) => number;
+  /** the kernel and, for matrix kernels, the weight type ("matvec q4_k"): what the profiler sums by */
+  kind: string;
 }
 
 export function makeOp(
@@ -83,16 +85,23 @@ export function makeOp(
     layout: pipeline.getBindGroupLayout(0),
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  return { pipeline, bindGroup, grid, weightBytes };
+  const kind = 'type' in v && typeof v.type === 'string' ? `${v.op} ${v.type}` : v.op;
+  return { pipeline, bindGroup, grid, weightBytes, kind };
 }
 
 /** Encode ops into one compute pass. */
 export function encodeOps(dev: FlockDevice, enc: GPUCommandEncoder, ops: readonly Op[], n: number, label: string): void {
   const t0 = performance.now();
-  const pass = enc.beginComputePass({ label });
+  const profiler = dev.profiler;
+  let pass = enc.beginComputePass({ label });
   for (const op of ops) {
     const [x, y, z] = op.grid(n);
     if (x === 0 || y === 0 || z === 0) continue;
+    if (profiler) {
+      // one pass per dispatch, timed at its start and end
+      pass.end();
+      pass = enc.beginComputePass({ label: op.kind, timestampWrites: profiler.slot(op.kind) });
+    }
     pass.setPipeline(op.pipeline);
     pass.setBindGroup(0, op.bindGroup);
     pass.dispatchWorkgroups(x, y, z);

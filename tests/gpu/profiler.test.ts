@@ -1,0 +1,49 @@
+// The GPU profiler (flock bench --profile) on Dawn: every dispatch of a decode step is timed and tagged with its
+// kernel kind. Oracle: stories260K's structure — per decode step, 7 matrix products per layer (q, k, v, o, gate, up,
+// down) over 5 layers plus the output head, 2 norms per layer plus the final one, one rope_kv, attention and swiglu
+// per layer, one embed and one top-k — so the counts must be exactly those, and nothing may go untimed.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeDevice } from '../../src/cli/dawn';
+import { generateAll, LocalModel } from '../../src/engine/local-model';
+import type { FlockDevice } from '../../src/gpu/device';
+import { GpuProfiler } from '../../src/gpu/profiler';
+import { FileSource } from '../../src/model/source-file';
+import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
+
+let dev: FlockDevice;
+let model: LocalModel;
+
+beforeAll(async () => {
+  await nodeDevice({ timestamps: true }); // this file's process: the shared device with timestamp queries
+  dev = await testDevice();
+  model = await LocalModel.load(dev, new FileSource(STORIES), { maxContext: 64 });
+});
+
+afterAll(() => model?.destroy());
+
+describe('GPU profiler', () => {
+  it('times every dispatch of a decode step, by kernel kind', async () => {
+    expect(dev.device.features.has('timestamp-query')).toBe(true);
+    const steps = 4;
+    const profiler = new GpuProfiler(dev);
+    dev.profiler = profiler;
+    try {
+      // a one-token prompt: every step, the first one too, has the decode shape
+      await generateAll(model, { inputIds: [1], maxTokens: steps, temperature: 0, ignoreEos: true });
+    } finally {
+      dev.profiler = undefined;
+    }
+    const kinds = await profiler.read();
+    const count = Object.fromEntries(kinds.map((k) => [k.kind, k.dispatches / steps]));
+    expect(count).toEqual({
+      'matvec f32': 7 * 5 + 1, rmsnorm: 2 * 5 + 1, rope_kv: 5, attention: 5, swiglu: 5, 'embed f32': 1, topk: 1,
+    });
+    expect(profiler.dropped).toBe(0);
+    expect(kinds.every((k) => Number.isFinite(k.us) && k.us >= 0)).toBe(true);
+    // a second read starts over
+    expect(await profiler.read()).toEqual([]);
+    profiler.destroy();
+    expect(takeGpuErrors()).toEqual([]);
+  });
+});
