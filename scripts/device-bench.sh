@@ -67,18 +67,18 @@ command -v nvidia-smi >/dev/null && step nvidia-smi 20 nvidia-smi -L
 command -v vulkaninfo >/dev/null && step vulkaninfo 20 vulkaninfo --summary
 
 status=0
-step 'bench stories260K' 120 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf \
+step 'bench stories260K' 120 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf --profile \
   --out "$OUT/bench-stories260k.json" || status=1
 
 mkdir -p "$MODELS"
 Q4KM=$MODELS/bench-llama-q4_k_m-190m.gguf
 step 'generate 190M Q4_K_M model' 100 "$NODE" "$DIR/js/bench-model.mjs" "$Q4KM" || { status=1; rm -f "$Q4KM"; }
 if [ -f "$Q4KM" ]; then
-  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 \
+  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 --profile \
     --out "$OUT/bench-q4km.json" || status=1
   # DEVBENCH_STEPS="16 4 1": the 190M bench again per matvec split (vec4 steps per thread), to compare them
   for s in ${DEVBENCH_STEPS:-}; do
-    step "bench 190M Q4_K_M, matvec steps $s" 60 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 \
+    step "bench 190M Q4_K_M, matvec steps $s" 60 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 --profile \
       --matvec-steps "$s" --out "$OUT/bench-q4km-steps$s.json" || status=1
   done
 fi

@@ -2,6 +2,7 @@
 // several buffers, each dispatched with its row offset. Norm vectors (tiny) are stored as f32.
 // Tensors are read from the file one at a time (or one part at a time), so loading never holds the whole file.
 
+import { InvalidArgumentError } from '../model/errors';
 import { readBytes, type GgufFile, type TensorEntry } from '../model/gguf';
 import { blockFormat, byteSize, dequantize, type TensorTypeName } from '../model/quant';
 import { storageBuffer, uploadBuffer, writeBufferPadded, type FlockDevice } from './device';
@@ -98,10 +99,14 @@ export const MATVEC_MAX_N = 4;
  * Ops computing Y[:, rows] (+)= X @ W^T for one matrix, one op per part.
  * `tiled` picks the prefill kernel; decode uses matvec with the token index in z.
  */
+/** A matvec's fused input (kernels/matmul.ts MatmulVariant.input): X normalised with weight `weight`, or silu(X) * U. */
+export type FusedInput = { kind: 'norm'; weight: GPUBuffer; eps: number } | { kind: 'glu'; U: GPUBuffer };
+
 export function matmulOps(
   dev: FlockDevice, W: GpuMatrix, X: GPUBuffer, Y: GPUBuffer, params: GPUBuffer, tiled: boolean, accumulate: boolean,
-  bias?: GPUBuffer,
+  bias?: GPUBuffer, input?: FusedInput,
 ): Op[] {
+  if (input && tiled) throw new InvalidArgumentError('Fused inputs are for the matvec kernel only.');
   const threads = matvecThreadsPerRow(W.K, dev.matvecSteps);
   return W.parts.map((part) => {
     const v = {
@@ -109,8 +114,10 @@ export function matmulOps(
       type: W.type, K: W.K, rows: part.rows, rowBase: part.rowBase, outStride: W.rows, accumulate,
       ...(bias ? { bias: true } : {}),
       ...(tiled ? {} : { threads }),
+      ...(input ? { input: input.kind === 'norm' ? { kind: 'norm' as const, eps: input.eps } : { kind: 'glu' as const } } : {}),
     };
-    const buffers = [part.buffer, X, Y, params, ...(bias ? [bias] : [])];
+    const extra = !input ? [] : input.kind === 'norm' ? [input.weight] : [input.U];
+    const buffers = [part.buffer, X, Y, params, ...(bias ? [bias] : []), ...extra];
     const partBytes = part.rows * rowBytes(W.type, W.K);
     if (tiled) {
       return makeOp(dev, v, buffers,

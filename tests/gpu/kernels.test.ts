@@ -11,7 +11,7 @@ import type { FlockDevice } from '../../src/gpu/device';
 import { attentionWgsl } from '../../src/gpu/kernels/attention';
 import { TOPK_CHUNK, TOPK_MAX } from '../../src/gpu/kernels/topk';
 import { grid2d, makeOp, type Op } from '../../src/gpu/pipelines';
-import { MATVEC_WG, matvecThreadsPerRow } from '../../src/gpu/kernels/matmul';
+import { MATVEC_WG, matmulWgsl, matvecThreadsPerRow } from '../../src/gpu/kernels/matmul';
 import { matmulOps, uploadMatrix, type GpuMatrix } from '../../src/gpu/weights';
 import { blockFormat, dequantize, GgmlType } from '../../src/model/quant';
 import { applyRope, rmsNorm } from '../../src/model/reference';
@@ -19,7 +19,7 @@ import { ropeTable } from '../../src/model/rope';
 import { applyPenaltyInPlace } from '../../src/model/sampler';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import {
-  checkEmbed, gpuFilled, gpuMemoryFile, gpuParams, gpuRandom, gpuRead, gpuRun, gpuScratch, gpuUpload, gpuWriteParams,
+  checkEmbed, gpuFilled, gpuMaxAbsDiff, gpuMemoryFile, gpuParams, gpuRandom, gpuRead, gpuRun, gpuScratch, gpuUpload, gpuWriteParams,
 } from '../helpers/gpu-kernels';
 import { FixtureRng } from '../helpers/llama-fixture';
 import { quantize } from '../helpers/quantize';
@@ -155,6 +155,61 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
       expectNoGpuErrors();
     });
   }
+
+  // Decode fuses RMSNorm into the products that read it and SwiGLU into Wdown's input. Oracle: the separate kernels
+  // (rmsnorm or swiglu, then matvec), themselves checked against their CPU twins above: the same operations in the
+  // same order, so the outputs must be equal bit for bit, for every weight type, aligned and unaligned rows, 1..4
+  // tokens, whole and split matrices, with a bias.
+  describe('matvec with a fused input equals the separate kernels, bit for bit', () => {
+    for (const T of TYPES) {
+      const { K, rows } = T.shapes[T.shapes.length - 1];
+      it(`${T.name}: K ${K}, ${rows} rows`, async () => {
+        const bytes = quantize(T.id, gpuRandom(rows * K, 77 + T.id, 0.5));
+        const file = gpuMemoryFile([{ name: 'w', dims: [K, rows], type: T.id, data: bytes }]);
+        const rb = bytes.byteLength / rows;
+        const whole = await uploadMatrix(dev, file, file.tensors.get('w')!, 1 << 30);
+        const split = await uploadMatrix(dev, file, file.tensors.get('w')!, 16 + 29 * rb);
+        const n = 4;
+        const X = gpuUpload(dev, gpuRandom(n * K, 78 + T.id, 3));
+        const U = gpuUpload(dev, gpuRandom(n * K, 79 + T.id));
+        const Wn = gpuUpload(dev, gpuRandom(K, 80 + T.id));
+        const bias = gpuUpload(dev, gpuRandom(rows, 81 + T.id));
+        const P = gpuParams(dev, { n, pos0: 0 });
+        const eps = 1e-5;
+        for (const M of [whole, split]) {
+          for (const nn of [1, n]) {
+            gpuWriteParams(dev, P, { n: nn, pos0: 0 });
+            // norm: rmsnorm into XN, then matvec; against matvec over X with the norm fused
+            const XN = gpuScratch(dev, n * K);
+            await gpuRun(dev, [makeOp(dev, { op: 'rmsnorm', dim: K, eps, singleRow: false }, [X, Wn, XN, P], (m) => [m, 1, 1])], nn, XN, nn * K);
+            const Ys0 = gpuFilled(dev, n * rows, 0);
+            const sep = await gpuRun(dev, matmulOps(dev, M, XN, Ys0, P, false, false, bias), nn, Ys0, nn * rows);
+            const Yf = gpuFilled(dev, n * rows, 0);
+            const fused = await gpuRun(dev, matmulOps(dev, M, X, Yf, P, false, false, bias, { kind: 'norm', weight: Wn, eps }), nn, Yf, nn * rows);
+            expect(gpuMaxAbsDiff(fused, sep), `norm ${T.name} parts=${M.parts.length} n=${nn}`).toBe(0);
+            // glu: swiglu in place in G, then matvec (accumulating); against matvec over G and U with SwiGLU fused
+            const G1 = gpuUpload(dev, await gpuRead(dev, X, n * K));
+            const Y0 = gpuRandom(n * rows, 82 + T.id);
+            const Ys = gpuUpload(dev, Y0);
+            const sepGlu = await gpuRun(dev, [
+              makeOp(dev, { op: 'swiglu', ffn: K }, [G1, U, P], (m) => [Math.ceil((m * K) / 64), 1, 1]),
+              ...matmulOps(dev, M, G1, Ys, P, false, true),
+            ], nn, Ys, nn * rows);
+            const Yg = gpuUpload(dev, Y0);
+            const fusedGlu = await gpuRun(dev, matmulOps(dev, M, X, Yg, P, false, true, undefined, { kind: 'glu', U }), nn, Yg, nn * rows);
+            expect(gpuMaxAbsDiff(fusedGlu, sepGlu), `glu ${T.name} parts=${M.parts.length} n=${nn}`).toBe(0);
+            for (const b of [XN, Ys0, Yf, G1, Ys, Yg]) b.destroy();
+          }
+        }
+        for (const M of [whole, split]) for (const p of M.parts) p.buffer.destroy();
+        for (const b of [X, U, Wn, bias, P]) b.destroy();
+        expectNoGpuErrors();
+      });
+    }
+    it('is refused for the tiled kernel', () => {
+      expect(() => matmulWgsl({ op: 'tiled', type: 'f32', K: 8, rows: 8, rowBase: 0, outStride: 8, accumulate: false, input: { kind: 'glu' } })).toThrow(/matvec/);
+    });
+  });
 
   it('matvec over a 2-D grid of workgroups (as grid2d splits > 65,535): every row once, nothing past the output', async () => {
     // K 32: 2 threads per row, 32 rows per workgroup; K 4096: 64 threads per row, one row per workgroup.

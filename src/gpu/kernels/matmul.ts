@@ -23,6 +23,12 @@ export interface MatmulVariant {
   accumulate: boolean;
   /** matvec: threads sharing one row (matvecThreadsPerRow); ignored by tiled */
   threads?: number;
+  /**
+   * matvec only: what X holds. 'norm': the raw residual, RMS-normalised per token inside the kernel (eps, weight Wn),
+   * exactly as the rmsnorm kernel does it; 'glu': the gate G, with U bound too, the input being silu(G) * U as the
+   * swiglu kernel computes it. Both save a dispatch and a round of the input through memory.
+   */
+  input?: { kind: 'norm'; eps: number } | { kind: 'glu' };
   /** add a per-row bias B[ROW_BASE + row] (binding 4) */
   bias?: boolean;
 }
@@ -44,8 +50,33 @@ export const TILE_T = 16;
 export const TILE_R = 64;
 const KC = 32;
 
-// Bindings: 0 W (weights), 1 X [n, K], 2 Y [n, outStride], 3 params {n}, 4 bias [outStride] (with `bias`).
+/** Norm prologue of a fused matvec: the rmsnorm kernel's reduction over token t's row, same order, same result. */
+function normPrologue(): string {
+  return `
+  var ss = 0.0;
+  for (var i = lid; i < K; i += ${MATVEC_WG}u) { let x = X[t * K + i]; ss += x * x; }
+  part[lid] = ss;
+  workgroupBarrier();
+  for (var s = ${MATVEC_WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }
+  INV = 1.0 / sqrt(part[0] / f32(K) + EPS);
+  workgroupBarrier(); // part is reused by the row reduction below`;
+}
+
+// Bindings: 0 W (weights), 1 X [n, K], 2 Y [n, outStride], 3 params {n}, then 4 bias [outStride] (with `bias`), then
+// the fused input's extra buffer: Wn [K] ('norm') or U [n, K] ('glu').
 export function matmulWgsl(v: MatmulVariant): string {
+  if (v.input && v.op !== 'matvec') throw new Error(`fused input '${v.input.kind}' is a matvec variant only`);
+  const extra = v.bias ? 5 : 4;
+  const inputDecl = !v.input ? '' : v.input.kind === 'norm'
+    ? `@group(0) @binding(${extra}) var<storage, read> Wn: array<f32>;\nconst EPS: f32 = ${v.input.eps.toExponential(9)};\nvar<private> INV: f32;`
+    : `@group(0) @binding(${extra}) var<storage, read> U: array<f32>;`;
+  // one input element at row offset b + j, column k + j, as the separate rmsnorm / swiglu kernels would have stored it
+  const elem = (b: string, k: string): string => !v.input ? `X[${b}]` : v.input.kind === 'norm'
+    ? `X[${b}] * INV * Wn[${k}]`
+    : `X[${b}] / (1.0 + exp(-X[${b}])) * U[${b}]`;
   const head = `
 const K: u32 = ${v.K}u;
 const RB: u32 = ${rowBytes(v.type, v.K)}u;
@@ -58,12 +89,13 @@ ${PARAMS_WGSL}
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
 ${v.bias ? '@group(0) @binding(4) var<storage, read> B: array<f32>;' : ''}
+${inputDecl}
 ${dequantWgsl(v.type, v.K)}
 fn x4(t: u32, k: u32) -> vec4f {
   let b = t * K + k;
   ${v.K % 4 === 0
-    ? 'return vec4f(X[b], X[b + 1u], X[b + 2u], X[b + 3u]);'
-    : 'var r = vec4f(0.0); for (var j = 0u; j < 4u; j++) { if (k + j < K) { r[j] = X[b + j]; } } return r;'}
+    ? `return vec4f(${elem('b', 'k')}, ${elem('b + 1u', 'k + 1u')}, ${elem('b + 2u', 'k + 2u')}, ${elem('b + 3u', 'k + 3u')});`
+    : `var r = vec4f(0.0); for (var j = 0u; j < 4u; j++) { if (k + j < K) { r[j] = ${elem('b + j', 'k + j')}; } } return r;`}
 }
 fn store(t: u32, row: u32, v0: f32) {
   let i = t * OUT + ROW_BASE + row;
@@ -82,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let lane = lid % ${T}u;
   let row = (wid.x + wid.y * nwg.x) * ${R}u + lid / ${T}u;
   let t = wid.z;
-  if (t >= P.n) { return; }
+  if (t >= P.n) { return; }${v.input?.kind === 'norm' ? normPrologue() : ''}
   var acc = 0.0;
   if (row < ROWS) {
     for (var k = lane * 4u; k < K; k += ${T * 4}u) {
