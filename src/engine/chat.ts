@@ -25,7 +25,7 @@ import { normalizeSampling, type SamplingParams } from '../model/sampler';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { openWebSource, type ByteSource } from '../model/source';
 import { StopStringFilter } from './chat-stop';
-import { drain, generateTokens, prepareInput, type Backend, type GenerationResult } from './generate';
+import { drain, generateTokens, prepareInput, type Backend, type GenerationResult, type PrefixCache } from './generate';
 import { LocalModel, type LoadOptions } from './local-model';
 
 export { ChatRequestError, UnsupportedChatFeatureError };
@@ -42,6 +42,8 @@ export interface FlockChatEngineOptions {
   sampling?: Partial<SamplingParams>;
   /** the clock for templates that print today's date (Llama 3.1+); default: now */
   now?: () => Date;
+  /** keep each reply's KV cache for the next request that continues the conversation (generate.ts PrefixCache) */
+  cache?: PrefixCache;
 }
 
 /** A request after validation: everything a generation needs. */
@@ -75,6 +77,7 @@ export class FlockChatEngine {
   readonly chat: { readonly completions: FlockCompletions };
   private readonly defaults: Partial<SamplingParams>;
   private readonly now: () => Date;
+  private readonly cache: PrefixCache | undefined;
   /** one generation at a time (a backend runs one sequence); later requests wait their turn */
   private queue: Promise<void> = Promise.resolve();
   private current: AbortController | null = null;
@@ -92,6 +95,7 @@ export class FlockChatEngine {
     this.defaults = { ...opts.sampling };
     normalizeSampling(this.defaults); // refuse bad defaults now, not at the first request
     this.now = opts.now ?? (() => new Date());
+    this.cache = opts.cache;
     const create = (request: ChatCompletionRequestBase) => this.create(request);
     // The overloads are checked at the call site; one implementation serves all three.
     this.chat = { completions: { create: create as FlockCompletions['create'] } };
@@ -176,6 +180,7 @@ export class FlockChatEngine {
       maxTokens: turn.maxTokens,
       signal: abort.signal,
       ignoreEos: turn.ignoreEos,
+      cache: this.cache,
     });
     try {
       for (;;) {

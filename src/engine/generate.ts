@@ -21,7 +21,30 @@ export interface BackendSequence {
   readonly length: number;
   /** Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. */
   step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
+  /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
+  truncate?(length: number): void;
   close(): void;
+}
+
+/**
+ * The KV cache of the last generation, kept for the next one (a chat's next turn starts with the whole conversation
+ * so far): the sequence stays open with the ids it holds, and a generation whose input starts with those ids runs
+ * only the rest. Needs a backend whose sequences truncate; it keeps one sequence open (and the backend busy) until
+ * the next generation or clear().
+ */
+export class PrefixCache {
+  /** @internal */ seq: BackendSequence | undefined;
+  /** @internal ids whose keys and values the sequence holds, position by position */
+  ids: number[] = [];
+  /** @internal positions the sequence was opened with */
+  capacity = 0;
+
+  clear(): void {
+    this.seq?.close();
+    this.seq = undefined;
+    this.ids = [];
+    this.capacity = 0;
+  }
 }
 
 export interface Backend {
@@ -43,6 +66,8 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   signal?: AbortSignal;
   /** keep going past end-of-generation tokens (benchmarks) */
   ignoreEos?: boolean;
+  /** reuse the KV cache of the previous generation for the ids this input shares with it */
+  cache?: PrefixCache;
 }
 
 export interface GeneratedToken {
@@ -54,6 +79,8 @@ export interface GeneratedToken {
 export interface GenerationResult {
   inputIds: number[];
   outputIds: number[];
+  /** input positions taken from the prefix cache instead of being run again */
+  cachedTokens: number;
   text: string;
   finishReason: 'length' | 'stop' | 'abort' | 'context';
   timings: {
@@ -100,11 +127,33 @@ export function prepareInput(backend: Backend, opts: GenerateOptions): number[] 
   return input;
 }
 
+/**
+ * The sequence a generation runs in: the cached one when it can hold this generation and shares a prefix with the
+ * input (cut back to that prefix; the last input id always runs again, its logits pick the first token), else a new
+ * one (with the backend's whole context when caching, so later turns fit).
+ */
+async function openSequence(backend: Backend, input: number[], maxPos: number, cache: PrefixCache | undefined): Promise<{ seq: BackendSequence; reused: number }> {
+  if (cache?.seq?.truncate && cache.capacity >= maxPos) {
+    let common = 0;
+    while (common < cache.ids.length && common < input.length - 1 && cache.ids[common] === input[common]) common++;
+    const seq = cache.seq;
+    cache.seq = undefined;
+    cache.ids = [];
+    seq.truncate!(common);
+    return { seq, reused: common };
+  }
+  cache?.clear();
+  const capacity = cache ? backend.maxContext : maxPos;
+  const seq = await backend.begin(capacity);
+  if (cache) cache.capacity = capacity;
+  return { seq, reused: 0 };
+}
+
 export async function* generateTokens(backend: Backend, opts: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult, void> {
   const sampling = normalizeSampling(opts);
   const input = prepareInput(backend, opts);
   const maxPos = Math.min(backend.maxContext, input.length + opts.maxTokens);
-  const seq = await backend.begin(maxPos);
+  const { seq, reused } = await openSequence(backend, input, maxPos, opts.cache);
   const sampler = new Sampler(sampling);
   const k = candidateCount(sampling, backend.config.vocab);
   const history = [...input];
@@ -122,7 +171,7 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
   try {
     // prefill: the prompt in chunks of maxBatch; the last chunk also yields the first token
     let next: number | undefined;
-    for (let i = 0; i < input.length; i += backend.maxBatch) {
+    for (let i = reused; i < input.length; i += backend.maxBatch) {
       if (opts.signal?.aborted) {
         finishReason = 'abort';
         break;
@@ -155,8 +204,13 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
     }
     const tail = decoder.flush();
     text += tail;
+    if (opts.cache && seq.truncate) {
+      // keep the sequence for the next turn: it holds the ids of every position it ran
+      opts.cache.seq = seq;
+      opts.cache.ids = history.slice(0, seq.length);
+    }
   } finally {
-    seq.close();
+    if (opts.cache?.seq !== seq) seq.close();
   }
   const tEnd = performance.now();
   const decodeSteps = Math.max(0, output.length - 1);
@@ -165,12 +219,13 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
   return {
     inputIds: input,
     outputIds: output,
+    cachedTokens: reused,
     text,
     finishReason,
     timings: {
       prefillMs: tFirst - t0,
       decodeMs: tEnd - tFirst,
-      prefillTokensPerSecond: (input.length / (tFirst - t0)) * 1000,
+      prefillTokensPerSecond: ((input.length - reused) / (tFirst - t0)) * 1000,
       decodeTokensPerSecond: decodeSteps > 0 ? (decodeSteps / (tEnd - tFirst)) * 1000 : 0,
     },
     perDecodeStep: {

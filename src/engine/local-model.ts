@@ -112,6 +112,7 @@ export class LocalModel implements Backend {
         submit(this.dev, enc);
         return read ? await read() : undefined;
       },
+      truncate: (length: number) => sessions.forEach((s, i) => this.stages[i].truncate(s, length)),
       close: () => {
         sessions.forEach((s, i) => this.stages[i].closeSession(s));
         this.busy = false;

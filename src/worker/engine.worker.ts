@@ -6,7 +6,7 @@
 /// <reference lib="webworker" />
 import { expose } from 'comlink';
 import { FlockChatEngine } from '../engine/chat';
-import { generateTokens } from '../engine/generate';
+import { generateTokens, PrefixCache } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { GpuHead } from '../gpu/head';
@@ -37,6 +37,8 @@ let swarmRecords: PeerRecord[] = [];
 let swarmRtt = new Map<string, number>();
 /** links the worker holds, by peer, while they are up (one port per PeerLink on the page) */
 const portLinks = new Map<string, Promise<PortLink>>();
+/** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens (local models) */
+const cache = new PrefixCache();
 /** the OpenAI-style chat API over `model`, when the model has a chat template; undefined: text continuation */
 let chatEngine: FlockChatEngine | undefined;
 /** the current load or generation; abort() ends it */
@@ -123,7 +125,7 @@ const api: EngineApi = {
       dropModel();
       model = next;
       modelName = nameOf(spec, source);
-      const engine = new FlockChatEngine(next);
+      const engine = new FlockChatEngine(next, { cache });
       chatEngine = engine.template.isFallback ? undefined : engine;
       return {
         name: modelName,
@@ -153,6 +155,7 @@ const api: EngineApi = {
         maxTokens: req.maxTokens,
         seed: req.seed,
         signal: ac.signal,
+        cache: model instanceof LocalModel ? cache : undefined,
       });
       let r = await it.next();
       while (!r.done) {
@@ -260,6 +263,7 @@ const api: EngineApi = {
 
 /** Release the current model (local or swarm Head) and every relayed link. */
 function dropModel(): void {
+  cache.clear(); // it holds a sequence of this model
   if (model instanceof SwarmModel) {
     model.head.destroy();
     for (const p of portLinks.values()) void p.then((l) => l.close('closed', 'left the swarm'), () => {});
