@@ -67,6 +67,22 @@ command -v nvidia-smi >/dev/null && step nvidia-smi 20 nvidia-smi -L
 command -v vulkaninfo >/dev/null && step vulkaninfo 20 vulkaninfo --summary
 
 status=0
+# correctness on this GPU: greedy ids from BOS against the reference continuation (llama.cpp's, in tests/fixtures),
+# in one Stage and in five chained Stages
+for stages in 1 5; do
+  step "greedy ids, $stages stage(s)" 60 sh -c 'out=$1; shift; exec "$@" >"$out"' sh "$OUT/greedy-stages$stages.json" \
+    "$NODE" "$DIR/js/main.mjs" generate --model public/models/stories260K.gguf --temperature 0 --max-tokens 255 --stages "$stages" --json || status=1
+  python3 - "$OUT/greedy-stages$stages.json" tests/fixtures/stories260K.greedy.json <<'PY' || status=1
+import json, sys
+got = json.load(open(sys.argv[1]))['output_ids']
+want = json.load(open(sys.argv[2]))['output_ids']
+n = min(len(got), len(want))
+first = next((i for i in range(n) if got[i] != want[i]), None)
+print(f"greedy ids: {n} compared, " + ("all equal to the reference" if first is None and n == len(want) else f"first difference at {first}"))
+sys.exit(0 if first is None and n == len(want) else 1)
+PY
+done
+
 step 'bench stories260K' 120 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf --profile \
   --out "$OUT/bench-stories260k.json" || status=1
 
