@@ -12,14 +12,15 @@ import { attentionWgsl } from '../../src/gpu/kernels/attention';
 import { TOPK_CHUNK, TOPK_MAX } from '../../src/gpu/kernels/topk';
 import { grid2d, makeOp, type Op } from '../../src/gpu/pipelines';
 import { MATVEC_WG, matmulWgsl, matvecThreadsPerRow } from '../../src/gpu/kernels/matmul';
-import { matmulOps, uploadMatrix, type GpuMatrix } from '../../src/gpu/weights';
-import { blockFormat, dequantize, GgmlType } from '../../src/model/quant';
+import { matmulOps, uploadMatrix } from '../../src/gpu/weights';
+import { GgmlType } from '../../src/model/quant';
 import { applyRope, rmsNorm } from '../../src/model/reference';
 import { ropeTable } from '../../src/model/rope';
 import { applyPenaltyInPlace } from '../../src/model/sampler';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import {
-  checkEmbed, gpuFilled, gpuMaxAbsDiff, gpuMemoryFile, gpuParams, gpuRandom, gpuRead, gpuRun, gpuScratch, gpuUpload, gpuWriteParams,
+  checkEmbed, checkMatmul, gpuFilled, gpuMaxAbsDiff, gpuMemoryFile, gpuParams, gpuRandom, gpuRead, gpuRun, gpuScratch, gpuUpload,
+  gpuWriteParams,
 } from '../helpers/gpu-kernels';
 import { FixtureRng } from '../helpers/llama-fixture';
 import { quantize } from '../helpers/quantize';
@@ -77,66 +78,13 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
   // 1.0e-5 for K = 172, the longest row here. Typical errors are ~sqrt(K)·2^-24, far below.
   const REL = 1e-5;
 
-  /**
-   * Y (+)= X · Wᵀ for n = 1, 3, 17, 40 tokens, once per upload: `whole` (one part) and `split` (parts of
-   * `splitRows` rows, so ROW_BASE != 0). Accumulate alternates per n for matvec; for tiled (whose variants are
-   * expensive) the whole matrix overwrites and the split one accumulates.
-   */
-  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) {
-    const name = blockFormat(typeId).name;
-    const values = gpuRandom(rows * K, seed, 0.5);
-    const bytes = quantize(typeId, values);
-    const W = dequantize(blockFormat(typeId), bytes, 0, rows * K);
-    const file = gpuMemoryFile([{ name: 'w', dims: [K, rows], type: typeId, data: bytes }]);
-    const rb = bytes.byteLength / rows;
-    const mats: GpuMatrix[] = [
-      await uploadMatrix(dev, file, file.tensors.get('w')!, 1 << 30),
-      // uploadMatrix keeps 16 bytes of slack per part
-      await uploadMatrix(dev, file, file.tensors.get('w')!, 16 + splitRows * rb),
-    ];
-    expect(mats[0].parts.length).toBe(1);
-    expect(mats[1].parts.length).toBe(Math.ceil(rows / splitRows));
-    const maxN = Math.max(...NS);
-    const Xall = gpuRandom(maxN * K, seed + 1);
-    const X = gpuUpload(dev, Xall);
-    const P = gpuParams(dev, { n: 1, pos0: 0 });
-    for (const [mi, M] of mats.entries()) {
-      for (const [ni, n] of NS.entries()) {
-        const accumulate = op === 'tiled' ? mi === 1 : (ni + mi) % 2 === 1;
-        const Y0 = gpuRandom(n * rows, seed + 2 + ni);
-        const Y = accumulate ? gpuUpload(dev, Y0) : gpuFilled(dev, n * rows, 12345);
-        gpuWriteParams(dev, P, { n, pos0: 0 });
-        const ops = matmulOps(d, M, X, Y, P, op === 'tiled', accumulate);
-        const got = await gpuRun(dev, ops, n, Y, n * rows);
-        let worst = 0;
-        for (let t = 0; t < n; t++) {
-          for (let r = 0; r < rows; r++) {
-            let s = 0;
-            let mag = 0;
-            for (let k = 0; k < K; k++) {
-              const p = W[r * K + k] * Xall[t * K + k];
-              s += p;
-              mag += Math.abs(p);
-            }
-            const y0 = accumulate ? Y0[t * rows + r] : 0;
-            const err = Math.abs(got[t * rows + r] - (s + y0)) / (mag + Math.abs(y0) + 1e-30);
-            if (!(err <= worst)) worst = err;
-          }
-        }
-        record(`matmul ${op} ${name} K ${K} (relative to sum|w·x|)`, worst);
-        expect(worst, `${op} ${name} K=${K} rows=${rows} n=${n} parts=${M.parts.length} acc=${accumulate}`).toBeLessThanOrEqual(REL);
-        Y.destroy();
-      }
-    }
-    for (const M of mats) for (const p of M.parts) p.buffer.destroy();
-    X.destroy();
-    P.destroy();
-  }
+  const check = (typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) =>
+    checkMatmul({ dev: d, typeId, op, K, rows, splitRows, seed, ns: NS, rel: REL, record });
 
   for (const T of TYPES) {
     for (const { K, rows } of T.shapes) {
       it(`matvec ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole and in parts of 29 rows, accumulate on/off`, async () => {
-        await checkMatmul(T.id, 'matvec', K, rows, 29, 1000 * T.id + K + rows);
+        await check(T.id, 'matvec', K, rows, 29, 1000 * T.id + K + rows);
         expectNoGpuErrors();
       });
     }
@@ -145,13 +93,13 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
     it(`matvec ${T.name} with the GPU split (1 and 4 steps per thread): K ${longest.K}, ${longest.rows} rows`, async () => {
       for (const matvecSteps of [1, 4]) {
         expect(matvecThreadsPerRow(longest.K, matvecSteps)).toBeGreaterThanOrEqual(matvecThreadsPerRow(longest.K));
-        await checkMatmul(T.id, 'matvec', longest.K, longest.rows, 29, 3000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
+        await check(T.id, 'matvec', longest.K, longest.rows, 29, 3000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
       }
       expectNoGpuErrors();
     });
     const { K, rows } = TILED_SHAPES[T.name];
     it(`tiled ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole (overwrite) and in 2 parts (accumulate)`, async () => {
-      await checkMatmul(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 2000 * T.id + K + rows);
+      await check(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 2000 * T.id + K + rows);
       expectNoGpuErrors();
     });
   }

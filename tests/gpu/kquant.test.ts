@@ -6,13 +6,9 @@
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlockDevice } from '../../src/gpu/device';
-import { matmulOps, uploadMatrix, type GpuMatrix } from '../../src/gpu/weights';
-import { rowBytes } from '../../src/gpu/kernels/weights-wgsl';
 import { bf16ToF32, blockFormat, dequantize, f16ToF32, GgmlType, q4kScaleMin } from '../../src/model/quant';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
-import {
-  checkEmbed, gpuFilled, gpuMemoryFile, gpuParams, gpuRandom, gpuRun, gpuUpload, gpuWriteParams,
-} from '../helpers/gpu-kernels';
+import { checkEmbed, checkMatmul, gpuRandom } from '../helpers/gpu-kernels';
 import { f32ToBf16, quantize } from '../helpers/quantize';
 
 let dev: FlockDevice;
@@ -211,71 +207,25 @@ describe('matmul on Q4_K / Q6_K / BF16 weights (CPU twin: dequantize + f64 produ
   // same f32 as dequantize() (checked bit for bit by the embed tests below), so the only difference is f32
   // arithmetic: K rounded products and sums, the classical bound γ_K ≈ K·2^-24 of sum|terms|, plus the accumulate's
   // one addition. That is 4.6e-5 for K = 768, the longest row here; typical errors are ~sqrt(K)·2^-24.
-  async function checkMatmul(typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) {
-    const name = blockFormat(typeId).name;
-    const values = gpuRandom(rows * K, seed, 0.5);
-    const bytes = quantize(typeId, values);
-    const W = dequantize(blockFormat(typeId), bytes, 0, rows * K);
-    const file = gpuMemoryFile([{ name: 'w', dims: [K, rows], type: typeId, data: bytes }]);
-    const rb = rowBytes(name, K);
-    expect(rb * rows).toBe(bytes.byteLength);
-    const mats: GpuMatrix[] = [
-      await uploadMatrix(dev, file, file.tensors.get('w')!, 1 << 30),
-      await uploadMatrix(dev, file, file.tensors.get('w')!, 16 + splitRows * rb), // 16 bytes of slack per part
-    ];
-    expect(mats[1].parts.length).toBe(Math.ceil(rows / splitRows));
-    const Xall = gpuRandom(Math.max(...NS) * K, seed + 1);
-    const X = gpuUpload(dev, Xall);
-    const P = gpuParams(dev, { n: 1, pos0: 0 });
-    const rel = (K + 2) * 2 ** -24;
-    for (const [mi, M] of mats.entries()) {
-      for (const [ni, n] of NS.entries()) {
-        const accumulate = op === 'tiled' ? mi === 1 : (ni + mi) % 2 === 1;
-        const Y0 = gpuRandom(n * rows, seed + 2 + ni);
-        const Y = accumulate ? gpuUpload(dev, Y0) : gpuFilled(dev, n * rows, 12345);
-        gpuWriteParams(dev, P, { n, pos0: 0 });
-        const got = await gpuRun(dev, matmulOps(d, M, X, Y, P, op === 'tiled', accumulate), n, Y, n * rows);
-        let worst = 0;
-        for (let t = 0; t < n; t++) {
-          for (let r = 0; r < rows; r++) {
-            let s = 0;
-            let mag = 0;
-            for (let k = 0; k < K; k++) {
-              const p = W[r * K + k] * Xall[t * K + k];
-              s += p;
-              mag += Math.abs(p);
-            }
-            const y0 = accumulate ? Y0[t * rows + r] : 0;
-            const err = Math.abs(got[t * rows + r] - (s + y0)) / (mag + Math.abs(y0) + 1e-30);
-            if (!(err <= worst)) worst = err; // NaN sticks
-          }
-        }
-        record(`matmul ${op} ${name} K ${K} (relative to sum|w·x|; bound ${rel.toExponential(1)})`, worst);
-        expect(worst, `${op} ${name} K=${K} rows=${rows} n=${n} parts=${M.parts.length} acc=${accumulate}`).toBeLessThanOrEqual(rel);
-        Y.destroy();
-      }
-    }
-    for (const M of mats) for (const p of M.parts) p.buffer.destroy();
-    X.destroy();
-    P.destroy();
-  }
+  const check = (typeId: number, op: 'matvec' | 'tiled', K: number, rows: number, splitRows: number, seed: number, d: FlockDevice = dev) =>
+    checkMatmul({ dev: d, typeId, op, K, rows, splitRows, seed, ns: NS, rel: (K + 2) * 2 ** -24, record });
 
   for (const T of TYPES) {
     for (const { K, rows } of T.shapes) {
       it(`matvec ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole and in parts of 29 rows, accumulate on/off`, async () => {
-        await checkMatmul(T.id, 'matvec', K, rows, 29, 3000 * T.id + K + rows);
+        await check(T.id, 'matvec', K, rows, 29, 3000 * T.id + K + rows);
         expectNoGpuErrors();
       });
     }
     // the split a GPU gets (4 vec4 steps per thread, so more threads per row) and the widest one (1 step)
     const longest = T.shapes[T.shapes.length - 1];
     it(`matvec ${T.name} with the GPU split (1 and 4 steps per thread): K ${longest.K}, ${longest.rows} rows`, async () => {
-      for (const matvecSteps of [1, 4]) await checkMatmul(T.id, 'matvec', longest.K, longest.rows, 29, 5000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
+      for (const matvecSteps of [1, 4]) await check(T.id, 'matvec', longest.K, longest.rows, 29, 5000 * T.id + longest.K + matvecSteps, { ...dev, matvecSteps });
       expectNoGpuErrors();
     });
     const { K, rows } = TILED_SHAPES[T.name];
     it(`tiled ${T.name}: K ${K}, ${rows} rows, n ${NS.join('/')}, whole (overwrite) and in 2 parts (accumulate)`, async () => {
-      await checkMatmul(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 4000 * T.id + K + rows);
+      await check(T.id, 'tiled', K, rows, Math.ceil(rows / 2), 4000 * T.id + K + rows);
       expectNoGpuErrors();
     });
   }

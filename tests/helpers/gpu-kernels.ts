@@ -5,7 +5,7 @@
 import { encodeReadback, storageBuffer, submit, uploadBuffer, type FlockDevice } from '../../src/gpu/device';
 import { encodeParams, PARAMS_BYTES, type StepParams } from '../../src/gpu/kernels/params';
 import { encodeOps, makeOp, type Op } from '../../src/gpu/pipelines';
-import { uploadMatrix } from '../../src/gpu/weights';
+import { matmulOps, uploadMatrix } from '../../src/gpu/weights';
 import type { GgufFile, TensorEntry } from '../../src/model/gguf';
 import { blockFormat, byteSize, dequantize } from '../../src/model/quant';
 import type { ByteSource } from '../../src/model/source';
@@ -149,5 +149,79 @@ export async function checkEmbed(dev: FlockDevice, typeId: number, dim: number, 
     for (const p of M.parts) p.buffer.destroy();
   }
   Ids.destroy();
+  P.destroy();
+}
+
+export interface MatmulCheck {
+  /** the device the ops are built for (a copy of the shared one with another matvec split, say) */
+  dev: FlockDevice;
+  typeId: number;
+  op: 'matvec' | 'tiled';
+  K: number;
+  rows: number;
+  /** rows per part of the split upload (so ROW_BASE != 0) */
+  splitRows: number;
+  seed: number;
+  /** token counts to run */
+  ns: readonly number[];
+  /** largest |gpu - exact| / (sum_k |W[r,k] X[t,k]| + |Y0|) allowed */
+  rel: number;
+  /** called with every measured worst error (for the test file's record of errors) */
+  record: (key: string, worst: number) => void;
+}
+
+/**
+ * Y (+)= X · Wᵀ on the GPU against the CPU twin (dequantize + f64 product), once per upload: `whole` (one part) and
+ * split into parts of `splitRows` rows. Accumulate alternates per n for matvec; for tiled (whose variants are
+ * expensive to compile) the whole matrix overwrites and the split one accumulates. Weights are uploaded with the
+ * device of `c.dev`, which may be a copy of the shared device with another matvec split.
+ */
+export async function checkMatmul(c: MatmulCheck): Promise<void> {
+  const { typeId, op, K, rows, splitRows, seed, ns, rel } = c;
+  const up = c.dev;
+  const fmt = blockFormat(typeId);
+  const bytes = quantize(typeId, gpuRandom(rows * K, seed, 0.5));
+  const W = dequantize(fmt, bytes, 0, rows * K);
+  const file = gpuMemoryFile([{ name: 'w', dims: [K, rows], type: typeId, data: bytes }]);
+  const rb = byteSize(fmt, K);
+  expect(rb * rows).toBe(bytes.byteLength);
+  const mats = [
+    await uploadMatrix(up, file, file.tensors.get('w')!, 1 << 30),
+    await uploadMatrix(up, file, file.tensors.get('w')!, 16 + splitRows * rb), // uploadMatrix keeps 16 bytes of slack per part
+  ];
+  expect(mats[0].parts.length).toBe(1);
+  expect(mats[1].parts.length).toBe(Math.ceil(rows / splitRows));
+  const Xall = gpuRandom(Math.max(...ns) * K, seed + 1);
+  const X = gpuUpload(up, Xall);
+  const P = gpuParams(up, { n: 1, pos0: 0 });
+  for (const [mi, M] of mats.entries()) {
+    for (const [ni, n] of ns.entries()) {
+      const accumulate = op === 'tiled' ? mi === 1 : (ni + mi) % 2 === 1;
+      const Y0 = gpuRandom(n * rows, seed + 2 + ni);
+      const Y = accumulate ? gpuUpload(up, Y0) : gpuFilled(up, n * rows, 12345);
+      gpuWriteParams(up, P, { n, pos0: 0 });
+      const got = await gpuRun(up, matmulOps(c.dev, M, X, Y, P, op === 'tiled', accumulate), n, Y, n * rows);
+      let worst = 0;
+      for (let t = 0; t < n; t++) {
+        for (let r = 0; r < rows; r++) {
+          let s = 0;
+          let mag = 0;
+          for (let k = 0; k < K; k++) {
+            const p = W[r * K + k] * Xall[t * K + k];
+            s += p;
+            mag += Math.abs(p);
+          }
+          const y0 = accumulate ? Y0[t * rows + r] : 0;
+          const err = Math.abs(got[t * rows + r] - (s + y0)) / (mag + Math.abs(y0) + 1e-30);
+          if (!(err <= worst)) worst = err; // NaN sticks
+        }
+      }
+      c.record(`matmul ${op} ${fmt.name} K ${K} (relative to sum|w·x|; bound ${rel.toExponential(1)})`, worst);
+      expect(worst, `${op} ${fmt.name} K=${K} rows=${rows} n=${n} parts=${M.parts.length} acc=${accumulate}`).toBeLessThanOrEqual(rel);
+      Y.destroy();
+    }
+  }
+  for (const M of mats) for (const p of M.parts) p.buffer.destroy();
+  X.destroy();
   P.destroy();
 }
