@@ -14,7 +14,7 @@ import { writeArchFixture, type ArchVariant } from '../helpers/arch-fixture';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
 import { FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
 import { getReferenceLlama, llamaGreedy } from '../helpers/llama-ref';
-import { compareLogprobs, showDiffs, topGap } from '../helpers/parity-logits';
+import { CPU_REFERENCE_MAX, compareLogprobs, showDiffs, topGap } from '../helpers/parity-logits';
 
 const STEPS = 32;
 /** |Δ log p| bounds per weight type, as in llama-parity.test.ts (measured there: F32 0.0028, Q8_0 0.22). */
@@ -23,7 +23,6 @@ const MAX_DIFF: Record<number, number> = {
   // as kquant-parity.test.ts: K-quants like the other quantized types; BF16 activations stay f32 in llama.cpp
   [GgmlType.Q4_K]: 0.35, [GgmlType.Q6_K]: 0.35, [GgmlType.BF16]: 0.1,
 };
-const CPU_REFERENCE_MAX = 1e-3;
 
 const CASES: { variant: ArchVariant; base: string }[] = [
   { variant: 'qwen2', base: 'llama-q8_0-gqa4' },

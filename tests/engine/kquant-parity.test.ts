@@ -27,7 +27,7 @@
 
 import { gguf } from '@huggingface/gguf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateAll, LocalModel } from '../../src/engine/local-model';
+import { LocalModel } from '../../src/engine/local-model';
 import type { FlockDevice } from '../../src/gpu/device';
 import { GgmlType, ggmlTypeName } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
@@ -38,7 +38,7 @@ import {
 } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  compareLogprobs, showDiffs, smallestGap, type Tolerance,
+  expectLlamaParity, showDiffs, smallestGap, type Tolerance,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
@@ -49,8 +49,6 @@ const TOLERANCE: Record<number, Tolerance> = {
   [GgmlType.Q6_K]: { max: 0.35, mean: 0.12 },
   [GgmlType.BF16]: { max: 0.1, mean: 0.05 },
 };
-/** Our GPU against the exact-f32 CPU reference: float32 summation order only. */
-const CPU_REFERENCE_MAX = 1e-3;
 
 let dev: FlockDevice;
 beforeAll(async () => {
@@ -114,15 +112,7 @@ describe('llama.cpp parity on Q4_K, Q6_K and BF16 Llamas', () => {
       const source = new FileSource(path);
       const model = await LocalModel.load(dev, source, { maxContext: 64 });
       try {
-        const ours = await generateAll(model, { inputIds: [FIXTURE_TOKENS.bos], maxTokens: STEPS, temperature: 0, ignoreEos: true });
-        expect(ours.outputIds).toEqual(ref.ids);
-        expect(ours.finishReason).toBe('length');
-
-        const d = await compareLogprobs(model, [FIXTURE_TOKENS.bos], ref);
-        if (process.env.FLOCK_PARITY_LOG) console.log(`${fx.name}: ${showDiffs(d)}`);
-        expect(d.cpuMax, showDiffs(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
-        expect(d.max, showDiffs(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].max);
-        expect(d.mean, showDiffs(d)).toBeLessThanOrEqual(TOLERANCE[fx.type].mean);
+        const d = await expectLlamaParity(model, [FIXTURE_TOKENS.bos], ref, TOLERANCE[fx.type], fx.name);
         expect(d.minGap, showDiffs(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
       } finally {
         model.destroy();

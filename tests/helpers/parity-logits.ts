@@ -2,8 +2,9 @@
 // CPU reference's logits for the same tokens, log-softmax, and the log-probability differences we put bounds on.
 // Not here: running llama.cpp (llama-ref.ts) or building fixtures (llama-fixture.ts).
 
+import { expect } from 'vitest';
 import { storageBuffer, submit } from '../../src/gpu/device';
-import type { LocalModel } from '../../src/engine/local-model';
+import { generateAll, type LocalModel } from '../../src/engine/local-model';
 import {
   loadReferenceWeights, ReferenceCache, referenceEmbed, referenceLayers, referenceLogits,
 } from '../../src/model/reference';
@@ -159,4 +160,26 @@ export function smallestGap(steps: readonly ArrayLike<number>[]): { gap: number;
   const gaps = steps.map(topGap);
   const gap = Math.min(...gaps);
   return { gap, at: gaps.indexOf(gap) };
+}
+
+/** Our GPU against the exact-f32 CPU reference: far below any tolerance against llama.cpp (measured ≤ 2.1e-5). */
+export const CPU_REFERENCE_MAX = 1e-3;
+
+/**
+ * The parity check every llama.cpp fixture runs: our greedy ids after `input` equal llama.cpp's (to `ref.ids.length`
+ * steps, ending by length), and every step's log-probs are within `tol` of llama.cpp's and within CPU_REFERENCE_MAX of
+ * the CPU reference's. Returns the measured differences for further checks (near-ties, say).
+ */
+export async function expectLlamaParity(
+  model: LocalModel, input: readonly number[], ref: { ids: readonly number[]; logprobs: readonly Float32Array[] }, tol: Tolerance, label: string,
+): Promise<Diffs> {
+  const ours = await generateAll(model, { inputIds: [...input], maxTokens: ref.ids.length, temperature: 0, ignoreEos: true });
+  expect(ours.outputIds).toEqual(ref.ids);
+  expect(ours.finishReason).toBe('length');
+  const d = await compareLogprobs(model, input, ref);
+  if (process.env.FLOCK_PARITY_LOG) console.log(`${label}: ${showDiffs(d)}`);
+  expect(d.cpuMax, showDiffs(d)).toBeLessThanOrEqual(CPU_REFERENCE_MAX);
+  expect(d.max, showDiffs(d)).toBeLessThanOrEqual(tol.max);
+  expect(d.mean, showDiffs(d)).toBeLessThanOrEqual(tol.mean);
+  return d;
 }
