@@ -6,7 +6,7 @@
 // Oracles: dequantize() (src/model/quant.ts) for weights, then plain f64 arithmetic for products, softmax and norms,
 // and the reference's own functions where the kernel twins one (rmsNorm, applyRope, ropeTable, applyPenaltyInPlace).
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlockDevice } from '../../src/gpu/device';
 import { attentionWgsl } from '../../src/gpu/kernels/attention';
 import { TOPK_CHUNK, TOPK_MAX } from '../../src/gpu/kernels/topk';
@@ -17,7 +17,7 @@ import { GgmlType } from '../../src/model/quant';
 import { applyRope, rmsNorm } from '../../src/model/reference';
 import { ropeTable } from '../../src/model/rope';
 import { applyPenaltyInPlace } from '../../src/model/sampler';
-import { takeGpuErrors, testDevice } from '../helpers/gpu';
+import { expectNoGpuErrors, recordErrors, takeGpuErrors, testDevice } from '../helpers/gpu';
 import {
   checkEmbed, checkMatmul, gpuFilled, gpuMaxAbsDiff, gpuMemoryFile, gpuParams, gpuRandom, gpuRead, gpuRun, gpuScratch, gpuUpload,
   gpuWriteParams,
@@ -35,19 +35,9 @@ beforeEach(() => {
   takeGpuErrors();
 });
 
-/** Largest error seen per kernel, in the unit its tolerance uses (printed at the end for the record). */
-const measured: Record<string, number> = {};
-function record(key: string, value: number): void {
-  measured[key] = Math.max(measured[key] ?? 0, value);
-}
-afterAll(() => {
-  console.log('kernels: largest measured errors\n' + Object.entries(measured).map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n'));
-});
+/** Largest error seen per check, in the unit its tolerance uses (printed at the end for the record). */
+const record = recordErrors('kernels');
 
-/** Assert no WebGPU validation error happened (each test ends with this). */
-function expectNoGpuErrors(): void {
-  expect(takeGpuErrors()).toEqual([]);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // matmul

@@ -4,10 +4,10 @@
 // f64 product. Not here: the other weight types (kernels.test.ts) or llama.cpp reading these bytes
 // (tests/engine/kquant-parity.test.ts, the check that our block layouts are llama.cpp's).
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlockDevice } from '../../src/gpu/device';
 import { bf16ToF32, blockFormat, dequantize, f16ToF32, GgmlType, q4kScaleMin } from '../../src/model/quant';
-import { takeGpuErrors, testDevice } from '../helpers/gpu';
+import { expectNoGpuErrors, recordErrors, takeGpuErrors, testDevice } from '../helpers/gpu';
 import { checkEmbed, checkMatmul, gpuRandom } from '../helpers/gpu-kernels';
 import { f32ToBf16, quantize } from '../helpers/quantize';
 
@@ -22,17 +22,8 @@ beforeEach(() => {
 });
 
 /** Largest error seen per check, in the unit its tolerance uses (printed at the end for the record). */
-const measured: Record<string, number> = {};
-function record(key: string, value: number): void {
-  measured[key] = Math.max(measured[key] ?? 0, value);
-}
-afterAll(() => {
-  console.log('kquant: largest measured errors\n' + Object.entries(measured).map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n'));
-});
+const record = recordErrors('kquant');
 
-function expectNoGpuErrors(): void {
-  expect(takeGpuErrors()).toEqual([]);
-}
 
 const F16_ULP = 2 ** -10; // relative spacing of halves: a scale rounded UP to a half grows by less than this
 

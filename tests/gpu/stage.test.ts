@@ -22,7 +22,7 @@ import {
 import { GgmlType } from '../../src/model/quant';
 import { applyPenaltyInPlace, normalizeSampling, penalizedIds } from '../../src/model/sampler';
 import { FileSource } from '../../src/model/source-file';
-import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
+import { expectNoGpuErrors, recordErrors, STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
 import { gpuArgmax, gpuMaxAbsDiff } from '../helpers/gpu-kernels';
 import { LLAMA_FIXTURES, writeLlamaFixture, type LlamaFixtureSpec } from '../helpers/llama-fixture';
 
@@ -45,14 +45,10 @@ beforeEach(() => {
 afterAll(async () => {
   for (const m of models) m.destroy();
   for (const s of sources) await s.close();
-  console.log('stage: largest measured errors\n' + Object.entries(measured).map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n'));
 });
 
 /** Largest error seen per check (printed at the end for the record). */
-const measured: Record<string, number> = {};
-function record(key: string, value: number): void {
-  measured[key] = Math.max(measured[key] ?? 0, value);
-}
+const record = recordErrors('stage');
 
 async function load(path: string, opts: LoadOptions = {}): Promise<LocalModel> {
   const source = new FileSource(path);
@@ -125,10 +121,6 @@ class Reference {
     this.pos += ids.length;
     return referenceLogits(cfg, this.w, x);
   }
-}
-
-function expectNoGpuErrors(): void {
-  expect(takeGpuErrors()).toEqual([]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
