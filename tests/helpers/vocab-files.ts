@@ -9,6 +9,7 @@ import { gguf } from '@huggingface/gguf';
 import { LlamaLogLevel, getLlama, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
 import { describe, expect, it } from 'vitest';
 import { TokenDecoder, type Tokenizer } from '../../src/model/tokenizer';
+import { rng } from './rng';
 
 /** llama.cpp's vocabularies and test vectors. Tests run from the project root; CI clones it next to ../shared. */
 export const VOCAB_DIR = path.resolve(process.cwd(), '../shared/tokenizers');
@@ -52,17 +53,6 @@ export function asTokens(ids: readonly number[]): Token[] {
 // ---------------------------------------------------------------------------------------------------------------
 // Corpus building blocks.
 
-/** Deterministic PRNG (mulberry32) so the random strings are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` seeded random strings, each 1 to 24 fragments drawn from `parts`. */
 export function randomStrings(parts: readonly string[], count: number, seed: number): string[] {

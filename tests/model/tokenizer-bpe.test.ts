@@ -42,11 +42,11 @@ import {
   openLlama,
   randomStrings as randomFrom,
   readMetadata,
-  rng,
   specialPieceStrings as specialStrings,
   stream,
   type LoadedVocab,
 } from '../helpers/vocab-files';
+import { rng } from '../helpers/rng';
 import { BYTE_CHARS, bpeVocabMetadata, trainBpe } from '../helpers/vocab-train';
 
 const VOCABS = [

@@ -32,11 +32,11 @@ import {
   loadVocab,
   openLlama,
   randomStrings as randomFrom,
-  rng,
   specialPieceStrings as specialStrings,
   stream,
   type LoadedVocab,
 } from '../helpers/vocab-files';
+import { rng } from '../helpers/rng';
 
 const VOCABS = ['ggml-vocab-llama-spm.gguf', 'ggml-vocab-phi-3.gguf'] as const;
 type VocabName = (typeof VOCABS)[number];

@@ -36,20 +36,10 @@ import {
   encodeResult,
   makeLimits,
 } from '../../src/swarm/protocol';
+import { rng } from '../helpers/rng';
 
 // ---------------------------------------------------------------------------------------------------------------
-// Helpers: a seeded PRNG, f32 bit access, and the f16 oracle.
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Helpers: f32 bit access and the f16 oracle (the seeded PRNG is helpers/rng.ts).
 
 const f32 = new Float32Array(1);
 const u32v = new Uint32Array(f32.buffer);
@@ -116,7 +106,7 @@ function viaF16(x: Float32Array): Float32Array {
 }
 
 function randomPayload(n: number, seed: number, scale = 4): Float32Array {
-  const r = mulberry32(seed);
+  const r = rng(seed);
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = (r() * 2 - 1) * scale;
   return x;
@@ -186,7 +176,7 @@ function reassemble(frames: ArrayBuffer[], limits: Limits = DEFAULT_LIMITS): Msg
 }
 
 function shuffled<T>(xs: readonly T[], seed: number): T[] {
-  const r = mulberry32(seed);
+  const r = rng(seed);
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
@@ -320,7 +310,7 @@ describe('f16 conversion (all 65,536 halves against the IEEE 754 definition)', (
   });
 
   it('matches the nearest-half search on 200,000 random f32 bit patterns', () => {
-    const r = mulberry32(7);
+    const r = rng(7);
     for (let i = 0; i < 200_000; i++) {
       // Half of them with exponents in and around the half range, where rounding matters.
       const b =
@@ -648,7 +638,7 @@ describe('hostile frames', () => {
   });
 
   it('10,000 fuzzed frames either decode to a valid message that re-encodes to the same bytes, or throw ProtocolError', () => {
-    const r = mulberry32(2024);
+    const r = rng(2024);
     const bases = [
       F.hello(),
       F.open(),
