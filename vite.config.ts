@@ -11,8 +11,8 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: true,
     target: 'es2022',
-    // src/model/errors.ts names each error class from `new.target.name`; the minifier would rename the classes
-    // (a WebGpuUnavailableError shows up as "c"), and reviveError() looks errors up by that name.
+    // Error classes carry literal names (src/worker/errors.ts rebuilds them by name across the worker boundary);
+    // keeping class names also keeps stack traces and console output readable.
     rolldownOptions: { output: { keepNames: true } },
   },
   server: { host: '127.0.0.1', port: 5173 },

@@ -1,14 +1,16 @@
 // `flock chat`: an interactive terminal chat with a local GGUF model through Dawn. The conversation is kept and sent
-// whole with every turn, rendered with the model's chat template (the plain fallback for models without one, such
-// as the default stories260K); replies stream as they are generated. Ctrl-C stops a reply, Ctrl-C at the prompt
-// (or /exit, or end of input) quits.
-// Argument parsing and terminal I/O only; the chat API is src/engine/chat.ts.
+// with every turn (the KV cache of the last reply is reused, so a turn runs only its new tokens), rendered with the
+// model's chat template, or for models without one (the default stories260K) the text-continuation fallback the page
+// uses too; replies stream as they are generated. Ctrl-C stops a reply, Ctrl-C at the prompt (or /exit, or end of
+// input) quits. Argument parsing and terminal I/O only; the chat API is src/engine/chat.ts.
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { ChatCompletionMessageParam } from '@mlc-ai/web-llm';
 import { FlockChatEngine } from '../engine/chat';
+import { PrefixCache } from '../engine/generate';
+import { FALLBACK_DESCRIPTION } from '../model/chat-template';
 import { LocalModel } from '../engine/local-model';
 import { FlockError } from '../model/errors';
 import { openSource } from '../model/source-file';
@@ -16,6 +18,9 @@ import { nodeDevice } from './dawn';
 
 export const CHAT_USAGE = `  flock chat     [--model PATH|URL] [--system TEXT] [--temperature T] [--top-p P] [--max-tokens N]
                  [--seed S] [--repetition-penalty R] [--stop TEXT]... [--template FILE] [--max-context N]`;
+
+/** How a reply's end shows in the terminal (a reply the model finished ends with a plain newline). */
+const FINISH_MARK: Partial<Record<string, string>> = { abort: ' [stopped]\n', length: ' [max tokens]\n', context: ' [the context is full]\n' };
 
 function num(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -42,15 +47,16 @@ export async function runChat(argv: string[], defaultModel: string): Promise<voi
     },
   });
   if (values.help) {
-    process.stdout.write(`Usage:\n${CHAT_USAGE}\n\nThe default model is the embedded stories260K (no chat template: the plain fallback format).\n`);
+    process.stdout.write(`Usage:\n${CHAT_USAGE}\n\nThe default model is the embedded stories260K (no chat template: it continues your text).\n`);
     return;
   }
   const dev = await nodeDevice();
   const model = await LocalModel.load(dev, openSource(values.model!), { maxContext: num(values['max-context'], 'max-context') });
-  const engine = new FlockChatEngine(model, values.template ? { chatTemplate: readFileSync(values.template, 'utf8') } : {});
+  const cache = new PrefixCache();
+  const engine = new FlockChatEngine(model, { cache, ...(values.template ? { chatTemplate: readFileSync(values.template, 'utf8') } : {}) });
   const out = process.stdout;
   out.write(
-    `${engine.modelName} on ${dev.adapterName}; ${engine.template.isFallback ? 'no chat template in the file: plain "User:/Assistant:" format' : 'chat template from the file'}.\n` +
+    `${engine.modelName} on ${dev.adapterName}; ${engine.template.isFallback ? FALLBACK_DESCRIPTION : values.template ? `chat template from ${values.template}` : 'chat template from the file'}.\n` +
       'Type a message; Ctrl-C stops a reply; /exit or Ctrl-C at the prompt quits.\n',
   );
 
@@ -72,6 +78,7 @@ export async function runChat(argv: string[], defaultModel: string): Promise<voi
     if (waiting) {
       const w = waiting;
       waiting = null;
+      if (!process.stdin.isTTY) out.write(`${line}\n`); // after the prompt we printed; a terminal echoed it already
       w(line);
     } else {
       lines.push(line);
@@ -116,17 +123,15 @@ export async function runChat(argv: string[], defaultModel: string): Promise<voi
         });
         for await (const chunk of chunks) {
           const choice = chunk.choices[0];
-          const delta = choice?.delta.content ?? '';
-          // The fallback format ends the prompt with "Assistant:"; the space the model writes first is not content.
-          const text = reply === '' ? delta.trimStart() : delta;
+          const text = choice?.delta.content ?? '';
           reply += text;
           out.write(text);
-          if (choice?.finish_reason) finish = choice.finish_reason;
+          if (chunk.flock.reply) finish = chunk.flock.reply.finish;
         }
       } finally {
         generating = false;
       }
-      out.write(finish === 'abort' ? ' [stopped]\n' : finish === 'length' ? ' [max tokens]\n' : '\n');
+      out.write(FINISH_MARK[finish] ?? '\n');
       history.push({ role: 'assistant', content: reply });
     }
   } finally {

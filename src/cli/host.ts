@@ -1,7 +1,7 @@
 // `flock host`: serve a span of a model's layers to a swarm from Node (Dawn + node-datachannel). Loads only the span's
-// tensors (an http(s) URL is read with Range requests), announces itself through discovery, and serves sessions with
-// StageHost (swarm/serve.ts, shared with Contribute mode in the page). launchHost is also what the tests use to run
-// hosts in-process. Not here: the protocol or host logic.
+// tensors (an http(s) URL is read with Range requests), joins the swarm (swarm-net.ts) and serves sessions through
+// swarm/serve.ts, the code Contribute mode in the page runs too. launchHost is also what the tests use to run hosts
+// in-process. Not here: the protocol or host logic.
 
 import { parseArgs } from 'node:util';
 import type { Peer } from 'peerjs';
@@ -9,12 +9,13 @@ import type { ModelConfig } from '../model/config';
 import { FlockError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
 import type { GpuStage } from '../gpu/stage';
-import { Discovery } from '../swarm/discovery';
-import type { StageHost } from '../swarm/host';
+import type { Discovery } from '../swarm/discovery';
+import type { StageHost } from '../swarm/stage-host';
 import type { Span } from '../swarm/protocol';
 import { serveSpan, type ServeOptions } from '../swarm/serve';
 import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
-import { joinSwarm } from './swarm-join';
+import { openNodeModel } from './node-model';
+import { SwarmNet } from '../swarm/swarm-net';
 
 /** What serveSpan takes, minus what launchHost opens itself (the file, the peer, discovery). */
 export interface LaunchHostOptions extends Pick<ServeOptions, 'dev' | 'layers' | 'maxLayers' | 'maxContext' | 'rebalanceMs' | 'host' | 'link'> {
@@ -42,17 +43,17 @@ export interface LaunchedHost {
 }
 
 export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
-  const { file, config, modelHash, peer, closeSource } = await joinSwarm(o.model, o.signal);
-  let discovery: Discovery | undefined;
+  const { file, close } = await openNodeModel(o.model);
+  let net: SwarmNet | undefined;
   try {
-    discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link: o.link });
-    const d = discovery;
+    net = await SwarmNet.join(o.signal, o.swarm, { announceMs: o.announceMs, link: o.link });
+    const n = net;
     const serving = await serveSpan({
-      dev: o.dev, file, config, modelHash, peer, discovery: d, layers: o.layers, maxLayers: o.maxLayers, maxContext: o.maxContext,
+      dev: o.dev, file, net: n, layers: o.layers, maxLayers: o.maxLayers, maxContext: o.maxContext,
       rebalanceMs: o.rebalanceMs, host: o.host, link: o.link,
     });
     const launched: LaunchedHost = {
-      peer, discovery: d, config, modelHash,
+      peer: n.peer, discovery: n.discovery, config: serving.config, modelHash: serving.modelHash,
       get host() {
         return serving.host;
       },
@@ -65,15 +66,14 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
       rebalance: () => serving.rebalance(),
       stop: () => {
         serving.stop();
-        d.stop();
-        peer.destroy();
-        closeSource();
+        n.stop();
+        close();
       },
     };
     return launched;
   } catch (e) {
-    discovery?.stop();
-    peer.destroy();
+    net?.stop();
+    close();
     throw e;
   }
 }

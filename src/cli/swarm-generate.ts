@@ -1,23 +1,22 @@
-// `flock generate --swarm NAME --signal URL`: generation on this machine's Head (tokenizer, embeddings, output head,
-// sampler: tokens never leave it) with the layers run by a swarm's hosts. launchClient is also what tests use.
-// Not here: the generation loop (engine/generate.ts) or the client session logic (swarm/client.ts).
+// `flock generate --swarm NAME --signal URL`: generation with the Head (tokenizer, embeddings, output head, sampler)
+// on this machine and the layers run by a swarm's hosts. launchClient (a Node peer, discovery, and the client that
+// swarm/open-client.ts opens) is also what tests and bench-swarm use.
+// Not here: the generation loop (engine/generate.ts) or the client session logic (swarm/swarm-model.ts).
 
 import type { Peer } from 'peerjs';
 import type { ModelConfig } from '../model/config';
 import type { GgufFile } from '../model/gguf';
-import { createTokenizer } from '../model/tokenizer';
 import type { FlockDevice } from '../gpu/device';
-import { GpuHead } from '../gpu/head';
-import { SwarmModel, type SwarmOptions } from '../swarm/client';
-import { Discovery } from '../swarm/discovery';
-import { makeLimits } from '../swarm/protocol';
-import type { PeerRecord } from '../swarm/records';
+import type { SwarmModel, SwarmOptions } from '../swarm/swarm-model';
+import type { Discovery } from '../swarm/discovery';
+import { SwarmNet } from '../swarm/swarm-net';
+import { openSwarmClient } from '../swarm/open-client';
 import { findRoute } from '../swarm/routing';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { generateTokens } from '../engine/generate';
 import { generateOptionsFrom, num, printGeneration, type SamplingArgs } from './generate-output';
 import { FlockError } from '../model/errors';
-import { joinSwarm } from './swarm-join';
+import { openNodeModel } from './node-model';
 
 export interface LaunchClientOptions {
   dev: FlockDevice;
@@ -40,36 +39,30 @@ export interface LaunchedClient {
   stop(): void;
 }
 
+/** A swarm client in Node: the model file, a peer and discovery (swarm-net.ts), and the client (open-client.ts). */
 export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClient> {
-  const { file, config, modelHash, peer, closeSource } = await joinSwarm(o.model, o.signal);
-  const tokenizer = createTokenizer(file.metadata);
-  // Limits from our model, not the protocol's generous defaults: a result is at most maxBatch x dim, so a host
-  // claiming more is cut off before we reserve anything for it.
-  const maxBatch = o.swarmOptions?.maxBatch ?? 64;
-  const limits = makeLimits({ maxDim: config.dim, maxTokens: maxBatch, maxMessageBytes: maxBatch * config.dim * 4, maxLayers: config.nLayers });
-  const link = { ...o.link, limits: o.link?.limits ?? limits };
-  const discovery = await Discovery.start(peer, { signal: o.signal, swarm: o.swarm, announceMs: o.announceMs, link });
-  const head = await GpuHead.load(o.dev, file, config, { maxBatch });
-  // The client sees only hosts of its own model and protocol version.
-  const directory = {
-    records: (): PeerRecord[] => discovery.recordsFor(modelHash),
-    connect: (id: string) => discovery.connect(id),
-    rttMs: () => discovery.rttMs(),
-  };
-  const model = new SwarmModel(o.dev, config, tokenizer, head, directory, { modelHash, ...o.swarmOptions });
-  if (o.waitForRouteMs) {
-    await discovery.waitFor(() => findRoute(directory.records(), 0, config.nLayers) !== null, o.waitForRouteMs);
+  const { file, close } = await openNodeModel(o.model);
+  let net: SwarmNet | undefined;
+  try {
+    net = await SwarmNet.join(o.signal, o.swarm, { announceMs: o.announceMs, link: o.link });
+    const n = net;
+    const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions });
+    if (o.waitForRouteMs) {
+      await n.discovery.waitFor(() => findRoute(n.records(model.modelHash), 0, model.config.nLayers) !== null, o.waitForRouteMs);
+    }
+    return {
+      peer: n.peer, discovery: n.discovery, model, config: model.config, modelHash: model.modelHash,
+      stop: () => {
+        n.stop();
+        model.destroy();
+        close();
+      },
+    };
+  } catch (e) {
+    net?.stop();
+    close();
+    throw e;
   }
-  return {
-    peer, discovery, model, config, modelHash,
-    stop: () => {
-      discovery.stop();
-      peer.destroy();
-      model.destroy();
-      head.destroy();
-        closeSource();
-    },
-  };
 }
 
 /** The options `flock generate` parsed (all strings, as parseArgs gives them). */

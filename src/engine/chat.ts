@@ -10,25 +10,19 @@
 // Not here: tool calls, JSON mode/grammars, logprobs, n > 1, images (all refused with UnsupportedChatFeatureError),
 // and KV-cache reuse across turns (each request prefills its whole conversation).
 
-import type {
-  ChatCompletion,
-  ChatCompletionChunk,
-  ChatCompletionFinishReason,
-  ChatCompletionRequestBase,
-  ChatCompletionRequestNonStreaming,
-  ChatCompletionRequestStreaming,
-  CompletionUsage,
-} from '@mlc-ai/web-llm';
+import type { ChatCompletionFinishReason, ChatCompletionRequestBase, CompletionUsage } from '@mlc-ai/web-llm';
 import { ChatTemplate, type ChatMessage } from '../model/chat-template';
 import { ChatRequestError, InvalidArgumentError, UnsupportedChatFeatureError } from '../model/errors';
 import { normalizeSampling, type SamplingParams } from '../model/sampler';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { openWebSource, type ByteSource } from '../model/source';
+import type { ChatEngine, FinishReason, FlockChunk, FlockCompletion, FlockCompletions, FlockReplyExtra } from './chat-api';
 import { StopStringFilter } from './chat-stop';
 import { drain, generateTokens, prepareInput, type Backend, type GenerationResult, type PrefixCache } from './generate';
 import { LocalModel, type LoadOptions } from './local-model';
 
 export { ChatRequestError, UnsupportedChatFeatureError };
+export type * from './chat-api';
 
 /** A backend, and where it has one, the GGUF metadata it came from (chat template, model name). */
 export type ChatBackend = Backend & { readonly file?: { readonly metadata: Record<string, unknown> } };
@@ -62,15 +56,16 @@ interface TurnResult {
   text: string;
   finishReason: ChatCompletionFinishReason;
   usage: CompletionUsage;
+  reply: FlockReplyExtra;
 }
 
-export interface FlockCompletions {
-  create(request: ChatCompletionRequestNonStreaming): Promise<ChatCompletion>;
-  create(request: ChatCompletionRequestStreaming): Promise<AsyncIterable<ChatCompletionChunk>>;
-  create(request: ChatCompletionRequestBase): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion>;
+/** A piece of reply text and the ids it completes. */
+interface ReplyPiece {
+  text: string;
+  ids: number[];
 }
 
-export class FlockChatEngine {
+export class FlockChatEngine implements ChatEngine {
   readonly backend: ChatBackend;
   readonly template: ChatTemplate;
   readonly modelName: string;
@@ -120,11 +115,12 @@ export class FlockChatEngine {
   async unload(): Promise<void> {
     this.interruptGenerate();
     await this.queue;
+    this.cache?.clear(); // it holds a sequence of the backend
     const b = this.backend as { destroy?: () => void };
     b.destroy?.();
   }
 
-  private async create(request: ChatCompletionRequestBase): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
+  private async create(request: ChatCompletionRequestBase): Promise<AsyncIterable<FlockChunk> | FlockCompletion> {
     // Everything that can be refused is refused here, so create() rejects rather than the stream failing later.
     const turn = this.prepare(request);
     const id = `chatcmpl-${randomHex(12)}`;
@@ -138,12 +134,13 @@ export class FlockChatEngine {
       model: this.modelName,
       choices: [{ index: 0, finish_reason: res.finishReason, logprobs: null, message: { role: 'assistant', content: res.text } }],
       usage: res.usage,
+      flock: res.reply,
     };
   }
 
   /** Chunks as WebLLM sends them: deltas, then one with finish_reason (and usage), then a usage-only chunk when the
    *  request asked for `stream_options.include_usage`. */
-  private async *stream(turn: PreparedTurn, id: string, created: number): AsyncGenerator<ChatCompletionChunk, void, void> {
+  private async *stream(turn: PreparedTurn, id: string, created: number): AsyncGenerator<FlockChunk, void, void> {
     const base = { id, created, model: this.modelName, object: 'chat.completion.chunk' as const };
     const it = this.run(turn);
     try {
@@ -151,11 +148,18 @@ export class FlockChatEngine {
         const r = await it.next();
         if (r.done) {
           const res = r.value;
-          yield { ...base, choices: [{ index: 0, delta: {}, finish_reason: res.finishReason, logprobs: null }], usage: res.usage };
-          if (turn.includeUsage) yield { ...base, choices: [], usage: res.usage };
+          yield {
+            ...base, choices: [{ index: 0, delta: {}, finish_reason: res.finishReason, logprobs: null }], usage: res.usage,
+            flock: { ids: [], reply: res.reply },
+          };
+          if (turn.includeUsage) yield { ...base, choices: [], usage: res.usage, flock: { ids: [] } };
           return;
         }
-        yield { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: r.value }, finish_reason: null, logprobs: null }] };
+        const piece = r.value;
+        yield {
+          ...base, choices: [{ index: 0, delta: { role: 'assistant', content: piece.text }, finish_reason: null, logprobs: null }],
+          flock: { ids: piece.ids },
+        };
       }
     } finally {
       // A consumer that stops iterating early still ends the generation and frees the backend.
@@ -163,8 +167,8 @@ export class FlockChatEngine {
     }
   }
 
-  /** One generation: yields reply text as it becomes final; returns how it ended and the usage. */
-  private async *run(turn: PreparedTurn): AsyncGenerator<string, TurnResult, void> {
+  /** One generation: yields reply text as it becomes final, with its ids; returns how it ended and the usage. */
+  private async *run(turn: PreparedTurn): AsyncGenerator<ReplyPiece, TurnResult, void> {
     const release = await this.lock();
     const abort = new AbortController();
     this.current = abort;
@@ -173,6 +177,7 @@ export class FlockChatEngine {
     let reply = ''; // what we passed on: raw text up to a stop string
     let stopped = false;
     let stopIdSeen = false;
+    let ids: number[] = []; // generated since the last piece we yielded
     let result: GenerationResult | undefined;
     const gen = generateTokens(this.backend, {
       ...turn.sampling,
@@ -199,9 +204,13 @@ export class FlockChatEngine {
           continue;
         }
         raw += text;
+        ids.push(id);
         const out = filter.push(text);
         reply += out.text;
-        if (out.text !== '') yield out.text;
+        if (out.text !== '') {
+          yield { text: out.text, ids };
+          ids = [];
+        }
         if (out.stopped) {
           stopped = true;
           abort.abort();
@@ -213,7 +222,7 @@ export class FlockChatEngine {
         stopped = out.stopped;
         const rest = out.text + filter.flush();
         reply += rest;
-        if (rest !== '') yield rest;
+        if (rest !== '') yield { text: rest, ids };
       }
     } finally {
       // Ends the loop (and its backend sequence) when our consumer stopped early; a no-op after a normal end.
@@ -222,11 +231,11 @@ export class FlockChatEngine {
       release();
     }
     // The end-of-turn id was generated but is not part of the reply (like an EOS, which the loop never counts).
-    const completionTokens = result.outputIds.length - (stopIdSeen ? 1 : 0);
-    const finishReason: ChatCompletionFinishReason = stopped ? 'stop' : toFinishReason(result.finishReason);
-    const usage = makeUsage(result, turn.inputIds.length, completionTokens, turn.received);
+    const outputIds = stopIdSeen ? result.outputIds.slice(0, -1) : result.outputIds;
+    const finish: FinishReason = stopped ? 'stop' : result.finishReason;
+    const usage = makeUsage(result, turn.inputIds.length, outputIds.length, turn.received);
     this.lastUsage = usage;
-    return { text: reply, finishReason, usage };
+    return { text: reply, finishReason: toFinishReason(finish), usage, reply: { finish, outputIds, cachedTokens: result.cachedTokens } };
   }
 
   /** Wait for the previous generation; the returned function lets the next one in. */
@@ -400,7 +409,7 @@ function toStops(stop: unknown): string[] {
   return list;
 }
 
-function toFinishReason(r: GenerationResult['finishReason']): ChatCompletionFinishReason {
+function toFinishReason(r: FinishReason): ChatCompletionFinishReason {
   switch (r) {
     case 'stop':
       return 'stop';

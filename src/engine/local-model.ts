@@ -4,7 +4,7 @@
 import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
-import type { ByteSource } from '../model/source';
+import type { ByteSource, LoadProgress } from '../model/source';
 import { createTokenizer, type Tokenizer } from '../model/tokenizer';
 import { storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
 import { GpuHead, type Candidates } from '../gpu/head';
@@ -17,11 +17,6 @@ import {
 import { splitLayers } from './spans';
 
 export type { GenerateOptions, GeneratedToken, GenerationResult } from './generate';
-
-export interface LoadProgress {
-  loaded: number;
-  total: number;
-}
 
 export interface LoadOptions {
   /** run the layers as this many Stages (all on this device); default 1 */

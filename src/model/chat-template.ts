@@ -27,10 +27,12 @@
 // is tokenized with special parsing, but only after checking that no message contains a control-token string; if
 // one does, rendering fails with ChatTemplateRenderError rather than risk an injection.
 //
-// Fallback format (no `tokenizer.chat_template`), one line per message, then the generation prompt:
-//   "System: {content}\nUser: {content}\nAssistant: {content}\nUser: {content}\nAssistant:"
-// with BOS in front when the vocabulary wants it, and "\nUser:" as a stop string (small base models such as
-// stories260K would otherwise write the user's next line too).
+// Fallback format (no `tokenizer.chat_template`): a model without a template is a text model (stories260K, base
+// models), and what its user expects is that it continues their text. So the conversation is one text: the user's
+// and the model's messages in order, each reply right after the text it continued, each later user message on a new
+// line; system messages are left out (a text model has no notion of them). With BOS in front when the vocabulary
+// wants it, and no stop strings: the model stops at its end-of-text token or the token limit. A single message is
+// exactly the plain prompt `flock generate --prompt` runs.
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { ChatTemplateError, ChatTemplateRenderError } from './errors';
@@ -38,8 +40,12 @@ import type { Tokenizer } from './tokenizer';
 
 export { ChatTemplateError, ChatTemplateRenderError };
 
+/** Who wrote a message. */
+export type Role = 'system' | 'user' | 'assistant';
+
+/** One message of a conversation: the one chat-message type (storage adds what it keeps beside it). */
 export interface ChatMessage {
-  role: string;
+  role: Role;
   content: string;
 }
 
@@ -66,15 +72,14 @@ export interface ChatPrompt {
 
 /** The template used when the GGUF has none (see the header). */
 export const FALLBACK_TEMPLATE =
-  "{% for message in messages %}" +
-  "{% if message['role'] == 'system' %}System: " +
-  "{% elif message['role'] == 'user' %}User: " +
-  "{% else %}Assistant: {% endif %}" +
-  "{{ message['content'] }}\n" +
-  "{% endfor %}" +
-  "{% if add_generation_prompt %}Assistant:{% endif %}";
+  "{% for message in messages if message['role'] != 'system' %}" +
+  "{% if message['role'] == 'user' and not loop.first %}{{ '\\n' }}{% endif %}" +
+  "{{ message['content'] }}" +
+  '{% endfor %}';
 
-const FALLBACK_STOP_STRINGS: readonly string[] = ['\nUser:'];
+/** What the fallback does, in the words the page and `flock chat` show for a model without a chat template. */
+export const FALLBACK_DESCRIPTION =
+  'it has no chat template, so it continues your text: your messages and its replies form one text (each new message of yours on a new line), and the system prompt is not used';
 
 /** A control token found in template text, with the whitespace it swallows (llama.cpp's rstrip/lstrip attributes). */
 interface Control {
@@ -100,7 +105,7 @@ export class ChatTemplate {
   /** the control id(s) the template writes right after an assistant reply (<|eot_id|>, <|im_end|>, <|end|>); the
    *  engine stops on these as well as on tokenizer.isEndOfGeneration, which may not know a format's turn end */
   readonly stopIds: ReadonlySet<number>;
-  /** strings that end an assistant turn in this format (the fallback's "\nUser:") */
+  /** strings that end an assistant turn in this format (none so far: formats end turns with control tokens) */
   readonly stopStrings: readonly string[];
   private readonly template: Template;
   private readonly tok: Tokenizer;
@@ -120,7 +125,7 @@ export class ChatTemplate {
           'Pass a working template instead of the one in the file.',
       );
     }
-    this.stopStrings = this.isFallback ? FALLBACK_STOP_STRINGS : [];
+    this.stopStrings = [];
     this.stopIds = this.findTurnEndIds();
   }
 

@@ -235,3 +235,13 @@ export function partTensors(file: GgufFile, cfg: ModelConfig, part: Part): Map<s
   }
   return out;
 }
+
+/**
+ * Bytes of a part's weights as stored in the file: what loading the part reads and uploads. rope_freqs (a few
+ * hundred bytes every Stage loads once) is left out, so a span's bytes are the sum of its layers'.
+ */
+export function partBytes(file: GgufFile, cfg: ModelConfig, part: Part): number {
+  let sum = 0;
+  for (const t of partTensors(file, cfg, part).values()) if (t.name !== 'rope_freqs.weight') sum += byteSize(blockFormat(t.type, t.name), t.nElems);
+  return sum;
+}

@@ -1,5 +1,5 @@
 // Named errors for everything that can go wrong while reading a model file or preparing a model: one class per
-// failure, each with `name` set so it survives a worker or peer boundary (rebuild it from `name` + `message`).
+// failure, each with `name` set so it survives a worker or peer boundary (src/worker/errors.ts rebuilds it).
 // This file holds errors only; no logic.
 
 export class FlockError extends Error {
@@ -80,7 +80,9 @@ export class UnsupportedChatFeatureError extends FlockError {
   override name = 'UnsupportedChatFeatureError';
 }
 
-const byName: Record<string, new (message: string) => FlockError> = {
+/** Every error class of this layer by its literal name (the worker boundary's registry, src/worker/errors.ts). */
+export const MODEL_ERRORS = {
+  FlockError,
   ChatTemplateError,
   ChatTemplateRenderError,
   ChatRequestError,
@@ -95,10 +97,4 @@ const byName: Record<string, new (message: string) => FlockError> = {
   ModelFetchError,
   WebGpuUnavailableError,
   InvalidArgumentError,
-};
-
-/** Rebuild a named error that crossed a boundary as `{name, message}`; unknown names become a plain FlockError. */
-export function reviveError(name: string, message: string): FlockError {
-  const Ctor = byName[name] ?? FlockError;
-  return new Ctor(message);
-}
+} as const;

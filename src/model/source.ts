@@ -4,6 +4,12 @@
 
 import { ModelFetchError } from './errors';
 
+/** How much of a model's bytes are loaded (onto the GPU, or into memory), for progress bars. */
+export interface LoadProgress {
+  loaded: number;
+  total: number;
+}
+
 export interface ByteSource {
   /** A short human-readable name (URL, file name) used in error messages. */
   readonly name: string;

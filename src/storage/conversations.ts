@@ -3,12 +3,10 @@
 // damaged or hand-edited record is rejected instead of trusted. Not here: rendering, or anything sent anywhere.
 
 import { createStore, del, entries, get, set, type UseStore } from 'idb-keyval';
+import type { ChatMessage, Role } from '../model/chat-template';
 
-export type Role = 'system' | 'user' | 'assistant';
-
-export interface ChatMessage {
-  role: Role;
-  content: string;
+/** A message as a conversation keeps it: the message, and for replies how they ended. */
+export interface SavedMessage extends ChatMessage {
   /** assistant replies: why generation ended ('length', 'stop', 'abort', 'context') */
   finish?: string;
   /** assistant replies: a one-line summary (tokens, speed) */
@@ -22,7 +20,7 @@ export interface Conversation {
   updatedAt: number;
   /** the model the chat was last used with (display only) */
   model: string;
-  messages: ChatMessage[];
+  messages: SavedMessage[];
 }
 
 export interface ConversationSummary {
@@ -61,11 +59,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parseMessage(v: unknown, i: number): ChatMessage {
+function parseMessage(v: unknown, i: number): SavedMessage {
   if (!isRecord(v)) throw new Error(`message ${i} is not an object`);
   if (!isRole(v.role)) throw new Error(`message ${i} has an unknown role ${JSON.stringify(v.role)}`);
   if (typeof v.content !== 'string') throw new Error(`message ${i} has no text content`);
-  const m: ChatMessage = { role: v.role, content: v.content };
+  const m: SavedMessage = { role: v.role, content: v.content };
   if (typeof v.finish === 'string') m.finish = v.finish;
   if (typeof v.stats === 'string') m.stats = v.stats;
   return m;

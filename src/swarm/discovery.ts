@@ -10,9 +10,11 @@
 
 import type { DataConnection, Peer } from 'peerjs';
 import { SignalError } from './errors';
+import type { Limits } from './protocol';
 import { mergeRecords, parseRecord, RECORD_TTL_MS, usableRecords, type PeerRecord } from './records';
-import { dial, openPeer, withoutUndefined, type PeerLink, type LinkOptions, type SignalConfig } from './transport';
-import type { Directory } from './client';
+import { withoutUndefined } from '../model/options';
+import { dial, openPeer, type PeerLink, type LinkOptions, type SignalConfig } from './transport';
+import type { Directory } from './swarm-model';
 
 /** Rendezvous ids per swarm. 3: one can leave and be replaced while two keep the table. */
 export const RENDEZVOUS = 3;
@@ -145,11 +147,14 @@ export class Discovery implements Directory {
     return out;
   }
 
-  /** A hidden-state link to `id` from our main peer, shared while it is up. */
-  connect(id: string): Promise<PeerLink> {
+  /**
+   * A hidden-state link to `id` from our main peer, shared while it is up; with `limits`, a new link accepts and
+   * encodes frames under them (a client passes its model's, SwarmModel.limits).
+   */
+  connect(id: string, limits?: Limits): Promise<PeerLink> {
     let p = this.links.get(id);
     if (!p) {
-      p = dial(this.peer, id, this.opts.link);
+      p = dial(this.peer, id, limits ? { ...this.opts.link, limits } : this.opts.link);
       this.links.set(id, p);
       p.then(
         (l) => {

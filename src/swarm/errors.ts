@@ -2,7 +2,7 @@
 // literal `name` (minifiers rename classes; the name is what crosses a worker or peer boundary).
 // ProtocolError is a peer's fault (drop the frame, consider banning the peer); EncodeError is ours (we tried to send
 // something the protocol cannot carry); ReassemblyError is a resource bound (an honest but busy peer can hit it);
-// StepOrderError is a session's steps arriving out of order. This file holds errors only; no logic.
+// StepOrderError is a session's steps arriving out of order. This file holds errors (and their reason lists) only.
 
 import { FlockError } from '../model/errors';
 
@@ -79,15 +79,17 @@ export class StepOrderError extends FlockError {
 // ---------------------------------------------------------------------------------------------------------------
 // Errors of the transport, the host and the client session (above the wire format).
 
-/** Why a PeerLink ended. */
-export type LinkDownReason =
-  | 'closed' // the data channel or the peer closed
-  | 'heartbeat' // nothing heard from the peer within the heartbeat deadline (a stalled or frozen peer)
-  | 'send-timeout' // the channel's buffer did not drain within the send timeout
-  | 'protocol' // the peer broke the protocol (we hung up)
-  | 'flood' // the peer sent frames faster than the link's rate limit
-  | 'open-timeout' // the data channel never opened
-  | 'banned'; // we refuse this peer for a while
+/** Why a link ended. */
+export const LINK_DOWN_REASONS = [
+  'closed', // the data channel or the peer closed
+  'heartbeat', // nothing heard from the peer within the heartbeat deadline (a stalled or frozen peer)
+  'send-timeout', // the channel's buffer did not drain within the send timeout
+  'protocol', // the peer broke the protocol (we hung up)
+  'flood', // the peer sent frames faster than the link's rate limit
+  'open-timeout', // the data channel never opened
+  'banned', // we refuse this peer for a while
+] as const;
+export type LinkDownReason = (typeof LINK_DOWN_REASONS)[number];
 
 /** A link to a peer is down; whatever was in flight on it is lost. Find another peer. */
 export class LinkDownError extends FlockError {
@@ -142,3 +144,16 @@ export class NoRouteError extends FlockError {
 export class SignalError extends FlockError {
   override name = 'SignalError';
 }
+
+/** Every error class of the swarm by its literal name (the worker boundary's registry, src/worker/errors.ts). */
+export const SWARM_ERRORS = {
+  ProtocolError,
+  EncodeError,
+  ReassemblyError,
+  StepOrderError,
+  LinkDownError,
+  RemoteError,
+  HopTimeoutError,
+  NoRouteError,
+  SignalError,
+} as const;

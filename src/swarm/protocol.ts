@@ -1,8 +1,9 @@
 // Flock wire protocol v1: the binary frames a client (Head) and Stage hosts exchange over a WebRTC data channel,
-// their validation, the splitting of large hidden-state tensors into frames and their reassembly, and the per-session
-// step order check. Little endian, DataView for fields, no JSON. It is not the transport (no channels, no
-// backpressure), not the session logic (when to open, retry or ban) and not the Stage: it only turns messages into
-// bounded frames and hostile bytes into either a valid message or a ProtocolError.
+// their validation, and the splitting of large hidden-state tensors into frames. Little endian, DataView for fields,
+// no JSON. It is not the transport (no channels, no backpressure), not per-link state (reassembler.ts puts chunked
+// tensors back together, step-guard.ts checks a session's step order), not the session logic (when to open, retry
+// or ban) and not the Stage: it only turns messages into bounded frames and hostile bytes into either a valid message
+// or a ProtocolError.
 //
 // Frame = 20-byte header + body. Header: magic u8 0xF1 | version u8 | kind u8 | flags u8 | chunk index u16 |
 // chunk count u16 | frame length u32 | session u32 | step u32. Tensors (forward/result) add 20 bytes of fields and
@@ -10,7 +11,7 @@
 
 import type { Span } from '../engine/spans';
 import { InvalidArgumentError } from '../model/errors';
-import { EncodeError, ProtocolError, ReassemblyError, StepOrderError } from './errors';
+import { EncodeError, ProtocolError, type ProtocolErrorCode } from './errors';
 import { f16ArrayToF32, f32ArrayToF16 } from './f16';
 
 export type { Span };
@@ -78,7 +79,31 @@ const T_POS0 = 20;
 const T_NTOKENS = 24;
 const T_DIM = 28;
 const T_DTYPE = 32; // then 3 bytes of zero padding (33..35)
+const T_PAD = 33;
 const T_CHUNK_ELEMS = 36;
+
+// Body field offsets of the control messages (from the frame's start).
+// hello: version u16 | peerIdLen u16 | span.start u32 | span.end u32 | maxSessions u32 | freeKvTokens u32 |
+//        modelHash 32 bytes | peerId bytes
+const HELLO_VERSION = 20;
+const HELLO_ID_LEN = 22;
+const HELLO_SPAN = 24;
+const HELLO_MAX_SESSIONS = 32;
+const HELLO_FREE_KV = 36;
+const HELLO_HASH = 40;
+const HELLO_ID = 72;
+// open: span.start u32 | span.end u32 | maxTokens u32
+const OPEN_SPAN = 20;
+const OPEN_MAX_TOKENS = 28;
+const OPEN_BYTES = 32;
+// error: code u16 | messageLen u16 | message bytes
+const ERROR_CODE = 20;
+const ERROR_LEN = 22;
+const ERROR_TEXT = 24;
+// ping, pong: nonce u32 | time f64
+const BEAT_NONCE = 20;
+const BEAT_TIME = 24;
+const BEAT_BYTES = 32;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Messages.
@@ -123,31 +148,29 @@ export interface ErrorMsg {
   message: string;
 }
 
-/** Client -> host: hidden states X [nTokens, dim] at positions pos0 .. pos0 + nTokens - 1. */
-export interface ForwardMsg {
-  kind: 'forward';
+/** What every frame of a forward or result carries about its tensor: X [nTokens, dim] at pos0 .. pos0 + nTokens - 1. */
+export interface TensorFields {
   session: number;
   step: number;
-  /** Re-sends an already accepted step (recovery); the host rewinds to it. */
-  replay: boolean;
   pos0: number;
   nTokens: number;
   dim: number;
   /** How the payload travels: f32 is bit exact; f16 halves the bytes (round to nearest even). */
   dtype: Dtype;
+}
+
+/** Client -> host: hidden states X [nTokens, dim] at positions pos0 .. pos0 + nTokens - 1. */
+export interface ForwardMsg extends TensorFields {
+  kind: 'forward';
+  /** Re-sends an already accepted step (recovery); the host rewinds to it. */
+  replay: boolean;
   /** X: [nTokens, dim], row major. Decoded single-frame f32 payloads view the frame's buffer (no copy). */
   payload: Float32Array;
 }
 
 /** Host -> client: hidden states after the span's layers, same shape and positions as the forward of that step. */
-export interface ResultMsg {
+export interface ResultMsg extends TensorFields {
   kind: 'result';
-  session: number;
-  step: number;
-  pos0: number;
-  nTokens: number;
-  dim: number;
-  dtype: Dtype;
   payload: Float32Array;
 }
 
@@ -179,16 +202,10 @@ export type ControlMsg = Exclude<Msg, TensorMsg>;
  * One frame of a tensor message split over several frames; give it to a Reassembler. Every chunk repeats the
  * message's fields. Chunk i holds elements [i * chunkElems, min((i + 1) * chunkElems, nTokens * dim)).
  */
-export interface TensorChunk {
+export interface TensorChunk extends TensorFields {
   kind: 'chunk';
   of: 'forward' | 'result';
-  session: number;
-  step: number;
   replay: boolean;
-  pos0: number;
-  nTokens: number;
-  dim: number;
-  dtype: Dtype;
   index: number;
   count: number;
   chunkElems: number;
@@ -252,6 +269,32 @@ export function makeLimits(over: Partial<Limits> = {}): Limits {
   return l;
 }
 
+/** What a link needs to know of the model whose hidden states it carries. */
+export interface ModelShape {
+  /** hidden size */
+  dim: number;
+  nLayers: number;
+  /** most tokens in one forward (a prefill chunk) */
+  maxBatch: number;
+  /** most positions a session holds */
+  maxContext: number;
+}
+
+/**
+ * The limits of a link that carries this model's hidden states, the same for a host and a client and for encoding
+ * and decoding: a tensor is at most maxBatch x dim, so a peer claiming more is refused by the decoder before anything
+ * is reserved for it (with DEFAULT_LIMITS, one 256 KiB frame could make a receiver reserve a 64 MiB tensor).
+ */
+export function modelLimits(m: ModelShape): Limits {
+  return makeLimits({
+    maxDim: m.dim,
+    maxTokens: m.maxBatch,
+    maxMessageBytes: m.maxBatch * m.dim * 4,
+    maxContextTokens: m.maxContext,
+    maxLayers: m.nLayers,
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Shared helpers.
 
@@ -267,7 +310,8 @@ const HEX: string[] = [];
 for (let i = 0; i < 256; i++) HEX.push(i.toString(16).padStart(2, '0'));
 const HASH_RE = /^[0-9a-f]{64}$/;
 
-function dtypeWidth(dtype: Dtype): number {
+/** Bytes per value on the wire. */
+export function dtypeWidth(dtype: Dtype): number {
   return dtype === 'f32' ? 4 : 2;
 }
 
@@ -331,20 +375,18 @@ function encodeHello(m: HelloMsg, limits: Limits): ArrayBuffer {
   u32('hello.maxSessions', m.maxSessions);
   u32('hello.freeKvTokens', m.freeKvTokens);
   const id = encodeString('hello.peerId', m.peerId, limits.maxPeerIdBytes, 1);
-  // body: version u16 | peerIdLen u16 | span.start u32 | span.end u32 | maxSessions u32 | freeKvTokens u32 |
-  //       modelHash 32 bytes | peerId bytes
-  const buf = new ArrayBuffer(HEADER_BYTES + 52 + id.length);
+  const buf = new ArrayBuffer(HELLO_ID + id.length);
   const v = new DataView(buf);
   writeHeader(v, KIND_CODE.hello, 0, 0, 1, 0, 0);
-  v.setUint16(20, m.protocolVersion, true);
-  v.setUint16(22, id.length, true);
-  v.setUint32(24, m.span.start, true);
-  v.setUint32(28, m.span.end, true);
-  v.setUint32(32, m.maxSessions, true);
-  v.setUint32(36, m.freeKvTokens, true);
+  v.setUint16(HELLO_VERSION, m.protocolVersion, true);
+  v.setUint16(HELLO_ID_LEN, id.length, true);
+  v.setUint32(HELLO_SPAN, m.span.start, true);
+  v.setUint32(HELLO_SPAN + 4, m.span.end, true);
+  v.setUint32(HELLO_MAX_SESSIONS, m.maxSessions, true);
+  v.setUint32(HELLO_FREE_KV, m.freeKvTokens, true);
   const bytes = new Uint8Array(buf);
-  for (let i = 0; i < MODEL_HASH_BYTES; i++) bytes[40 + i] = parseInt(m.modelHash.slice(2 * i, 2 * i + 2), 16);
-  bytes.set(id, 72);
+  for (let i = 0; i < MODEL_HASH_BYTES; i++) bytes[HELLO_HASH + i] = parseInt(m.modelHash.slice(2 * i, 2 * i + 2), 16);
+  bytes.set(id, HELLO_ID);
   return buf;
 }
 
@@ -355,13 +397,12 @@ function encodeOpen(m: OpenMsg, limits: Limits): ArrayBuffer {
   if (m.maxTokens < 1 || m.maxTokens > limits.maxContextTokens) {
     throw new EncodeError('bad-field', `open.maxTokens = ${m.maxTokens} must be in [1, ${limits.maxContextTokens}].`);
   }
-  // body: span.start u32 | span.end u32 | maxTokens u32
-  const buf = new ArrayBuffer(HEADER_BYTES + 12);
+  const buf = new ArrayBuffer(OPEN_BYTES);
   const v = new DataView(buf);
   writeHeader(v, KIND_CODE.open, 0, 0, 1, m.session, 0);
-  v.setUint32(20, m.span.start, true);
-  v.setUint32(24, m.span.end, true);
-  v.setUint32(28, m.maxTokens, true);
+  v.setUint32(OPEN_SPAN, m.span.start, true);
+  v.setUint32(OPEN_SPAN + 4, m.span.end, true);
+  v.setUint32(OPEN_MAX_TOKENS, m.maxTokens, true);
   return buf;
 }
 
@@ -380,13 +421,12 @@ function encodeError(m: ErrorMsg, limits: Limits): ArrayBuffer {
     throw new EncodeError('bad-field', `error.code '${m.code}' is not one of ${WIRE_ERROR_CODES.join(', ')}.`);
   }
   const text = encodeString('error.message', m.message, limits.maxErrorMessageBytes, 0);
-  // body: code u16 | messageLen u16 | message bytes
-  const buf = new ArrayBuffer(HEADER_BYTES + 4 + text.length);
+  const buf = new ArrayBuffer(ERROR_TEXT + text.length);
   const v = new DataView(buf);
   writeHeader(v, KIND_CODE.error, 0, 0, 1, m.session, m.step);
-  v.setUint16(20, code, true);
-  v.setUint16(22, text.length, true);
-  new Uint8Array(buf).set(text, 24);
+  v.setUint16(ERROR_CODE, code, true);
+  v.setUint16(ERROR_LEN, text.length, true);
+  new Uint8Array(buf).set(text, ERROR_TEXT);
   return buf;
 }
 
@@ -395,12 +435,11 @@ function encodeHeartbeat(m: PingMsg | PongMsg): ArrayBuffer {
   if (typeof m.time !== 'number' || !Number.isFinite(m.time)) {
     throw new EncodeError('non-finite', `${m.kind}.time = ${m.time} must be a finite number.`);
   }
-  // body: nonce u32 | time f64
-  const buf = new ArrayBuffer(HEADER_BYTES + 12);
+  const buf = new ArrayBuffer(BEAT_BYTES);
   const v = new DataView(buf);
   writeHeader(v, KIND_CODE[m.kind], 0, 0, 1, 0, 0);
-  v.setUint32(20, m.nonce, true);
-  v.setFloat64(24, m.time, true);
+  v.setUint32(BEAT_NONCE, m.nonce, true);
+  v.setFloat64(BEAT_TIME, m.time, true);
   return buf;
 }
 
@@ -428,27 +467,32 @@ export function encodeControl(msg: ControlMsg, limits: Limits = DEFAULT_LIMITS):
   }
 }
 
-function encodeTensor(m: TensorMsg, maxFrameBytes: number, limits: Limits): ArrayBuffer[] {
+/**
+ * What is wrong with a tensor's shape under `limits`, or null: the one check both sides make (the encoder so that
+ * we never send what a receiver would reject, the decoder before it allocates anything).
+ */
+function tensorShapeProblem(what: string, nTokens: number, dim: number, pos0: number, limits: Limits): { code: ProtocolErrorCode; message: string } | null {
+  if (nTokens < 1 || dim < 1) return { code: 'bad-field', message: `${what} has nTokens ${nTokens}, dim ${dim}; both must be >= 1.` };
+  if (nTokens > limits.maxTokens) return { code: 'too-large', message: `${what}.nTokens ${nTokens} > ${limits.maxTokens}.` };
+  if (dim > limits.maxDim) return { code: 'too-large', message: `${what}.dim ${dim} > ${limits.maxDim}.` };
+  const bytes = nTokens * dim * 4;
+  if (bytes > limits.maxMessageBytes) return { code: 'too-large', message: `${what} of ${bytes} bytes exceeds maxMessageBytes ${limits.maxMessageBytes}.` };
+  if (pos0 + nTokens > limits.maxContextTokens) {
+    return { code: 'bad-field', message: `${what} positions end at ${pos0 + nTokens} > ${limits.maxContextTokens}.` };
+  }
+  return null;
+}
+
+/** Encode a forward or a result into frames of at most maxFrameBytes each (one frame when it fits). */
+export function encodeTensor(m: TensorMsg, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES, limits: Limits = DEFAULT_LIMITS): ArrayBuffer[] {
   const what = m.kind;
   u32(`${what}.session`, m.session);
   u32(`${what}.step`, m.step);
   u32(`${what}.pos0`, m.pos0);
-  if (!Number.isInteger(m.nTokens) || m.nTokens < 1 || m.nTokens > limits.maxTokens) {
-    throw new EncodeError('too-large', `${what}.nTokens = ${m.nTokens} must be in [1, ${limits.maxTokens}].`);
-  }
-  if (!Number.isInteger(m.dim) || m.dim < 1 || m.dim > limits.maxDim) {
-    throw new EncodeError('too-large', `${what}.dim = ${m.dim} must be in [1, ${limits.maxDim}].`);
-  }
+  if (!Number.isInteger(m.nTokens) || !Number.isInteger(m.dim)) throw new EncodeError('bad-field', `${what}.nTokens and dim must be integers.`);
+  const problem = tensorShapeProblem(what, m.nTokens, m.dim, m.pos0, limits);
+  if (problem) throw new EncodeError(problem.code, problem.message);
   const total = m.nTokens * m.dim;
-  if (total * 4 > limits.maxMessageBytes) {
-    throw new EncodeError(
-      'too-large',
-      `${what} of ${total * 4} bytes exceeds maxMessageBytes ${limits.maxMessageBytes}.`,
-    );
-  }
-  if (m.pos0 + m.nTokens > limits.maxContextTokens) {
-    throw new EncodeError('bad-field', `${what} positions end at ${m.pos0 + m.nTokens} > ${limits.maxContextTokens}.`);
-  }
   if (m.dtype !== 'f32' && m.dtype !== 'f16') {
     throw new EncodeError('bad-field', `${what}.dtype must be 'f32' or 'f16'.`);
   }
@@ -515,23 +559,6 @@ function encodeTensor(m: TensorMsg, maxFrameBytes: number, limits: Limits): Arra
   return frames;
 }
 
-/** Encode a forward into frames of at most maxFrameBytes each (one frame when it fits). */
-export function encodeForward(
-  msg: ForwardMsg,
-  maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES,
-  limits: Limits = DEFAULT_LIMITS,
-): ArrayBuffer[] {
-  return encodeTensor(msg, maxFrameBytes, limits);
-}
-
-/** Encode a result into frames of at most maxFrameBytes each (one frame when it fits). */
-export function encodeResult(
-  msg: ResultMsg,
-  maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES,
-  limits: Limits = DEFAULT_LIMITS,
-): ArrayBuffer[] {
-  return encodeTensor(msg, maxFrameBytes, limits);
-}
 
 /** Encode any message into the frames to send, in order. */
 export function encode(
@@ -617,29 +644,29 @@ function decodeString(buf: ArrayBuffer, at: number, len: number, what: string): 
 function decodeHello(v: DataView, buf: ArrayBuffer, h: Header, limits: Limits): HelloMsg {
   expectPlain(h, 'hello', false, false);
   const n = buf.byteLength;
-  if (n < HEADER_BYTES + 52) throw new ProtocolError('truncated', `hello frame has ${n} bytes; needs at least 72.`);
-  const protocolVersion = v.getUint16(20, true);
-  const idLen = v.getUint16(22, true);
+  if (n < HELLO_ID) throw new ProtocolError('truncated', `hello frame has ${n} bytes; needs at least ${HELLO_ID}.`);
+  const protocolVersion = v.getUint16(HELLO_VERSION, true);
+  const idLen = v.getUint16(HELLO_ID_LEN, true);
   if (protocolVersion < 1) throw new ProtocolError('bad-field', 'hello.protocolVersion is 0.');
   if (idLen < 1) throw new ProtocolError('bad-field', 'hello.peerId is empty.');
   if (idLen > limits.maxPeerIdBytes) {
     throw new ProtocolError('too-large', `hello.peerId of ${idLen} bytes exceeds ${limits.maxPeerIdBytes}.`);
   }
-  expectLength(n, HEADER_BYTES + 52 + idLen, 'hello');
-  const span = decodeSpan(v, 24, limits, 'hello');
-  const maxSessions = v.getUint32(32, true);
-  const freeKvTokens = v.getUint32(36, true);
+  expectLength(n, HELLO_ID + idLen, 'hello');
+  const span = decodeSpan(v, HELLO_SPAN, limits, 'hello');
+  const maxSessions = v.getUint32(HELLO_MAX_SESSIONS, true);
+  const freeKvTokens = v.getUint32(HELLO_FREE_KV, true);
   let modelHash = '';
-  for (let i = 0; i < MODEL_HASH_BYTES; i++) modelHash += HEX[v.getUint8(40 + i)];
-  const peerId = decodeString(buf, 72, idLen, 'hello.peerId');
+  for (let i = 0; i < MODEL_HASH_BYTES; i++) modelHash += HEX[v.getUint8(HELLO_HASH + i)];
+  const peerId = decodeString(buf, HELLO_ID, idLen, 'hello.peerId');
   return { kind: 'hello', protocolVersion, peerId, modelHash, span, maxSessions, freeKvTokens };
 }
 
 function decodeOpen(v: DataView, h: Header, limits: Limits): OpenMsg {
   expectPlain(h, 'open', true, false);
-  expectLength(v.byteLength, HEADER_BYTES + 12, 'open');
-  const span = decodeSpan(v, 20, limits, 'open');
-  const maxTokens = v.getUint32(28, true);
+  expectLength(v.byteLength, OPEN_BYTES, 'open');
+  const span = decodeSpan(v, OPEN_SPAN, limits, 'open');
+  const maxTokens = v.getUint32(OPEN_MAX_TOKENS, true);
   if (maxTokens < 1) throw new ProtocolError('bad-field', 'open.maxTokens is 0.');
   if (maxTokens > limits.maxContextTokens) {
     throw new ProtocolError('too-large', `open.maxTokens ${maxTokens} exceeds ${limits.maxContextTokens}.`);
@@ -650,25 +677,25 @@ function decodeOpen(v: DataView, h: Header, limits: Limits): OpenMsg {
 function decodeError(v: DataView, buf: ArrayBuffer, h: Header, limits: Limits): ErrorMsg {
   expectPlain(h, 'error', true, true);
   const n = buf.byteLength;
-  if (n < HEADER_BYTES + 4) throw new ProtocolError('truncated', `error frame has ${n} bytes; needs at least 24.`);
-  const codeNum = v.getUint16(20, true);
-  const len = v.getUint16(22, true);
+  if (n < ERROR_TEXT) throw new ProtocolError('truncated', `error frame has ${n} bytes; needs at least ${ERROR_TEXT}.`);
+  const codeNum = v.getUint16(ERROR_CODE, true);
+  const len = v.getUint16(ERROR_LEN, true);
   if (codeNum < 1 || codeNum > WIRE_ERROR_CODES.length) {
     throw new ProtocolError('bad-field', `error.code ${codeNum} is not in [1, ${WIRE_ERROR_CODES.length}].`);
   }
   if (len > limits.maxErrorMessageBytes) {
     throw new ProtocolError('too-large', `error.message of ${len} bytes exceeds ${limits.maxErrorMessageBytes}.`);
   }
-  expectLength(n, HEADER_BYTES + 4 + len, 'error');
-  const message = decodeString(buf, 24, len, 'error.message');
+  expectLength(n, ERROR_TEXT + len, 'error');
+  const message = decodeString(buf, ERROR_TEXT, len, 'error.message');
   return { kind: 'error', session: h.session, step: h.step, code: WIRE_ERROR_CODES[codeNum - 1], message };
 }
 
 function decodeHeartbeat(kind: 'ping' | 'pong', v: DataView, h: Header): PingMsg | PongMsg {
   expectPlain(h, kind, false, false);
-  expectLength(v.byteLength, HEADER_BYTES + 12, kind);
-  const nonce = v.getUint32(20, true);
-  const time = v.getFloat64(24, true);
+  expectLength(v.byteLength, BEAT_BYTES, kind);
+  const nonce = v.getUint32(BEAT_NONCE, true);
+  const time = v.getFloat64(BEAT_TIME, true);
   if (!Number.isFinite(time)) throw new ProtocolError('non-finite', `${kind}.time is ${time}.`);
   return { kind, nonce, time };
 }
@@ -704,26 +731,12 @@ function decodeTensor(
     default:
       throw new ProtocolError('bad-field', `${of}.dtype code ${dtypeCode} is neither 1 (f32) nor 2 (f16).`);
   }
-  if (v.getUint8(33) !== 0 || v.getUint16(34, true) !== 0) {
+  if (v.getUint8(T_PAD) !== 0 || v.getUint16(T_PAD + 1, true) !== 0) {
     throw new ProtocolError('bad-field', `${of} padding bytes 33..35 must be zero.`);
   }
-  if (nTokens === 0 || dim === 0) {
-    throw new ProtocolError('bad-field', `${of} has nTokens ${nTokens}, dim ${dim}; both must be >= 1.`);
-  }
-  if (nTokens > limits.maxTokens) {
-    throw new ProtocolError('too-large', `${of}.nTokens ${nTokens} > ${limits.maxTokens}.`);
-  }
-  if (dim > limits.maxDim) throw new ProtocolError('too-large', `${of}.dim ${dim} > ${limits.maxDim}.`);
+  const problem = tensorShapeProblem(of, nTokens, dim, pos0, limits);
+  if (problem) throw new ProtocolError(problem.code, problem.message);
   const total = nTokens * dim; // <= 2^64, exact enough: compared against limits of at most 2^32
-  if (total * 4 > limits.maxMessageBytes) {
-    throw new ProtocolError(
-      'too-large',
-      `${of} of ${total * 4} bytes exceeds maxMessageBytes ${limits.maxMessageBytes}.`,
-    );
-  }
-  if (pos0 + nTokens > limits.maxContextTokens) {
-    throw new ProtocolError('bad-field', `${of} positions end at ${pos0 + nTokens} > ${limits.maxContextTokens}.`);
-  }
   // Chunking: every chunk but the last has chunkElems elements, so the count is determined by the sizes.
   if (chunkElems === 0 || chunkElems > total) {
     throw new ProtocolError('bad-chunk', `${of}.chunkElems ${chunkElems} must be in [1, ${total}].`);
@@ -783,7 +796,8 @@ function decodeTensor(
   };
 }
 
-function tensorMsg(
+/** A whole forward or result from its fields (decodeFrame and the Reassembler build them the same way). */
+export function tensorMsg(
   of: 'forward' | 'result',
   h: { session: number; step: number; flags: number },
   pos0: number,
@@ -864,240 +878,5 @@ export function decodeFrame(buf: ArrayBuffer, limits: Limits = DEFAULT_LIMITS): 
       return decodeHeartbeat('pong', v, h);
     default:
       throw new ProtocolError('unknown-kind', `Kind byte ${kind} names no message of protocol ${PROTOCOL_VERSION}.`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Reassembly of tensors split over frames. One Reassembler per peer connection.
-
-export interface ReassemblerLimits {
-  /** Most messages half received at once. A pipeline keeps one or two in flight per session. */
-  maxPartials: number;
-  /** A partial older than this (from its first chunk) is dropped: its sender gave up or died. */
-  partialTimeoutMs: number;
-  /** Most bytes reserved for partials together (each reserves its whole f32 tensor on its first chunk). */
-  maxBufferedBytes: number;
-}
-
-export const DEFAULT_REASSEMBLER_LIMITS: Readonly<ReassemblerLimits> = Object.freeze({
-  maxPartials: 8,
-  partialTimeoutMs: 30_000, // 64 MiB at ~2 MB/s, a slow home uplink, with room
-  maxBufferedBytes: 128 * 1024 * 1024, // two messages of DEFAULT_LIMITS.maxMessageBytes
-});
-
-interface PartialTensor {
-  of: 'forward' | 'result';
-  session: number;
-  step: number;
-  replay: boolean;
-  pos0: number;
-  nTokens: number;
-  dim: number;
-  dtype: Dtype;
-  count: number;
-  chunkElems: number;
-  /** received[i] = 1 once chunk i is in. */
-  received: Uint8Array;
-  nReceived: number;
-  /** X: [nTokens, dim], filled chunk by chunk. */
-  out: Float32Array;
-  bytes: number;
-  createdAt: number;
-}
-
-/**
- * Puts chunked forward/result messages back together, keyed by (kind, session, step). Bounded: at most maxPartials
- * messages in progress, maxBufferedBytes reserved, partials older than partialTimeoutMs dropped. Chunks may arrive
- * in any order. A chunk that disagrees with its siblings, or repeats an index, is a ProtocolError and drops the
- * partial. Chunks of a dropped or completed message start a new partial, which times out: the StepGuard, not this
- * class, rejects the step.
- */
-export class Reassembler {
-  private readonly partials = new Map<string, PartialTensor>();
-  private buffered = 0;
-  readonly limits: ReassemblerLimits;
-
-  constructor(
-    limits: Partial<ReassemblerLimits> = {},
-    private readonly now: () => number = () => Date.now(),
-  ) {
-    const l = { ...DEFAULT_REASSEMBLER_LIMITS, ...limits };
-    if (!Number.isInteger(l.maxPartials) || l.maxPartials < 1) {
-      throw new InvalidArgumentError(`maxPartials = ${l.maxPartials} must be an integer >= 1.`);
-    }
-    if (!(l.partialTimeoutMs > 0)) {
-      throw new InvalidArgumentError(`partialTimeoutMs = ${l.partialTimeoutMs} must be > 0.`);
-    }
-    if (!Number.isInteger(l.maxBufferedBytes) || l.maxBufferedBytes < 4) {
-      throw new InvalidArgumentError(`maxBufferedBytes = ${l.maxBufferedBytes} must be an integer >= 4.`);
-    }
-    this.limits = l;
-  }
-
-  /** Messages in progress. */
-  get pending(): number {
-    return this.partials.size;
-  }
-
-  /** Bytes reserved by messages in progress. */
-  get bufferedBytes(): number {
-    return this.buffered;
-  }
-
-  /** Add a chunk; returns the whole message when this was its last missing chunk, else null. */
-  push(chunk: TensorChunk): ForwardMsg | ResultMsg | null {
-    this.sweep();
-    const key = `${chunk.of}:${chunk.session}:${chunk.step}`;
-    let p = this.partials.get(key);
-    if (p === undefined) {
-      if (this.partials.size >= this.limits.maxPartials) {
-        throw new ReassemblyError(
-          'too-many-partials',
-          `${this.partials.size} messages already in progress (limit ${this.limits.maxPartials}); chunk dropped.`,
-        );
-      }
-      const bytes = chunk.nTokens * chunk.dim * 4;
-      if (this.buffered + bytes > this.limits.maxBufferedBytes) {
-        throw new ReassemblyError(
-          'buffer-full',
-          `${bytes} more bytes would pass maxBufferedBytes ${this.limits.maxBufferedBytes} ` +
-            `(${this.buffered} in use).`,
-        );
-      }
-      p = {
-        of: chunk.of,
-        session: chunk.session,
-        step: chunk.step,
-        replay: chunk.replay,
-        pos0: chunk.pos0,
-        nTokens: chunk.nTokens,
-        dim: chunk.dim,
-        dtype: chunk.dtype,
-        count: chunk.count,
-        chunkElems: chunk.chunkElems,
-        received: new Uint8Array(chunk.count),
-        nReceived: 0,
-        out: new Float32Array(chunk.nTokens * chunk.dim),
-        bytes,
-        createdAt: this.now(),
-      };
-      this.partials.set(key, p);
-      this.buffered += bytes;
-    } else if (
-      p.replay !== chunk.replay ||
-      p.pos0 !== chunk.pos0 ||
-      p.nTokens !== chunk.nTokens ||
-      p.dim !== chunk.dim ||
-      p.dtype !== chunk.dtype ||
-      p.count !== chunk.count ||
-      p.chunkElems !== chunk.chunkElems
-    ) {
-      this.remove(key, p);
-      throw new ProtocolError(
-        'bad-chunk',
-        `Chunk ${chunk.index} of ${key} disagrees with its earlier chunks; message dropped.`,
-      );
-    }
-    const raw = chunk.raw;
-    const at = chunk.index * p.chunkElems;
-    const elems = Math.min(p.chunkElems, p.out.length - at);
-    const badIndex = !Number.isInteger(chunk.index) || chunk.index < 0 || chunk.index >= p.count;
-    if (badIndex || raw.byteLength !== elems * dtypeWidth(p.dtype)) {
-      // Only a hand-made chunk gets here: decodeFrame already checked both.
-      this.remove(key, p);
-      throw new ProtocolError(
-        'bad-chunk',
-        `Chunk ${chunk.index} of ${key} has the wrong index or size; message dropped.`,
-      );
-    }
-    if (p.received[chunk.index] !== 0) {
-      this.remove(key, p);
-      throw new ProtocolError('bad-chunk', `Chunk ${chunk.index} of ${key} arrived twice; message dropped.`);
-    }
-    if (p.dtype === 'f32') p.out.set(new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4), at);
-    else f16ArrayToF32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2), p.out, at);
-    p.received[chunk.index] = 1;
-    p.nReceived++;
-    if (p.nReceived < p.count) return null;
-    this.remove(key, p);
-    const h = { session: p.session, step: p.step, flags: p.replay ? FLAG_REPLAY : 0 };
-    return tensorMsg(p.of, h, p.pos0, p.nTokens, p.dim, p.dtype, p.out);
-  }
-
-  /** Drop partials older than partialTimeoutMs; returns how many were dropped. push calls it; a timer should too. */
-  sweep(): number {
-    const t = this.now();
-    let dropped = 0;
-    for (const [key, p] of this.partials) {
-      if (t - p.createdAt > this.limits.partialTimeoutMs) {
-        this.remove(key, p);
-        dropped++;
-      }
-    }
-    return dropped;
-  }
-
-  /** Drop every partial of a session (on close or failure). */
-  dropSession(session: number): void {
-    for (const [key, p] of this.partials) if (p.session === session) this.remove(key, p);
-  }
-
-  private remove(key: string, p: PartialTensor): void {
-    if (this.partials.delete(key)) this.buffered -= p.bytes;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Step order per session.
-
-export type StepVerdict = 'next' | 'replay';
-
-/**
- * Per session, accepts only step === last + 1, or an earlier step carrying the replay flag (recovery: the sender
- * lost a result and re-sends; the receiver rewinds, so the step after a replay of s is s + 1). Anything else throws
- * StepOrderError. A session starts with begin(session); its first forward is step 0.
- */
-export class StepGuard {
-  private readonly last = new Map<number, number>();
-
-  constructor(readonly maxSessions = 1024) {
-    if (!Number.isInteger(maxSessions) || maxSessions < 1) {
-      throw new InvalidArgumentError(`maxSessions = ${maxSessions} must be an integer >= 1.`);
-    }
-  }
-
-  begin(session: number): void {
-    if (this.last.has(session)) throw new StepOrderError('session-exists', `Session ${session} is already open.`);
-    if (this.last.size >= this.maxSessions) {
-      throw new StepOrderError('too-many-sessions', `${this.last.size} sessions open (limit ${this.maxSessions}).`);
-    }
-    this.last.set(session, -1);
-  }
-
-  has(session: number): boolean {
-    return this.last.has(session);
-  }
-
-  end(session: number): void {
-    this.last.delete(session);
-  }
-
-  /** Accept (and record) `step` of `session`, or throw StepOrderError leaving the state unchanged. */
-  check(session: number, step: number, replay: boolean): StepVerdict {
-    const last = this.last.get(session);
-    if (last === undefined) throw new StepOrderError('unknown-session', `Session ${session} was not begun (no open).`);
-    if (step === last + 1) {
-      this.last.set(session, step);
-      return 'next';
-    }
-    if (step > last + 1) throw new StepOrderError('gap', `Session ${session} expected step ${last + 1}, got ${step}.`);
-    if (!replay) {
-      throw new StepOrderError(
-        'unflagged-replay',
-        `Session ${session} step ${step} was already accepted (last ${last}) and is not marked replay.`,
-      );
-    }
-    this.last.set(session, step);
-    return 'replay';
   }
 }

@@ -1,30 +1,29 @@
-// Serving a span from an already joined peer: choose the span (placement.ts) unless one is given, load only its
-// tensors onto the GPU, compile its pipelines, announce it through discovery and hand the peer's 'flock' connections
-// to a StageHost; move to a much less covered span when the swarm changes. The same code runs in Node (`flock host`,
-// src/cli/host.ts) and in a browser tab (Contribute mode, src/ui/contribute.ts): everything here is plain WebGPU and
-// PeerJS. Not here: opening the peer or the model file (the caller's), the protocol or the host logic (host.ts).
+// Serving a span from a participant that joined a swarm (swarm-net.ts): choose the span (placement.ts) unless one is
+// given, load only its tensors onto the GPU, compile its pipelines, announce it through discovery and hand the peer's
+// 'flock' connections to a StageHost; move to a much less covered span when the swarm changes. The one place a span
+// is served: in Node (`flock host`, src/cli/host.ts), in a browser tab (Contribute mode, contributor.ts) and on the
+// tests' host page. Everything here is plain WebGPU and PeerJS. Not here: joining the swarm or opening the model file
+// (the caller's), the protocol or the host logic (stage-host.ts).
 
-import type { DataConnection, Peer } from 'peerjs';
-import { partTensors, type ModelConfig } from '../model/config';
+import type { DataConnection } from 'peerjs';
+import { partBytes, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
-import { blockFormat, byteSize } from '../model/quant';
 import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
-import type { Discovery } from './discovery';
-import { StageHost, type HostOptions } from './host';
+import { StageHost, type HostOptions } from './stage-host';
 import { chooseSpan, shouldMove } from './placement';
+import { modelHashOf } from './records';
+import type { SwarmNet } from './swarm-net';
 import { PROTOCOL_VERSION, type Span } from './protocol';
 import type { LinkOptions } from './transport';
 
 export interface ServeOptions {
   dev: FlockDevice;
+  /** the model's GGUF header: only the span's tensors are read */
   file: GgufFile;
-  config: ModelConfig;
-  modelHash: string;
-  /** our main peer (clients connect to it) */
-  peer: Peer;
-  discovery: Discovery;
+  /** the swarm as this participant joined it: clients connect to its peer, its discovery announces the span */
+  net: SwarmNet;
   /** layers to serve; without it, the span the swarm covers least (placement.ts) of maxLayers layers */
   layers?: Span;
   maxLayers?: number;
@@ -39,6 +38,9 @@ export interface ServeOptions {
 }
 
 export interface ServingHost {
+  config: ModelConfig;
+  /** records.ts modelHashOf: what the span is announced under */
+  modelHash: string;
   host: StageHost;
   stage: GpuStage;
   span: Span;
@@ -55,12 +57,7 @@ export interface ServingHost {
 
 /** Weight bytes of layer `l` as stored in the file (what a host downloads and uploads for it). */
 export function layerBytes(file: GgufFile, config: ModelConfig, l: number): number {
-  let sum = 0;
-  for (const t of partTensors(file, config, { start: l, end: l + 1, head: false }).values()) {
-    if (t.name === 'rope_freqs.weight') continue;
-    sum += byteSize(blockFormat(t.type, t.name), t.nElems);
-  }
-  return sum;
+  return partBytes(file, config, { start: l, end: l + 1, head: false });
 }
 
 /** KV cache bytes one layer needs for `maxContext` positions (f32 K and V, as GpuStage keeps them). */
@@ -77,20 +74,21 @@ export function layersWithin(file: GgufFile, config: ModelConfig, budgetBytes: n
 }
 
 export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
-  const { discovery: d, config, peer } = o;
+  const { discovery: d, peer } = o.net;
+  const config = readConfig(o.file);
+  const modelHash = await modelHashOf(o.file);
   let span = o.layers;
   if (!span) {
     // let the rendezvous' answers arrive (they follow our first announce within milliseconds; 1 s is plenty), then
     // take the least covered span
-    await d.waitFor(() => d.recordsFor(o.modelHash).length > 0, 1_000).catch(() => {});
-    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(o.modelHash));
+    await d.waitFor(() => d.recordsFor(modelHash).length > 0, 1_000).catch(() => {});
+    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(modelHash));
   }
   if (!(span.start >= 0 && span.start < span.end && span.end <= config.nLayers)) {
     throw new InvalidArgumentError(`Layers ${span.start}:${span.end} are not inside this model's 0:${config.nLayers}.`);
   }
   const load = async (sp: Span): Promise<{ stage: GpuStage; host: StageHost }> => {
-    let total = 0;
-    for (let l = sp.start; l < sp.end; l++) total += layerBytes(o.file, config, l);
+    const total = partBytes(o.file, config, { ...sp, head: false });
     const counter = { loaded: 0, onBytes: (loaded: number) => o.onProgress?.({ loaded, total }) };
     const stage = await GpuStage.load(o.dev, o.file, config, sp.start, sp.end, { maxContext: o.maxContext, signal: o.signal, counter });
     // Compile the decode (1 token) and prefill (tiled, > 4 tokens) pipelines now, before anyone is routed here: on a
@@ -99,9 +97,9 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     await stage.forward(warm, new Float32Array(5 * config.dim));
     await stage.forward(warm, new Float32Array(config.dim));
     stage.closeSession(warm);
-    const host = new StageHost(stage, { peerId: peer.id, modelHash: o.modelHash, link: o.link, ...o.host });
+    const host = new StageHost(stage, { peerId: peer.id, modelHash: modelHash, link: o.link, ...o.host });
     d.opts.self = () => ({
-      id: peer.id, modelHash: o.modelHash, span: sp, throughput: host.tokensPerSecond,
+      id: peer.id, modelHash: modelHash, span: sp, throughput: host.tokensPerSecond,
       freeKv: Math.min(host.freeKvTokens, 0xffffffff), protocolVersion: PROTOCOL_VERSION,
     });
     return { stage, host };
@@ -114,11 +112,12 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     else conn.once('open', () => conn.close()); // not mid-negotiation: see StageHost.accept
   };
   const serving: ServingHost = {
+    config, modelHash,
     host: first.host, stage: first.stage, span, since: Date.now(),
     rebalance: async () => {
       // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
       if (stopped || o.layers || serving.host.stats().sessions > 0) return false;
-      const others = d.recordsFor(o.modelHash).filter((r) => r.id !== peer.id);
+      const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
       const target = shouldMove(config.nLayers, serving.span, others);
       if (!target) return false;
       const next = await load(target);

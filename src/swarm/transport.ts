@@ -3,13 +3,16 @@
 // `bufferedamountlow`, with a timeout), decodes every incoming frame against Limits, reassembles chunked tensors,
 // rate-limits frames, answers pings, and declares the link dead when nothing is heard for a while (PeerJS does not
 // always fire 'close'). It also holds the signalling configuration as plain data and creates PeerJS peers.
-// Not here: what messages mean (host.ts, client.ts), banning policy (the owner decides on onViolation).
+// Not here: what messages mean (stage-host.ts, swarm-model.ts), banning policy (owners listen to onViolation).
 
+import { withoutUndefined } from '../model/options';
 import type { DataConnection, Peer, PeerOptions } from 'peerjs';
 import { LinkDownError, ProtocolError, ReassemblyError, SignalError, type LinkDownReason } from './errors';
 import {
-  DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, Reassembler, decodeFrame, encode, type HelloMsg, type Limits, type Msg,
+  DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, decodeFrame, encode, encodeControl, type HelloMsg, type Limits, type Msg,
 } from './protocol';
+import { HelloSlot, Listeners, type Link } from './link';
+import { MessageDecoder } from './message-decoder';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Signalling configuration.
@@ -169,22 +172,23 @@ export interface LinkCounters {
 }
 
 /**
- * One validated, heartbeat-checked connection to a peer. Messages arrive through `onMessage` (pings are answered
- * here and not passed on); a frame that breaks the protocol goes to `onViolation` (the owner may close or ban).
- * `closed` resolves (never rejects) with the reason once the link is down, for whatever cause.
+ * One validated, heartbeat-checked connection to a peer. Messages go to the `onMessage` listeners (pings are
+ * answered here and not passed on); a frame that breaks the protocol goes to the `onViolation` listeners (the owner
+ * may close or ban). `closed` resolves (never rejects) with the reason once the link is down, for whatever cause.
  */
-export class PeerLink {
+export class PeerLink implements Link {
   readonly opts: LinkOptions;
   readonly counters: LinkCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, rejected: 0, drains: 0 };
   readonly closed: Promise<LinkDownError>;
   /** last measured round trip of a ping, ms (NaN until one came back) */
   rttMs = Number.NaN;
-  onMessage: (msg: Msg) => void = () => {};
-  /** The peer's latest hello (hosts send one as soon as the channel opens; it may arrive before onMessage is set). */
-  hello: HelloMsg | null = null;
-  onViolation: (err: ProtocolError | ReassemblyError) => void = () => {};
+  private readonly helloSlot = new HelloSlot();
+  private readonly messages = new Listeners<Msg>();
+  private readonly violations = new Listeners<ProtocolError | ReassemblyError>();
 
-  private readonly reassembler: Reassembler;
+  private readonly decoder: MessageDecoder;
+  /** where frames go instead of being reassembled here (relayFrames) */
+  private frameSink: ((frame: ArrayBuffer) => void) | null = null;
   private down: LinkDownError | null = null;
   private resolveClosed!: (e: LinkDownError) => void;
   private lastHeard = performance.now();
@@ -202,10 +206,7 @@ export class PeerLink {
   ) {
     this.opts = { ...DEFAULT_LINK_OPTIONS, ...withoutUndefined(opts) };
     this.tokens = this.opts.burstFrames;
-    this.reassembler = new Reassembler({
-      maxPartials: 8,
-      maxBufferedBytes: 2 * this.opts.limits.maxMessageBytes,
-    });
+    this.decoder = new MessageDecoder(this.opts.limits);
     this.closed = new Promise((r) => (this.resolveClosed = r));
     conn.on('data', (d) => this.receive(d));
     conn.on('close', () => this.die('closed', 'the data channel closed'));
@@ -239,16 +240,45 @@ export class PeerLink {
     return this.conn.peer;
   }
 
+  get limits(): Limits {
+    return this.opts.limits;
+  }
+
+  onMessage(listener: (msg: Msg) => void): () => void {
+    return this.messages.add(listener);
+  }
+
+  onViolation(listener: (e: ProtocolError | ReassemblyError) => void): () => void {
+    return this.violations.add(listener);
+  }
+
   get isDown(): boolean {
     return this.down !== null;
   }
 
   /** Most bytes the reassembler held at once over the link's life. */
-  peakBufferedBytes = 0;
+  get peakBufferedBytes(): number {
+    return this.decoder.peakBufferedBytes;
+  }
 
   /** Bytes the reassembler holds for partial messages (for memory bounds). */
   get bufferedBytes(): number {
-    return this.reassembler.bufferedBytes;
+    return this.decoder.bufferedBytes;
+  }
+
+  /**
+   * From now on, hand every frame but pings and pongs to `sink` as it arrives, validated against this link's limits
+   * but not reassembled or dispatched (the engine worker decodes them again under the same limits: the page relays
+   * links to it, src/worker/link-relay.ts). The hello that came before is handed on first, re-encoded.
+   */
+  relayFrames(sink: (frame: ArrayBuffer) => void): void {
+    this.frameSink = sink;
+    if (this.hello) sink(encodeControl(this.hello, this.opts.limits));
+  }
+
+  /** The peer's latest hello (hosts send one as soon as the channel opens; it may arrive before anyone listens). */
+  get hello(): HelloMsg | null {
+    return this.helloSlot.value;
   }
 
   /** Largest frame we may send: our option, capped by the channel's maxMessageSize when it tells us. */
@@ -304,11 +334,8 @@ export class PeerLink {
     });
   }
 
-  /** The peer's hello, waiting up to timeoutMs for it (null when none came). */
-  async waitHello(timeoutMs: number): Promise<HelloMsg | null> {
-    const t0 = performance.now();
-    while (!this.hello && !this.down && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 5));
-    return this.hello;
+  waitHello(timeoutMs: number): Promise<HelloMsg | null> {
+    return this.helloSlot.wait(timeoutMs, this.closed);
   }
 
   /** Close the link (idempotent). */
@@ -332,6 +359,8 @@ export class PeerLink {
       // the channel may already be gone; nothing more to release
     }
     this.resolveClosed(this.down);
+    this.messages.clear();
+    this.violations.clear();
     return this.down;
   }
 
@@ -346,7 +375,7 @@ export class PeerLink {
       this.die('heartbeat', `nothing heard for ${Math.round(now - this.lastHeard)} ms`);
       return;
     }
-    this.reassembler.sweep();
+    this.decoder.sweep();
     this.nonce = (this.nonce + 1) >>> 0;
     this.send({ kind: 'ping', nonce: this.nonce, time: now }).catch(() => {});
   }
@@ -376,12 +405,15 @@ export class PeerLink {
     this.counters.bytesIn += buf.byteLength;
     let msg: Msg | null;
     try {
-      const d = decodeFrame(buf, this.opts.limits);
-      msg = d.kind === 'chunk' ? this.reassembler.push(d) : d;
-      this.peakBufferedBytes = Math.max(this.peakBufferedBytes, this.reassembler.bufferedBytes);
+      if (this.frameSink) {
+        const d = decodeFrame(buf, this.opts.limits);
+        if (d.kind !== 'ping' && d.kind !== 'pong') return this.frameSink(buf);
+        msg = d;
+      } else {
+        msg = this.decoder.push(buf);
+      }
     } catch (e) {
-      if (e instanceof ProtocolError || e instanceof ReassemblyError) this.violation(e);
-      else this.violation(new ProtocolError('bad-field', `undecodable frame: ${String(e)}`));
+      this.violation(e instanceof ProtocolError || e instanceof ReassemblyError ? e : new ProtocolError('bad-field', `undecodable frame: ${String(e)}`));
       return;
     }
     if (msg === null) return;
@@ -393,8 +425,8 @@ export class PeerLink {
         if (msg.nonce === this.nonce) this.rttMs = performance.now() - msg.time;
         return;
       case 'hello':
-        this.hello = msg;
-        this.onMessage(msg);
+        this.helloSlot.set(msg);
+        this.messages.emit(msg);
         return;
       case 'open':
       case 'opened':
@@ -402,7 +434,7 @@ export class PeerLink {
       case 'forward':
       case 'result':
       case 'close':
-        this.onMessage(msg);
+        this.messages.emit(msg);
         return;
       default: {
         const never: never = msg;
@@ -414,15 +446,8 @@ export class PeerLink {
 
   private violation(e: ProtocolError | ReassemblyError): void {
     this.counters.rejected++;
-    this.onViolation(e);
+    this.violations.emit(e);
   }
-}
-
-/** `over` without its undefined fields, so `{...defaults, ...withoutUndefined(over)}` keeps the defaults. */
-export function withoutUndefined<T extends object>(over: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const k of Object.keys(over) as (keyof T)[]) if (over[k] !== undefined) out[k] = over[k];
-  return out;
 }
 
 /** A typed-array view's bytes as their own ArrayBuffer (a Node Buffer may share a pooled one). */

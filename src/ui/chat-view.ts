@@ -2,7 +2,8 @@
 // reply that is streaming in, and the side list of past chats with rename, export and delete.
 // Not here: storage or the engine; main.ts decides what happens on each click.
 
-import type { ChatMessage, ConversationSummary } from '../storage/conversations';
+import type { Role } from '../model/chat-template';
+import type { ConversationSummary, SavedMessage } from '../storage/conversations';
 import { byId, h } from './dom';
 import { renderMarkdown } from './markdown';
 
@@ -13,7 +14,7 @@ export interface ChatListActions {
   remove(id: string): void;
 }
 
-const ROLE_LABEL: Record<ChatMessage['role'], string> = { user: 'You', assistant: 'Flock', system: 'System' };
+const ROLE_LABEL: Record<Role, string> = { user: 'You', assistant: 'Flock', system: 'System' };
 
 /** A reply being streamed: text arrives token by token and is re-rendered at most every 50 ms. */
 export class StreamingReply {
@@ -30,8 +31,8 @@ export class StreamingReply {
     content.classList.add('cursor');
   }
 
-  push(id: number, piece: string): void {
-    if (id >= 0) this.ids.push(id);
+  push(ids: readonly number[], piece: string): void {
+    this.ids.push(...ids);
     this.text += piece;
     this.timer ??= setTimeout(() => this.render(), 50);
   }
@@ -71,14 +72,14 @@ export class ChatView {
   private readonly empty = byId('empty', HTMLElement);
   private readonly list = byId('chat-list', HTMLUListElement);
 
-  showMessages(messages: readonly ChatMessage[]): void {
+  showMessages(messages: readonly SavedMessage[]): void {
     this.messages.replaceChildren(this.empty);
     this.empty.hidden = messages.length > 0;
     for (const m of messages) this.messages.append(this.messageEl(m));
     this.scroll();
   }
 
-  private messageEl(m: ChatMessage): HTMLElement {
+  private messageEl(m: SavedMessage): HTMLElement {
     const content = h('div', { class: 'content' });
     content.innerHTML = renderMarkdown(m.content);
     const el = h('article', { class: `msg ${m.role}`, 'data-role': m.role }, h('div', { class: 'who' }, ROLE_LABEL[m.role]), content, h('div', { class: 'stats muted small' }, m.stats ?? ''));
@@ -86,7 +87,7 @@ export class ChatView {
     return el;
   }
 
-  appendMessage(m: ChatMessage): HTMLElement {
+  appendMessage(m: SavedMessage): HTMLElement {
     this.empty.hidden = true;
     const el = this.messageEl(m);
     this.messages.append(el);

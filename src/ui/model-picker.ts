@@ -8,7 +8,7 @@ import {
   deleteModel, downloadModel, downloadedBytes, listModels, modelIdForUrl, requestPersistentStorage, storageInfo, verifyModel,
   type CachedModel,
 } from '../storage/model-cache';
-import type { EngineClient, ModelReport, ModelSpec } from '../worker/client';
+import type { EngineClient, ModelReport, ModelSpec } from '../worker/engine-client';
 import { CATALOG } from './catalog';
 import { byId, h } from './dom';
 import { formatBytes, formatDownload } from './format';

@@ -3,7 +3,7 @@
 // Pure rendering from plain data into one container; main.ts calls render() when records or the route change.
 
 import type { PeerRecord } from '../swarm/records';
-import type { SwarmStatus } from '../worker/protocol';
+import type { SwarmStatus } from '../worker/api';
 import { h } from './dom';
 
 export interface SwarmView {

@@ -1,18 +1,20 @@
 // The modes bar and the swarm panel: Local (nothing leaves the device), Swarm (this tab's Head, the layers on the
 // swarm's hosts: the engine worker runs the Head and the page relays its links) and Contribute (this tab serves a span
-// to others, src/ui/contribute.ts). Also the signalling and ICE settings, the swarm picture and the contributor's
-// stats. Not here: the chat itself (main.ts), the worker (src/worker).
+// to others, contribute-view.ts). Also the signalling and ICE settings and the swarm picture.
+// Not here: the chat itself (chat-controller.ts), the worker (src/worker).
 
 import { proxy } from 'comlink';
+import { InvalidArgumentError } from '../model/errors';
 import type { NetSettings } from '../storage/settings';
 import { loadNetSettings, parseIceServers, saveNetSettings } from '../storage/settings';
-import type { ModelSpec } from '../storage/model-source';
-import type { EngineClient, LoadProgress, SwarmInfo } from '../worker/client';
-import { Contributor } from './contribute';
+import { SwarmNet } from '../swarm/swarm-net';
+import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
+import type { EngineClient, LoadedModel, LoadProgress } from '../worker/engine-client';
+import { relayBridge } from '../worker/link-relay';
+import { ContributeSession } from './contribute-view';
 import { byId } from './dom';
-import { formatBytes, formatDuration, formatProgress } from './format';
+import { formatProgress } from './format';
 import { renderSwarm } from './swarm-map';
-import { SwarmNet } from './swarm-net';
 
 export type Mode = 'local' | 'swarm' | 'contribute';
 const MODES: readonly Mode[] = ['local', 'swarm', 'contribute'];
@@ -26,14 +28,21 @@ const PRIVACY: Record<Mode, string> = {
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
 const REFRESH_MS = 500;
 
+/** Signalling config from the settings (named errors for a bad URL or ICE line, before anything connects). */
+export function signalConfigOf(s: NetSettings): SignalConfig {
+  return parseSignalUrl(s.signalUrl, parseIceServers(s.iceServers));
+}
+
 export interface PanelHost {
   engine: EngineClient;
-  /** the model chosen in the picker, as the engine loads it */
-  currentSpec(): ModelSpec;
-  /** reload the chosen model locally (leaving Swarm mode) */
-  reloadLocal(): Promise<void>;
-  /** the Head is loaded in the worker for the swarm (Swarm mode): the chat may send */
-  swarmReady(info: SwarmInfo | null): void;
+  /** the model loaded now (the worker's answer), which Swarm and Contribute modes open too */
+  loaded(): LoadedModel | null;
+  /** load `m` locally again (leaving Swarm mode) */
+  reloadLocal(m: LoadedModel): Promise<void>;
+  /** the worker is swapping the local model for a swarm Head */
+  swarmLoading(): void;
+  /** the worker has `m` loaded (a swarm Head, or the local model again): the chat may send */
+  modelReady(m: LoadedModel): void;
   /** show a progress line in the model area while the Head loads */
   progress(p: LoadProgress | null): void;
   busy(): boolean;
@@ -43,10 +52,11 @@ export interface PanelHost {
 export class SwarmPanel {
   mode: Mode = 'local';
   private net: SwarmNet | undefined;
-  private info: SwarmInfo | undefined;
-  private contributor: Contributor | undefined;
-  /** the worker was asked to swap the local model for a swarm Head: leaving must reload the local model */
-  private headRequested = false;
+  /** Swarm mode: the Head the worker loaded */
+  private head: LoadedModel | undefined;
+  private contributing: ContributeSession | undefined;
+  /** the local model the worker swapped for a swarm Head: leaving Swarm mode loads it again */
+  private localBefore: LoadedModel | null | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private settings!: NetSettings;
   private readonly development = import.meta.env.DEV;
@@ -87,7 +97,7 @@ export class SwarmPanel {
 
   /** Swarm mode holds the chosen model's Head: the picker may not swap models until the swarm is left. */
   get holdsModel(): boolean {
-    return this.headRequested;
+    return this.localBefore !== undefined;
   }
 
   /** The mode buttons may not change while a reply is being generated or a model loads. */
@@ -108,16 +118,14 @@ export class SwarmPanel {
   }
 
   private active(): boolean {
-    return this.net !== undefined || this.contributor !== undefined;
+    return this.net !== undefined || this.contributing !== undefined;
   }
 
   private async switchTo(mode: Mode): Promise<void> {
     if (mode === this.mode || this.host.busy()) return;
-    const reload = this.headRequested;
     await this.leave();
     this.mode = mode;
     this.show();
-    if (reload) await this.host.reloadLocal();
   }
 
   private show(): void {
@@ -149,10 +157,8 @@ export class SwarmPanel {
 
   private async toggle(): Promise<void> {
     if (this.active()) {
-      const reload = this.headRequested;
       await this.leave();
       this.show();
-      if (reload) await this.host.reloadLocal();
       return;
     }
     await this.saveFields();
@@ -162,10 +168,8 @@ export class SwarmPanel {
       if (this.mode === 'swarm') await this.joinAsClient();
       else if (this.mode === 'contribute') await this.startContributing();
     } catch (e) {
-      const reload = this.headRequested;
       await this.leave();
       this.host.showError(e);
-      if (reload) await this.host.reloadLocal();
     } finally {
       this.els.join.disabled = false;
       this.show();
@@ -177,48 +181,48 @@ export class SwarmPanel {
   }
 
   private async joinAsClient(): Promise<void> {
+    const local = this.host.loaded();
+    if (!local) throw new InvalidArgumentError('Load a model first: Swarm mode joins with the model chosen here.');
     this.status(`joining "${this.settings.swarm}"…`);
-    const net = await SwarmNet.join(this.settings);
+    const net = await SwarmNet.join(signalConfigOf(this.settings), this.settings.swarm);
     this.net = net;
     this.status('loading the model\'s head (embeddings and output) on this device…');
-    this.headRequested = true;
-    this.host.swarmReady(null);
-    const info = await this.host.engine.joinSwarm(this.host.currentSpec(), proxy(net.bridge()), (p) => this.host.progress(p));
+    this.localBefore = local;
+    this.host.swarmLoading();
+    const head = await this.host.engine.joinSwarm(local.spec, local.key, proxy(relayBridge(net.discovery)), (p) => this.host.progress(p));
     this.host.progress(null);
-    this.info = info;
-    this.host.swarmReady(info);
+    this.head = head;
+    this.host.modelReady(head);
     this.timer = setInterval(() => void this.refreshSwarm(), REFRESH_MS);
     await this.refreshSwarm();
   }
 
   private async refreshSwarm(): Promise<void> {
     const net = this.net;
-    const info = this.info;
-    if (!net || !info) return;
-    const records = net.records(info.modelHash);
+    const head = this.head;
+    if (!net || !head) return;
+    const records = net.records(head.modelHash);
     await this.host.engine.setSwarmRecords(records, [...net.rttMs()]);
     const status = await this.host.engine.swarmStatus();
     if (this.net !== net) return; // left meanwhile
-    renderSwarm(this.els.map, { nLayers: info.nLayers, records, status });
+    renderSwarm(this.els.map, { nLayers: head.nLayers, records, status });
     const covered = this.els.map.dataset.coverage === 'full';
-    this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${info.name}` +
+    this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${head.name}` +
       (covered ? '' : ' · waiting for every layer to be served'));
   }
 
   private async startContributing(): Promise<void> {
+    const local = this.host.loaded();
+    if (!local) throw new InvalidArgumentError('Load a model first: Contribute mode serves the model chosen here.');
     const e = this.els;
     this.status(`joining "${this.settings.swarm}" and choosing layers…`);
     e.progress.hidden = false;
     e.progress.value = 0;
     try {
-      this.contributor = await Contributor.start({
-        spec: this.host.currentSpec(),
-        net: this.settings,
-        onProgress: (p) => {
-          e.progress.max = Math.max(1, p.total);
-          e.progress.value = Math.min(p.loaded, e.progress.max);
-          this.status(`downloading this span's layers: ${formatProgress(p.loaded, p.total)}`);
-        },
+      this.contributing = await ContributeSession.start(local.spec, this.settings, signalConfigOf(this.settings), (p) => {
+        e.progress.max = Math.max(1, p.total);
+        e.progress.value = Math.min(p.loaded, e.progress.max);
+        this.status(`downloading this span's layers: ${formatProgress(p.loaded, p.total)}`);
       });
     } finally {
       e.progress.hidden = true;
@@ -228,46 +232,27 @@ export class SwarmPanel {
   }
 
   private refreshContributor(): void {
-    const c = this.contributor;
-    if (!c) return;
-    const s = c.stats();
-    const e = this.els;
-    e.stats.dataset.span = `${s.span.start}:${s.span.end}`;
-    e.stats.dataset.peer = s.peerId;
-    e.stats.dataset.sessions = String(s.sessions);
-    e.stats.dataset.tokens = String(s.tokens);
-    const rows: [string, string][] = [
-      ['Serving', `layers ${s.span.start}–${s.span.end - 1} of ${s.nLayers} (${formatBytes(s.weightBytes)} of weights)`],
-      ['Sessions', `${s.sessions} open, ${s.links} peer${s.links === 1 ? '' : 's'} connected`],
-      ['Tokens', `${s.tokens} run for others${s.tokensPerSecond > 0 ? ` · ${s.tokensPerSecond.toFixed(0)} tok/s` : ''}`],
-      ['Uptime', formatDuration(s.uptimeMs / 1000)],
-      ['Wake Lock', { held: 'held: the screen stays on', unsupported: 'not offered by this browser: keep the tab visible', refused: 'refused: keep the tab visible', released: 'released' }[s.wakeLock]],
-    ];
-    e.stats.replaceChildren(...rows.flatMap(([k, v]) => {
-      const dt = document.createElement('dt');
-      dt.textContent = k;
-      const dd = document.createElement('dd');
-      dd.textContent = v;
-      return [dt, dd];
-    }));
-    renderSwarm(e.map, { nLayers: s.nLayers, records: c.net.records(c.modelHash), self: s.peerId });
-    this.status(`contributing to "${c.net.swarm}" as ${s.peerId.slice(0, 8)}…`);
+    const c = this.contributing;
+    if (c) this.status(c.render(this.els.stats, this.els.map));
   }
 
-  /** Stop whatever this mode runs (idempotent). */
+  /** Stop whatever this mode runs (idempotent); leaving Swarm mode loads the local model again. */
   private async leave(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.contributor?.stop();
-    this.contributor = undefined;
-    if (this.headRequested) {
-      this.info = undefined;
-      this.headRequested = false;
-      this.host.swarmReady(null);
-      await this.host.engine.leaveSwarm();
-    }
+    this.contributing?.stop();
+    this.contributing = undefined;
+    const local = this.localBefore;
+    this.localBefore = undefined;
+    this.head = undefined;
+    if (local !== undefined) await this.host.engine.leaveSwarm();
     this.net?.stop();
     this.net = undefined;
     this.status('');
+    if (!local) return;
+    // a join that failed left the local model in place; otherwise load it again
+    const now = await this.host.engine.loaded();
+    if (now?.mode === 'local') this.host.modelReady(now);
+    else await this.host.reloadLocal(local);
   }
 }

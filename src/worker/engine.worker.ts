@@ -1,292 +1,180 @@
-// The engine in a Web Worker, exposed with comlink: the WebGPU device, one loaded model, streaming generation and
-// abort. The page stays responsive because GPU submission, tokenizing and weight uploads all happen here.
-// Errors are thrown as-is: comlink carries `name` and `message`, and client.ts rebuilds the named class.
-// Not here: the DOM, settings or conversations (the page owns those), downloads (src/storage/model-cache.ts).
+// The engine in a Web Worker, exposed with comlink: the WebGPU device, the one loaded model (a whole local model, or
+// the Head of a swarm client whose layers run on hosts the page relays links to), and the chat API over it
+// (FlockChatEngine, the same engine `flock chat` and API users run). The worker owns "which model is loaded"; the
+// page asks. The page stays responsive because GPU submission, tokenizing and weight uploads all happen here.
+// Errors cross with their class and fields (errors.ts). Not here: the DOM, settings or conversations (the page owns
+// those), downloads (src/storage/model-cache.ts), discovery (the page's, src/swarm/discovery.ts).
 
 /// <reference lib="webworker" />
 import { expose } from 'comlink';
+import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
 import { FlockChatEngine } from '../engine/chat';
-import { generateTokens, PrefixCache } from '../engine/generate';
+import { PrefixCache } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
-import { GpuHead } from '../gpu/head';
-import { partTensors, readConfig } from '../model/config';
-import { blockFormat, byteSize } from '../model/quant';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
-import type { ByteSource } from '../model/source';
-import { createTokenizer } from '../model/tokenizer';
+import type { ByteSource, LoadProgress } from '../model/source';
 import { sourceFor } from '../storage/model-source';
-import { SwarmModel } from '../swarm/client';
-import { modelHashOf, type PeerRecord } from '../swarm/records';
+import { openSwarmClient } from '../swarm/open-client';
+import { modelHashOf } from '../swarm/records';
+import type { SwarmModel } from '../swarm/swarm-model';
+import type { ChatEvent, DeviceInfo, EngineApi, LoadedModel, ModelReport, ModelSpec, SwarmBridge, SwarmJoinOptions, SwarmStatus } from './api';
+import { asError, installErrorTransfer, serializeError } from './errors';
 import { inspectSource } from './inspect';
-import { PortLink } from './port-link';
-import type {
-  ChatRequest, ChatResult, DeviceInfo, EngineApi, LoadProgress, ModelInfo, ModelSpec, SwarmBridge, SwarmInfo, SwarmStatus, TokenEvent,
-} from './protocol';
+import { RelayedDirectory } from './swarm-directory';
 
-/** Most tokens per swarm step (the Head's batch; hosts accept 64). */
-const SWARM_MAX_BATCH = 64;
+/** Load progress crosses the worker boundary at most this often. 33 ms: ~30 updates a second, smooth for a bar. */
+const PROGRESS_MS = 33;
 
-let dev: FlockDevice | undefined;
-/** what chat() runs on: a whole local model, or a Head whose layers run on the swarm's hosts */
-let model: LocalModel | SwarmModel | undefined;
-let modelName = '';
-/** the swarm's view, pushed by the page (which holds discovery) */
-let swarmRecords: PeerRecord[] = [];
-let swarmRtt = new Map<string, number>();
-/** links the worker holds, by peer, while they are up (one port per PeerLink on the page) */
-const portLinks = new Map<string, Promise<PortLink>>();
-/** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens (local models) */
-const cache = new PrefixCache();
-/** the OpenAI-style chat API over `model`, when the model has a chat template; undefined: text continuation */
-let chatEngine: FlockChatEngine | undefined;
-/** the current load or generation; abort() ends it */
-let running: AbortController | undefined;
+/** What the worker holds while a model is loaded. */
+interface Loaded {
+  info: LoadedModel;
+  backend: LocalModel | SwarmModel;
+  chat: FlockChatEngine;
+  /** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens (local) */
+  cache?: PrefixCache;
+  /** Swarm mode: the records and links the page relays */
+  directory?: RelayedDirectory;
+}
 
 function nameOf(spec: ModelSpec, source: ByteSource): string {
   return spec.kind === 'url' || spec.kind === 'whole' ? spec.name : source.name;
 }
 
-/**
- * The prompt of a model without a chat template: the last user message, continued as plain text. Such models
- * (stories260K) are text models; dressing their input as "User: … Assistant:" only makes them worse.
- */
-function promptFor(req: ChatRequest): string {
-  for (let i = req.messages.length - 1; i >= 0; i--) if (req.messages[i].role === 'user') return req.messages[i].content;
-  return '';
+/** `onProgress`, called at most every PROGRESS_MS, and always for the last update. */
+function throttled(onProgress: (p: LoadProgress) => void): (p: LoadProgress) => void {
+  let last = -Infinity;
+  return (p) => {
+    const now = performance.now();
+    if (now - last < PROGRESS_MS && p.loaded < p.total) return;
+    last = now;
+    onProgress({ loaded: p.loaded, total: p.total });
+  };
 }
 
-/** A reply through the OpenAI-style API (src/engine/chat.ts): the model's chat template, its end-of-turn tokens. */
-async function chatWithTemplate(engine: FlockChatEngine, req: ChatRequest, signal: AbortSignal, onToken: (t: TokenEvent) => void): Promise<ChatResult> {
-  const onAbort = () => engine.interruptGenerate();
-  signal.addEventListener('abort', onAbort);
-  try {
-    const stream = await engine.chat.completions.create({
-      messages: req.messages,
-      stream: true,
-      temperature: req.temperature,
-      top_p: req.topP,
-      max_tokens: req.maxTokens,
-      seed: req.seed,
-    });
-    let text = '';
-    let finish: ChatResult['finishReason'] = 'stop';
-    let usage: { completion_tokens: number; extra?: { decode_tokens_per_s?: number; time_to_first_token_s?: number } } | undefined;
-    for await (const chunk of stream) {
-      const c = chunk.choices[0];
-      const piece = c?.delta.content ?? '';
-      if (piece) {
-        text += piece;
-        onToken({ id: -1, text: piece });
-      }
-      if (c?.finish_reason) finish = c.finish_reason === 'abort' ? 'abort' : c.finish_reason === 'length' ? 'length' : 'stop';
-      if (chunk.usage) usage = chunk.usage;
-    }
-    return {
-      text,
-      outputIds: [],
-      tokenCount: usage?.completion_tokens ?? 0,
-      finishReason: finish,
-      prefillMs: (usage?.extra?.time_to_first_token_s ?? 0) * 1000,
-      decodeTokensPerSecond: usage?.extra?.decode_tokens_per_s ?? 0,
-    };
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-}
+class EngineWorker implements EngineApi {
+  private dev: FlockDevice | undefined;
+  private current: Loaded | null = null;
+  /** the load in progress; interrupt() ends it */
+  private loading: AbortController | null = null;
 
-const api: EngineApi = {
   async init(): Promise<DeviceInfo> {
-    dev ??= await requestFlockDevice(self.navigator.gpu);
-    return { adapterName: dev.adapterName, hasF16: dev.hasF16 };
-  },
+    this.dev ??= await requestFlockDevice(self.navigator.gpu);
+    return { adapterName: this.dev.adapterName, hasF16: this.dev.hasF16 };
+  }
 
-  async load(spec: ModelSpec, onProgress: (p: LoadProgress) => void): Promise<ModelInfo> {
-    if (!dev) throw new InvalidArgumentError('init() must run before load().');
-    running?.abort();
-    const ac = new AbortController();
-    running = ac;
-    try {
+  loaded(): LoadedModel | null {
+    return this.current?.info ?? null;
+  }
+
+  async load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void): Promise<LoadedModel> {
+    return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      let last = 0;
-      const next = await LocalModel.load(dev, source, {
-        signal: ac.signal,
-        onProgress: (p) => {
-          // at most ~30 messages a second across the worker boundary
-          const now = performance.now();
-          if (now - last > 33 || p.loaded >= p.total) {
-            last = now;
-            onProgress({ loaded: p.loaded, total: p.total });
-          }
-        },
-      });
-      dropModel();
-      model = next;
-      modelName = nameOf(spec, source);
-      const engine = new FlockChatEngine(next, { cache });
-      chatEngine = engine.template.isFallback ? undefined : engine;
-      return {
-        name: modelName,
-        arch: next.config.arch,
-        nLayers: next.config.nLayers,
-        weightBytes: next.weightBytes,
-        loadMs: performance.now() - t0,
-        bytesRead: source.bytesFetched,
-        chatTemplate: chatEngine !== undefined,
+      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress) });
+      const cache = new PrefixCache();
+      const chat = new FlockChatEngine(model, { cache });
+      const info: LoadedModel = {
+        mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers,
+        weightBytes: model.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
+        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file),
       };
-    } finally {
-      if (running === ac) running = undefined;
-    }
-  },
+      return { info, backend: model, chat, cache };
+    });
+  }
 
-  async chat(req: ChatRequest, onToken: (t: TokenEvent) => void): Promise<ChatResult> {
-    if (!model) throw new InvalidArgumentError('No model is loaded yet.');
-    if (running) throw new InvalidArgumentError('The model is busy; stop the current reply first.');
-    const ac = new AbortController();
-    running = ac;
-    try {
-      if (chatEngine) return await chatWithTemplate(chatEngine, req, ac.signal, onToken);
-      const it = generateTokens(model, {
-        prompt: promptFor(req),
-        temperature: req.temperature,
-        topP: req.topP,
-        maxTokens: req.maxTokens,
-        seed: req.seed,
-        signal: ac.signal,
-        cache: model instanceof LocalModel ? cache : undefined,
-      });
-      let r = await it.next();
-      while (!r.done) {
-        onToken({ id: r.value.id, text: r.value.text });
-        r = await it.next();
-      }
-      const res = r.value;
-      return {
-        text: res.text,
-        outputIds: res.outputIds,
-        tokenCount: res.outputIds.length,
-        finishReason: res.finishReason,
-        prefillMs: res.timings.prefillMs,
-        decodeTokensPerSecond: res.timings.decodeTokensPerSecond,
-      };
-    } finally {
-      if (running === ac) running = undefined;
-    }
-  },
-
-  abort(): void {
-    running?.abort();
-  },
-
-  async inspect(spec: ModelSpec) {
-    return inspectSource(await sourceFor(spec));
-  },
-
-  async joinSwarm(spec: ModelSpec, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void): Promise<SwarmInfo> {
-    if (!dev) throw new InvalidArgumentError('init() must run before joinSwarm().');
-    running?.abort();
-    const ac = new AbortController();
-    running = ac;
-    try {
+  async joinSwarm(spec: ModelSpec, key: string, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void, options: SwarmJoinOptions = {}): Promise<LoadedModel> {
+    return this.loadWith(async (dev, signal) => {
       const t0 = performance.now();
       const source = await sourceFor(spec);
       const file = await openGguf(source);
-      const config = readConfig(file);
-      const tokenizer = createTokenizer(file.metadata);
-      const modelHash = await modelHashOf(file);
-      let last = 0;
-      const counter = {
-        loaded: 0,
-        onBytes: (loaded: number): void => {
-          const now = performance.now();
-          if (now - last > 33) {
-            last = now;
-            onProgress({ loaded, total: headBytes });
-          }
-        },
+      const directory = new RelayedDirectory(bridge);
+      const swarm = { dtype: options.dtype, hopTimeoutMs: options.hopTimeoutMs, recoverTimeoutMs: options.recoverTimeoutMs, maxContext: options.maxContext };
+      const model = await openSwarmClient({ dev, file, directory, swarm, signal, onProgress: throttled(onProgress) });
+      const chat = new FlockChatEngine(model);
+      const info: LoadedModel = {
+        mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers,
+        weightBytes: model.head.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
+        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash,
       };
-      let headBytes = 0;
-      for (const t of partTensors(file, config, { start: 0, end: 0, head: true }).values()) headBytes += byteSize(blockFormat(t.type, t.name), t.nElems);
-      const head = await GpuHead.load(dev, file, config, { maxBatch: SWARM_MAX_BATCH, counter, signal: ac.signal });
-      dropModel();
-      swarmRecords = [];
-      swarmRtt = new Map();
-      const directory = {
-        records: () => swarmRecords,
-        rttMs: () => swarmRtt,
-        connect: (peer: string) => connectVia(bridge, peer),
-      };
-      const next = new SwarmModel(dev, config, tokenizer, head, directory, { modelHash, maxBatch: SWARM_MAX_BATCH });
-      model = Object.assign(next, { file });
-      modelName = nameOf(spec, source);
-      const engine = new FlockChatEngine(model);
-      chatEngine = engine.template.isFallback ? undefined : engine;
-      onProgress({ loaded: headBytes, total: headBytes });
-      return {
-        name: modelName,
-        arch: config.arch,
-        nLayers: config.nLayers,
-        weightBytes: head.weightBytes,
-        loadMs: performance.now() - t0,
-        bytesRead: source.bytesFetched,
-        chatTemplate: chatEngine !== undefined,
-        modelHash,
-      };
-    } finally {
-      if (running === ac) running = undefined;
-    }
-  },
-
-  setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): void {
-    swarmRecords = records;
-    swarmRtt = new Map(rttMs);
-  },
-
-  swarmStatus(): SwarmStatus | null {
-    if (!(model instanceof SwarmModel)) return null;
-    return {
-      route: model.route.map((r) => ({ peer: r.peer, start: r.start, end: r.end, ms: r.ms })),
-      reroutes: model.reroutes.map((r) => ({ step: r.step, from: r.from, to: r.to, start: r.span.start, end: r.span.end, reason: r.reason, ms: r.ms })),
-      wire: { ...model.wire },
-    };
-  },
+      return { info, backend: model, chat, directory };
+    });
+  }
 
   leaveSwarm(): void {
-    if (model instanceof SwarmModel) {
-      running?.abort();
-      dropModel();
+    if (this.current?.info.mode === 'swarm') void this.drop();
+  }
+
+  async createChat(request: ChatCompletionRequestBase, onEvent: (e: ChatEvent) => void): Promise<FlockCompletion | null> {
+    const cur = this.current;
+    if (!cur) throw new InvalidArgumentError('No model is loaded yet.');
+    if (request.stream !== true) return cur.chat.chat.completions.create({ ...request, stream: false });
+    const stream = await cur.chat.chat.completions.create({ ...request, stream: true });
+    void this.pump(stream, onEvent);
+    return null;
+  }
+
+  interrupt(): void {
+    this.loading?.abort();
+    this.current?.chat.interruptGenerate();
+  }
+
+  async inspect(spec: ModelSpec): Promise<ModelReport> {
+    return inspectSource(await sourceFor(spec));
+  }
+
+  setSwarmRecords(records: unknown, rttMs: unknown): void {
+    this.current?.directory?.update(records, rttMs);
+  }
+
+  swarmStatus(): SwarmStatus | null {
+    const cur = this.current;
+    if (!cur || cur.info.mode !== 'swarm' || !('route' in cur.backend)) return null;
+    const m = cur.backend;
+    return {
+      route: m.route.map((r) => ({ peer: r.peer, start: r.start, end: r.end, ms: r.ms })),
+      reroutes: m.reroutes.map((r) => ({ step: r.step, from: r.from, to: r.to, start: r.span.start, end: r.span.end, reason: r.reason, ms: r.ms })),
+      wire: { ...m.wire },
+    };
+  }
+
+  /** Send a stream's chunks to the page in order, then its end or its error, on the one callback. */
+  private async pump(stream: AsyncIterable<FlockChunk>, onEvent: (e: ChatEvent) => void): Promise<void> {
+    try {
+      for await (const chunk of stream) onEvent({ t: 'chunk', chunk });
+      onEvent({ t: 'end' });
+    } catch (e) {
+      onEvent({ t: 'error', error: serializeError(asError(e)) });
     }
-  },
-};
-
-/** Release the current model (local or swarm Head) and every relayed link. */
-function dropModel(): void {
-  cache.clear(); // it holds a sequence of this model
-  if (model instanceof SwarmModel) {
-    model.head.destroy();
-    for (const p of portLinks.values()) void p.then((l) => l.close('closed', 'left the swarm'), () => {});
-    portLinks.clear();
   }
-  model?.destroy();
-  model = undefined;
-  chatEngine = undefined;
+
+  /** Load a replacement for the current model; the current one stays until the new one is ready. */
+  private async loadWith(open: (dev: FlockDevice, signal: AbortSignal) => Promise<Loaded>): Promise<LoadedModel> {
+    const dev = this.dev;
+    if (!dev) throw new InvalidArgumentError('init() must run before a model is loaded.');
+    this.loading?.abort();
+    const ac = new AbortController();
+    this.loading = ac;
+    try {
+      const next = await open(dev, ac.signal);
+      await this.drop();
+      this.current = next;
+      return next.info;
+    } finally {
+      if (this.loading === ac) this.loading = null;
+    }
+  }
+
+  /** Release the current model: its reply (interrupted), its cache, its links, its GPU memory. */
+  private async drop(): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    this.current = null;
+    await cur.chat.unload(); // ends its reply, frees its cache and the model
+    cur.directory?.close();
+  }
 }
 
-/** A link to `peer`, relayed by the page; shared while it is up, as Discovery.connect shares PeerLinks. */
-function connectVia(bridge: SwarmBridge, peer: string): Promise<PortLink> {
-  let p = portLinks.get(peer);
-  if (!p) {
-    p = bridge.connect(peer).then((relayed) => new PortLink(relayed));
-    portLinks.set(peer, p);
-    const mine = p;
-    p.then(
-      (l) => void l.closed.then(() => portLinks.get(peer) === mine && portLinks.delete(peer)),
-      () => portLinks.get(peer) === mine && portLinks.delete(peer),
-    );
-  }
-  return p;
-}
-
-expose(api);
+installErrorTransfer();
+expose(new EngineWorker());

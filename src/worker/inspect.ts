@@ -6,7 +6,7 @@ import { openGguf, metaString } from '../model/gguf';
 import { ggmlTypeName } from '../model/quant';
 import type { ByteSource } from '../model/source';
 import { createTokenizer } from '../model/tokenizer';
-import type { ModelReport } from './protocol';
+import type { ModelReport } from './api';
 
 export async function inspectSource(source: ByteSource): Promise<ModelReport> {
   const file = await openGguf(source);

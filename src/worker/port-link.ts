@@ -1,26 +1,23 @@
 // A link to a swarm host as the engine worker sees it: Web Workers have no RTCPeerConnection, so the page holds the
-// real PeerLink (src/ui/swarm-relay.ts) and relays it over a MessagePort. The worker encodes frames itself (sizes and
-// limits come with the port), the page hands them to the data channel in order and posts back every decoded message
-// and the link's end. The client session (swarm/client.ts) cannot tell this from a PeerLink.
-// Not here: heartbeats, back-pressure and frame validation (the page's PeerLink does those).
+// real PeerLink (link-relay.ts) and relays it over a MessagePort. Frames cross the port by transfer, both ways: the
+// worker encodes what it sends, and decodes what the host sent (message-decoder.ts) under the same limits it
+// encodes with and the page checked them against. The client session (swarm/swarm-model.ts) cannot tell this from
+// a PeerLink. Not here: heartbeats, rate limits and back-pressure (the page's PeerLink does those).
 
-import { LinkDownError, type LinkDownReason } from '../swarm/errors';
+import { LINK_DOWN_REASONS, LinkDownError, ProtocolError, ReassemblyError, type LinkDownReason } from '../swarm/errors';
+import { HelloSlot, Listeners, type Link } from '../swarm/link';
+import { MessageDecoder } from '../swarm/message-decoder';
 import { encode, type HelloMsg, type Limits, type Msg } from '../swarm/protocol';
-import type { HopLink } from '../swarm/client';
-import type { PortToPage, PortToWorker, RelayedLink } from './protocol';
-
-const REASONS: readonly LinkDownReason[] = ['closed', 'heartbeat', 'send-timeout', 'protocol', 'flood', 'open-timeout', 'banned'];
+import { type LinkPort, type PortToPage, type PortToWorker } from './api';
 
 /** Check a message from the page's side of a port (no casts on what crossed a thread boundary). */
 export function parsePortMessage(x: unknown): PortToWorker | null {
   if (typeof x !== 'object' || x === null || !('t' in x)) return null;
   switch (x.t) {
-    case 'msg':
-      return 'msg' in x && typeof x.msg === 'object' && x.msg !== null && 'kind' in x.msg && typeof x.msg.kind === 'string'
-        ? { t: 'msg', msg: x.msg as Msg } // decoded and validated by the page's PeerLink (protocol.ts decodeFrame)
-        : null;
+    case 'frame':
+      return 'frame' in x && x.frame instanceof ArrayBuffer ? { t: 'frame', frame: x.frame } : null;
     case 'down': {
-      const reason = 'reason' in x ? REASONS.find((r) => r === x.reason) : undefined;
+      const reason = 'reason' in x ? LINK_DOWN_REASONS.find((r) => r === x.reason) : undefined;
       const detail = 'detail' in x && typeof x.detail === 'string' ? x.detail : '';
       return reason ? { t: 'down', reason, detail } : null;
     }
@@ -29,21 +26,24 @@ export function parsePortMessage(x: unknown): PortToWorker | null {
   }
 }
 
-export class PortLink implements HopLink {
+export class PortLink implements Link {
   readonly peer: string;
   readonly frameBytes: number;
-  readonly opts: { limits: Limits };
   readonly closed: Promise<LinkDownError>;
-  onMessage: (msg: Msg) => void = () => {};
-  onViolation: HopLink['onViolation'] = () => {};
-  private hello: HelloMsg | null = null;
+  private readonly decoder: MessageDecoder;
+  private readonly messages = new Listeners<Msg>();
+  private readonly violations = new Listeners<ProtocolError | ReassemblyError>();
+  private readonly helloSlot = new HelloSlot();
   private down: LinkDownError | null = null;
   private resolveClosed!: (e: LinkDownError) => void;
 
-  constructor(private readonly relayed: RelayedLink) {
+  constructor(
+    private readonly relayed: LinkPort,
+    readonly limits: Limits,
+  ) {
     this.peer = relayed.peer;
     this.frameBytes = relayed.frameBytes;
-    this.opts = { limits: relayed.limits };
+    this.decoder = new MessageDecoder(limits);
     this.closed = new Promise((r) => (this.resolveClosed = r));
     relayed.port.onmessage = (ev: MessageEvent<unknown>) => this.receive(ev.data);
     relayed.port.start();
@@ -53,8 +53,16 @@ export class PortLink implements HopLink {
     return this.down !== null;
   }
 
+  onMessage(listener: (msg: Msg) => void): () => void {
+    return this.messages.add(listener);
+  }
+
+  onViolation(listener: (e: ProtocolError | ReassemblyError) => void): () => void {
+    return this.violations.add(listener);
+  }
+
   send(msg: Msg): Promise<void> {
-    return this.sendFrames(encode(msg, this.frameBytes, this.opts.limits));
+    return this.sendFrames(encode(msg, this.frameBytes, this.limits));
   }
 
   /** Hand frames to the page (transferred, not copied). A link that is down refuses, as a PeerLink does. */
@@ -65,37 +73,46 @@ export class PortLink implements HopLink {
     return Promise.resolve();
   }
 
-  async waitHello(timeoutMs: number): Promise<HelloMsg | null> {
-    const t0 = performance.now();
-    while (!this.hello && !this.down && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 5));
-    return this.hello;
+  waitHello(timeoutMs: number): Promise<HelloMsg | null> {
+    return this.helloSlot.wait(timeoutMs, this.closed);
   }
 
   close(reason: LinkDownReason = 'closed', detail = 'closed by us'): void {
     if (this.down) return;
     const out: PortToPage = { t: 'close', reason, detail };
     this.relayed.port.postMessage(out);
-    this.die(reason, detail);
+    this.die(reason, `link to ${this.peer}: ${detail}`);
   }
 
-  private die(reason: LinkDownReason, detail: string): void {
+  /** The link is down; `message` says why (LinkDownError prefixes the reason). */
+  private die(reason: LinkDownReason, message: string): void {
     if (this.down) return;
-    this.down = new LinkDownError(reason, this.peer, `link to ${this.peer}: ${detail}`);
+    this.down = new LinkDownError(reason, this.peer, message);
     this.relayed.port.close();
     this.resolveClosed(this.down);
+    this.messages.clear();
+    this.violations.clear();
   }
 
   private receive(data: unknown): void {
     if (this.down) return;
     const m = parsePortMessage(data);
-    if (!m) return this.die('protocol', 'the page relayed a malformed message');
+    if (!m) return this.die('protocol', `link to ${this.peer}: the page relayed a malformed message`);
     switch (m.t) {
-      case 'msg':
-        if (m.msg.kind === 'hello') this.hello = m.msg;
-        this.onMessage(m.msg);
-        return;
+      case 'frame': {
+        let msg: Msg | null;
+        try {
+          msg = this.decoder.push(m.frame);
+        } catch (e) {
+          if (e instanceof ProtocolError || e instanceof ReassemblyError) return this.violations.emit(e);
+          throw e;
+        }
+        if (!msg) return;
+        if (msg.kind === 'hello') this.helloSlot.set(msg);
+        return this.messages.emit(msg);
+      }
       case 'down':
-        return this.die(m.reason, m.detail);
+        return this.die(m.reason, m.detail); // the page's PeerLink worded it already
       default: {
         const never: never = m;
         void never;

@@ -1,7 +1,7 @@
-// Test helper: a copy of a GGUF file with `tokenizer.chat_template` added, so a template-less model (stories260K)
+// Test helpers: a copy of a GGUF file with `tokenizer.chat_template` added, so a template-less model (stories260K)
 // can exercise the chat-template path. The new key goes right after the header's counts; its encoded size is padded
 // (inside a Jinja comment) to a multiple of 32 bytes, so the data section stays aligned and tensor offsets, which
-// are relative to it, stay valid. Not a general GGUF editor.
+// are relative to it, stay valid; and a copy with a shorter context window. Not a general GGUF editor.
 
 export function withChatTemplate(src: Uint8Array, template: string): Uint8Array {
   const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
@@ -27,5 +27,21 @@ export function withChatTemplate(src: Uint8Array, template: string): Uint8Array 
   out.set(src.subarray(headerEnd), headerEnd + kv.length);
   const odv = new DataView(out.buffer);
   odv.setBigUint64(16, dv.getBigUint64(16, true) + 1n, true);
+  return out;
+}
+
+/** A copy of a GGUF file whose `<arch>.context_length` (a u32) is `n`, edited in place (sizes and offsets unchanged). */
+export function withContextLength(src: Uint8Array, arch: string, n: number): Uint8Array {
+  const out = new Uint8Array(src);
+  const key = new TextEncoder().encode(`${arch}.context_length`);
+  const needle = new Uint8Array(8 + key.length);
+  new DataView(needle.buffer).setBigUint64(0, BigInt(key.length), true);
+  needle.set(key, 8);
+  const at = Buffer.from(out.buffer, out.byteOffset, out.byteLength).indexOf(Buffer.from(needle));
+  if (at < 0) throw new Error(`${arch}.context_length not found`);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const typeAt = at + needle.length;
+  if (dv.getUint32(typeAt, true) !== 4) throw new Error(`${arch}.context_length is not a u32`); // GGUF_TYPE_UINT32
+  dv.setUint32(typeAt + 4, n, true);
   return out;
 }

@@ -132,8 +132,8 @@ describe('chat in Chromium with WebGPU', () => {
     await page.click('#settings summary');
     await send(page, 'Hi', { temperature: -1, maxTokens: 4 });
     await page.waitForSelector('#message:not([hidden])');
-    // class names survive the worker boundary (client.ts rebuilds the error class from its name)
-    expect(await page.getAttribute('#message', 'data-error')).toBe('InvalidArgumentError');
+    // the chat API refuses the request by name, and the class survives the worker boundary (src/worker/errors.ts)
+    expect(await page.getAttribute('#message', 'data-error')).toBe('ChatRequestError');
     expect(await page.textContent('#message')).toMatch(/temperature/);
     await waitForState(page, ['ready']);
     await page.fill('#temperature', '0');

@@ -362,17 +362,19 @@ describe('rendering details', () => {
     );
   });
 
-  it('models without a template get the plain fallback, with BOS and a "\\nUser:" stop string', () => {
+  it('models without a template continue the text: messages in order, later user messages on a new line, BOS, no stop strings', () => {
     const v = vocab('stories');
     expect(v.metadata['tokenizer.chat_template']).toBeUndefined();
     const t = ChatTemplate.fromMetadata(v.metadata, v.tok);
     expect(t.isFallback).toBe(true);
     expect(t.source).toBe(FALLBACK_TEMPLATE);
     const p = t.apply(CONVERSATION);
-    expect(p.text).toBe(`System: ${SYSTEM}\nUser: ${USER1}\nAssistant: ${ASSISTANT}\nUser: ${USER2}\nAssistant:`);
+    expect(p.text).toBe(`${USER1}${ASSISTANT}\n${USER2}`); // the system message is not part of a text model's text
     // No special tokens in the fallback: the whole prompt is plain text after BOS.
     expect(p.ids).toEqual([v.tok.bosId, ...v.model.tokenize(p.text, false).map(Number)]);
-    expect(t.stopStrings).toEqual(['\nUser:']);
+    expect(t.stopStrings).toEqual([]);
+    // One user message is exactly the plain prompt (what `flock generate --prompt` runs).
+    expect(t.apply([{ role: 'system', content: SYSTEM }, { role: 'user', content: USER1 }]).text).toBe(USER1);
     expect(t.stopIds.size).toBe(0);
     // Text typed as "</s>" stays text in the fallback too.
     const q = t.apply([{ role: 'user', content: 'a</s>b' }]);

@@ -10,8 +10,8 @@ import { launchClient, type LaunchedClient } from '../../src/cli/swarm-generate'
 import type { FlockDevice } from '../../src/gpu/device';
 import { openGguf, type GgufFile } from '../../src/model/gguf';
 import { openSource } from '../../src/model/source-file';
-import type { SwarmOptions } from '../../src/swarm/client';
-import type { HostOptions } from '../../src/swarm/host';
+import type { SwarmOptions } from '../../src/swarm/swarm-model';
+import type { HostOptions } from '../../src/swarm/stage-host';
 import type { Span } from '../../src/swarm/protocol';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../../src/swarm/transport';
 import { STORIES, testDevice } from '../helpers/gpu';

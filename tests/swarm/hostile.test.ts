@@ -1,14 +1,17 @@
 // A hostile peer against a real host (PeerServer, WebRTC over loopback, Dawn): malformed frames of every sort, a
 // frame claiming gigabytes, a replayed step, a flood. Each is rejected, the sender is disconnected and banned, the
 // host keeps serving an honest client's session with the reference output at the same time, and its memory stays
-// bounded (its own buffered-bytes counter, and the process's heap).
+// bounded (its own buffered-bytes counter, and the process's heap). And the other way round: a host that answers with
+// a result larger than the model allows is cut off by the client's limits (the model's, the same in the page:
+// tests/e2e/swarm-client.test.ts) at its first frame, and the reply re-routes to an honest host.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drain, generateTokens } from '../../src/engine/generate';
-import { encodeControl, encodeForward, HEADER_BYTES, KIND_CODE, PROTOCOL_VERSION } from '../../src/swarm/protocol';
+import { encodeControl, encodeTensor, HEADER_BYTES, KIND_CODE, PROTOCOL_VERSION } from '../../src/swarm/protocol';
 import { connectRaw, dial, openPeer, PeerLink } from '../../src/swarm/transport';
 import type { LaunchedHost } from '../../src/cli/host';
-import { FAST_LINK, referenceIds, Swarm } from './harness';
+import { ANNOUNCE_MS, FAST_LINK, referenceIds, Swarm } from './harness';
+import { startOversizeHost } from './oversize-host';
 
 const DIM = 64; // stories260K
 
@@ -16,7 +19,7 @@ function forwardFrame(session: number, step: number, pos0: number, opts: { nToke
   const nTokens = opts.nTokens ?? 1;
   const dim = opts.dim ?? DIM;
   const payload = new Float32Array(nTokens * dim).fill(0.25);
-  const frames = encodeForward({ kind: 'forward', session, step, replay: opts.replay ?? false, pos0, nTokens, dim, dtype: 'f32', payload }, 1 << 20, { ...defaultLimits() });
+  const frames = encodeTensor({ kind: 'forward', session, step, replay: opts.replay ?? false, pos0, nTokens, dim, dtype: 'f32', payload }, 1 << 20, { ...defaultLimits() });
   return frames[0];
 }
 
@@ -76,11 +79,11 @@ const ATTACKS: { name: string; frames: () => (ArrayBuffer | string)[] }[] = [
   { name: 'too many tokens for the host (65)', frames: () => [openFrame(1), forwardFrame(1, 0, 0, { nTokens: 65 })] },
   { name: 'a replayed step without the replay flag', frames: () => [openFrame(1), forwardFrame(1, 0, 0), forwardFrame(1, 1, 1), forwardFrame(1, 1, 2)] },
   { name: 'a step gap (0 then 5)', frames: () => [openFrame(1), forwardFrame(1, 0, 0), forwardFrame(1, 5, 1)] },
-  { name: 'a result sent to a host', frames: () => [encodeForward({ kind: 'forward', session: 1, step: 0, replay: false, pos0: 0, nTokens: 1, dim: DIM, dtype: 'f32', payload: new Float32Array(DIM) })[0]].map((f) => { new DataView(f).setUint8(2, KIND_CODE.result); return f; }) },
+  { name: 'a result sent to a host', frames: () => [encodeTensor({ kind: 'forward', session: 1, step: 0, replay: false, pos0: 0, nTokens: 1, dim: DIM, dtype: 'f32', payload: new Float32Array(DIM) })[0]].map((f) => { new DataView(f).setUint8(2, KIND_CODE.result); return f; }) },
   {
     name: 'first chunks of 3 chunked forwards that never complete',
     frames: () => {
-      const first = (step: number): ArrayBuffer => encodeForward({ kind: 'forward', session: 1, step, replay: false, pos0: 0, nTokens: 64, dim: DIM, dtype: 'f32', payload: new Float32Array(64 * DIM) }, 4096)[0];
+      const first = (step: number): ArrayBuffer => encodeTensor({ kind: 'forward', session: 1, step, replay: false, pos0: 0, nTokens: 64, dim: DIM, dtype: 'f32', payload: new Float32Array(64 * DIM) }, 4096)[0];
       return [openFrame(1), first(0), first(1), first(2)];
     },
   },
@@ -157,5 +160,32 @@ describe('hostile peers', () => {
     expect(maxBuffered).toBeLessThanOrEqual(2 * 64 * DIM * 4); // …within the bound: 2 x maxBatch x dim x 4 B = 32 KiB
     expect(host.host.stats().sessions).toBeLessThanOrEqual(1); // only the honest session may be left
     expect(heap1 - heap0).toBeLessThan(64 * 2 ** 20);
+  });
+});
+
+describe('a host that answers with more than the model allows', () => {
+  it('is cut off by the client after its first frame, before the client buffers it, and the reply re-routes', async () => {
+    const swarm = await Swarm.start('test-oversize');
+    try {
+      const ref = await referenceIds();
+      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.name, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const client = await swarm.client({ recoverTimeoutMs: 20_000 });
+      const generation = drain(generateTokens(client.model, { inputIds: [1], maxTokens: 24, temperature: 0, ignoreEos: true }));
+      await liar.cutOff;
+      // an honest host for the same layers comes online once the liar is cut off
+      await swarm.host({ start: 0, end: 5 });
+      const res = await generation;
+      console.log(`oversized result: ${liar.framesSent()} of ${liar.framesTotal} frames sent before the client hung up; reroutes ${JSON.stringify(client.model.reroutes.map((r) => r.reason))}`);
+      expect(res.outputIds).toEqual(ref.slice(0, 24));
+      expect(liar.framesSent()).toBe(1); // the first frame already names a tensor larger than the model's limits
+      expect(liar.framesTotal).toBe(17); // 1 MiB in frames of 64 KiB less the 40-byte header
+      expect(client.model.reroutes).toHaveLength(1);
+      expect(client.model.reroutes[0].from).toBe(liar.id);
+      expect(client.model.reroutes[0].reason).toMatch(/protocol.*too-large/);
+      expect(client.model.banned().has(liar.id)).toBe(true);
+      liar.stop();
+    } finally {
+      await swarm.stop();
+    }
   });
 });

@@ -24,18 +24,17 @@ import {
   type ForwardMsg,
   type Limits,
   type Msg,
-  Reassembler,
   type ResultMsg,
-  StepGuard,
   type TensorChunk,
   WIRE_ERROR_CODES,
   decodeFrame,
   encode,
   encodeControl,
-  encodeForward,
-  encodeResult,
+  encodeTensor,
   makeLimits,
 } from '../../src/swarm/protocol';
+import { Reassembler } from '../../src/swarm/reassembler';
+import { StepGuard } from '../../src/swarm/step-guard';
 import { rng } from '../helpers/rng';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -426,7 +425,7 @@ describe('splitting tensors across frames', () => {
         );
         for (const total of totals) {
           const msg = forward(1, total, dtype, total);
-          const frames = encodeForward(msg, maxFrame, wide);
+          const frames = encodeTensor(msg, maxFrame, wide);
           expect(frames.length).toBe(Math.ceil(total / per));
           frames.forEach((f, i) => {
             expect(f.byteLength).toBeLessThanOrEqual(maxFrame);
@@ -446,7 +445,7 @@ describe('splitting tensors across frames', () => {
   it('a 512 x 4096 prefill: 129 frames of 64 KiB (f32) or 65 (f16), reassembled in any order', () => {
     for (const dtype of ['f32', 'f16'] as const) {
       const msg = { ...result(512, 4096, dtype, 11), step: 4 };
-      const frames = encodeResult(msg);
+      const frames = encodeTensor(msg);
       expect(frames.length).toBe(dtype === 'f32' ? 129 : 65);
       for (const f of frames) expect(f.byteLength).toBeLessThanOrEqual(64 * 1024);
       const back = reassemble(shuffled(frames, 5));
@@ -457,7 +456,7 @@ describe('splitting tensors across frames', () => {
   });
 
   it('the replay flag travels on every chunk', () => {
-    const frames = encodeForward(forward(4, 100, 'f32', 1, { replay: true }), 400);
+    const frames = encodeTensor(forward(4, 100, 'f32', 1, { replay: true }), 400);
     expect(frames.length).toBeGreaterThan(1);
     for (const f of frames) expect(decodeChunk(f).replay).toBe(true);
     const back = reassemble(frames);
@@ -465,23 +464,23 @@ describe('splitting tensors across frames', () => {
   });
 
   it('refuses to encode what it could not send or the receiver would reject', () => {
-    expectEncodeError(() => encodeForward(forward(2, 4, 'f32', 1, { payload: new Float32Array(7) })), 'size-mismatch');
+    expectEncodeError(() => encodeTensor(forward(2, 4, 'f32', 1, { payload: new Float32Array(7) })), 'size-mismatch');
     const nan = forward(2, 4, 'f32');
     nan.payload[5] = NaN;
-    expectEncodeError(() => encodeForward(nan), 'non-finite');
+    expectEncodeError(() => encodeTensor(nan), 'non-finite');
     const big = forward(2, 4, 'f16');
     big.payload[3] = 65520; // rounds to Inf in f16
-    expectEncodeError(() => encodeForward(big), 'non-finite');
+    expectEncodeError(() => encodeTensor(big), 'non-finite');
     big.payload[3] = 65519;
-    expect(encodeForward(big)).toHaveLength(1);
-    expectEncodeError(() => encodeForward(forward(4097, 1, 'f32')), 'too-large');
-    expectEncodeError(() => encodeForward(forward(1, 16385, 'f32')), 'too-large');
-    expectEncodeError(() => encodeForward(forward(1, 8, 'f32'), 43), 'bad-field');
-    expectEncodeError(() => encodeForward(forward(1, 8, 'f32'), 512 * 1024), 'bad-field');
+    expect(encodeTensor(big)).toHaveLength(1);
+    expectEncodeError(() => encodeTensor(forward(4097, 1, 'f32')), 'too-large');
+    expectEncodeError(() => encodeTensor(forward(1, 16385, 'f32')), 'too-large');
+    expectEncodeError(() => encodeTensor(forward(1, 8, 'f32'), 43), 'bad-field');
+    expectEncodeError(() => encodeTensor(forward(1, 8, 'f32'), 512 * 1024), 'bad-field');
     // 65,536 values in frames of one value each need more chunks than the u16 count holds.
-    expectEncodeError(() => encodeForward(forward(16, 4096, 'f32'), 44), 'too-large');
-    expectEncodeError(() => encodeForward(forward(1, 8, 'f32', 1, { session: -1 })), 'bad-field');
-    expectEncodeError(() => encodeForward(forward(1, 8, 'f32', 1, { step: 2 ** 32 })), 'bad-field');
+    expectEncodeError(() => encodeTensor(forward(16, 4096, 'f32'), 44), 'too-large');
+    expectEncodeError(() => encodeTensor(forward(1, 8, 'f32', 1, { session: -1 })), 'bad-field');
+    expectEncodeError(() => encodeTensor(forward(1, 8, 'f32', 1, { step: 2 ** 32 })), 'bad-field');
     expectEncodeError(() => encode({ ...hello, modelHash: HASH.toUpperCase() }), 'bad-field');
     expectEncodeError(() => encode({ ...hello, span: { start: 3, end: 3 } }), 'bad-field');
     expectEncodeError(() => encode({ ...hello, peerId: '' }), 'bad-field');
@@ -509,7 +508,7 @@ const F = {
   fwd: () => single(encode(forward(2, 4, 'f32'))), // 8 values, 72 bytes
   fwd16: () => single(encode(forward(2, 4, 'f16'))), // 8 halves, 56 bytes
   res: () => single(encode(result(2, 4, 'f32'))),
-  chunk: (i: number) => encodeForward(forward(4, 32, 'f32'), 200)[i], // chunkElems 40, 4 chunks (40, 40, 40, 8)
+  chunk: (i: number) => encodeTensor(forward(4, 32, 'f32'), 200)[i], // chunkElems 40, 4 chunks (40, 40, 40, 8)
 };
 
 interface Hostile {
@@ -651,8 +650,8 @@ describe('hostile frames', () => {
       F.fwd16(),
       F.res(),
       single(encode(result(3, 5, 'f16'))),
-      ...encodeForward(forward(4, 32, 'f32'), 200),
-      ...encodeResult(result(3, 40, 'f16'), 100),
+      ...encodeTensor(forward(4, 32, 'f32'), 200),
+      ...encodeTensor(result(3, 40, 'f16'), 100),
     ];
     const seen = new Map<string, number>();
     const count = (k: string): void => void seen.set(k, (seen.get(k) ?? 0) + 1);
@@ -759,12 +758,12 @@ describe('hostile frames', () => {
 describe('Reassembler bounds', () => {
   /** Chunk frames of a forward for `session`/`step`: 4 x 32 f32 values in frames of 200 bytes (4 chunks). */
   const chunksOf = (session: number, step: number, dtype: Dtype = 'f32'): TensorChunk[] =>
-    encodeForward(forward(4, 32, dtype, session * 100 + step, { session, step }), 200).map((f) => decodeChunk(f));
+    encodeTensor(forward(4, 32, dtype, session * 100 + step, { session, step }), 200).map((f) => decodeChunk(f));
 
   it('completes in any order and frees its bytes; forward and result of one step are separate', () => {
     const r = new Reassembler();
     const fwd = chunksOf(1, 0);
-    const res = encodeResult({ ...result(4, 32, 'f32'), session: 1 }, 200).map((f) => decodeChunk(f));
+    const res = encodeTensor({ ...result(4, 32, 'f32'), session: 1 }, 200).map((f) => decodeChunk(f));
     expect(r.push(fwd[2])).toBeNull();
     expect(r.push(res[0])).toBeNull();
     expect(r.pending).toBe(2);

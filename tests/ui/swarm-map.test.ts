@@ -10,7 +10,6 @@ import { openGguf } from '../../src/model/gguf';
 import { openSource } from '../../src/model/source-file';
 import { readConfig } from '../../src/model/config';
 import { layerBytes, layerKvBytes, layersWithin } from '../../src/swarm/serve';
-import { parsePortMessage } from '../../src/worker/port-link';
 import { STORIES } from '../helpers/gpu';
 
 const rec = (start: number, end: number) => ({ span: { start, end } });
@@ -66,15 +65,5 @@ describe('memory limit -> layers', () => {
     expect(layersWithin(file, cfg, 2 * per, 2048)).toBe(2);
     expect(layersWithin(file, cfg, 0.5 * per, 2048)).toBe(0);
     expect(layersWithin(file, cfg, 1e12, 2048)).toBe(cfg.nLayers);
-  });
-});
-
-describe('relay messages from the page', () => {
-  it('accepts messages and link ends, refuses anything else', () => {
-    expect(parsePortMessage({ t: 'msg', msg: { kind: 'pong', nonce: 1, time: 2 } })).toEqual({ t: 'msg', msg: { kind: 'pong', nonce: 1, time: 2 } });
-    expect(parsePortMessage({ t: 'down', reason: 'heartbeat', detail: 'x' })).toEqual({ t: 'down', reason: 'heartbeat', detail: 'x' });
-    for (const bad of [null, 3, {}, { t: 'msg' }, { t: 'msg', msg: { kind: 5 } }, { t: 'down', reason: 'bored' }, { t: 'frames', frames: [] }]) {
-      expect(parsePortMessage(bad)).toBeNull();
-    }
   });
 });

@@ -1,9 +1,20 @@
-// A test page for the engine's browser build, without the app around it: loads a model from a URL with the page's
-// WebGPU device and runs greedy decoding from given ids. Tests call `window.flockEngineTest.greedy(...)`.
+// A test page for the engine's browser build, without the app around it. `greedy` loads a model from a URL with the
+// page's WebGPU device and runs greedy decoding from given ids. `swarmChat` is the page's swarm client as the app
+// runs it, minus the DOM: the real engine worker (src/worker/engine-client.ts), the page's peer and discovery
+// (src/swarm/swarm-net.ts), links relayed to the worker (src/worker/link-relay.ts), a chat streamed through the chat
+// API; it returns the ids, how the reply ended, or the error exactly as the page received it.
+// Tests call `window.flockEngineTest.greedy(...)` and `window.flockEngineTest.swarmChat(...)`.
 
+import { proxy } from 'comlink';
 import { generateAll, LocalModel } from '../../../src/engine/local-model';
 import { requestFlockDevice } from '../../../src/gpu/device';
 import { HttpSource } from '../../../src/model/source';
+import { NoRouteError } from '../../../src/swarm/errors';
+import { findRoute } from '../../../src/swarm/routing';
+import { SwarmNet } from '../../../src/swarm/swarm-net';
+import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
+import { EngineClient, type LoadedModel, type SwarmStatus } from '../../../src/worker/engine-client';
+import { relayBridge } from '../../../src/worker/link-relay';
 
 async function greedy(modelUrl: string, inputIds: number[], maxTokens: number, stages: number): Promise<{ ids: number[]; adapter: string }> {
   const dev = await requestFlockDevice(navigator.gpu);
@@ -17,5 +28,79 @@ async function greedy(modelUrl: string, inputIds: number[], maxTokens: number, s
   }
 }
 
-Object.assign(window, { flockEngineTest: { greedy } });
+export interface SwarmChatArgs {
+  modelUrl: string;
+  signal: string;
+  swarm: string;
+  prompt: string;
+  maxTokens: number;
+  recoverTimeoutMs: number;
+  hopTimeoutMs: number;
+  link: Partial<LinkOptions>;
+  announceMs: number;
+}
+
+export interface SwarmChatResult {
+  /** ids streamed in the chunks, in order */
+  ids: number[];
+  finish: string | null;
+  outputIds: number[] | null;
+  /** the error the stream threw, as the page sees it */
+  error: { name: string; message: string; isNoRouteError: boolean; ids: number[] | null; missing: { start: number; end: number } | null } | null;
+  status: SwarmStatus | null;
+}
+
+/** How many ids the running swarmChat has streamed so far (tests poll it to act mid-reply). */
+let streamed = 0;
+
+async function swarmChat(a: SwarmChatArgs): Promise<SwarmChatResult> {
+  const engine = EngineClient.start();
+  const net = await SwarmNet.join(parseSignalUrl(a.signal), a.swarm, { link: a.link, announceMs: a.announceMs });
+  let head: LoadedModel | undefined;
+  // the app's swarm panel pushes the swarm's records to the worker the same way (every 500 ms there)
+  const push = setInterval(() => {
+    if (head) void engine.setSwarmRecords(net.records(head.modelHash), [...net.rttMs()]);
+  }, 100);
+  try {
+    await engine.init();
+    const h = await engine.joinSwarm({ kind: 'url', url: a.modelUrl, name: 'stories260K' }, '', proxy(relayBridge(net.discovery)), () => {}, {
+      recoverTimeoutMs: a.recoverTimeoutMs, hopTimeoutMs: a.hopTimeoutMs,
+    });
+    head = h;
+    // wait until the records cover every layer, as the app's swarm picture does before the user sends
+    await net.discovery.waitFor((r) => findRoute(r.filter((x) => x.modelHash === h.modelHash), 0, h.nLayers) !== null, 20_000);
+    await engine.setSwarmRecords(net.records(h.modelHash), [...net.rttMs()]);
+    const out: SwarmChatResult = { ids: [], finish: null, outputIds: null, error: null, status: null };
+    streamed = 0;
+    try {
+      const stream = await engine.chat.completions.create({
+        messages: [{ role: 'user', content: a.prompt }], stream: true, temperature: 0, max_tokens: a.maxTokens,
+      });
+      for await (const c of stream) {
+        out.ids.push(...c.flock.ids);
+        streamed = out.ids.length;
+        if (c.flock.reply) {
+          out.finish = c.flock.reply.finish;
+          out.outputIds = c.flock.reply.outputIds;
+        }
+      }
+    } catch (e) {
+      out.error = {
+        name: e instanceof Error ? e.name : typeof e,
+        message: e instanceof Error ? e.message : String(e),
+        isNoRouteError: e instanceof NoRouteError,
+        ids: e instanceof NoRouteError ? e.ids : null,
+        missing: e instanceof NoRouteError ? e.missing : null,
+      };
+    }
+    out.status = await engine.swarmStatus();
+    return out;
+  } finally {
+    clearInterval(push);
+    net.stop();
+    engine.terminate();
+  }
+}
+
+Object.assign(window, { flockEngineTest: { greedy, swarmChat, streamed: () => streamed } });
 document.body.dataset.ready = 'true';

@@ -1,17 +1,16 @@
 // A test page that serves a span of a model's layers to a swarm from a browser tab, without the app around it: the
 // page's WebGPU device, the model read from a URL with Range requests, the tab's own RTCPeerConnection and WebSocket.
-// It starts the host with src/swarm/serve.ts on fixed layers, as `flock host --layers` does, minus the Node parts.
+// It joins the swarm (src/swarm/swarm-net.ts) and serves fixed layers with src/swarm/serve.ts, as `flock host --layers`
+// does, minus the Node parts.
 // Tests call `window.flockSwarmTest.host(...)` and `window.flockSwarmTest.stop()`.
 
 import { requestFlockDevice } from '../../../src/gpu/device';
-import { readConfig } from '../../../src/model/config';
 import { openGguf } from '../../../src/model/gguf';
 import { HttpSource } from '../../../src/model/source';
-import { Discovery } from '../../../src/swarm/discovery';
-import type { HostOptions } from '../../../src/swarm/host';
-import { modelHashOf } from '../../../src/swarm/records';
+import type { HostOptions } from '../../../src/swarm/stage-host';
 import { serveSpan } from '../../../src/swarm/serve';
-import { openPeer, parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
+import { SwarmNet } from '../../../src/swarm/swarm-net';
+import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
 
 export interface HostArgs {
   modelUrl: string;
@@ -38,31 +37,22 @@ let stopCurrent: (() => void) | undefined;
 async function host(a: HostArgs): Promise<HostInfo> {
   if (stopCurrent) throw new Error('this page already hosts');
   const dev = await requestFlockDevice(navigator.gpu);
-  const file = await openGguf(new HttpSource(a.modelUrl));
-  const config = readConfig(file);
-  const modelHash = await modelHashOf(file);
-  const signal = parseSignalUrl(a.signal);
-  const opened = await openPeer(signal, undefined);
-  if (opened.kind !== 'open') throw new Error('The signalling server refused a fresh peer id.');
-  const peer = opened.peer;
-  let discovery: Discovery | undefined;
+  let net: SwarmNet | undefined;
   try {
-    discovery = await Discovery.start(peer, { signal, swarm: a.swarm, announceMs: a.announceMs, link: a.link });
-    const d = discovery;
+    const file = await openGguf(new HttpSource(a.modelUrl));
+    net = await SwarmNet.join(parseSignalUrl(a.signal), a.swarm, { announceMs: a.announceMs, link: a.link });
+    const n = net;
     const serving = await serveSpan({
-      dev, file, config, modelHash, peer, discovery: d, layers: { start: a.start, end: a.end }, maxContext: a.maxContext,
-      host: a.host, link: a.link,
+      dev, file, net: n, layers: { start: a.start, end: a.end }, maxContext: a.maxContext, host: a.host, link: a.link,
     });
     stopCurrent = () => {
       serving.stop();
-      d.stop();
-      peer.destroy();
+      n.stop();
       dev.device.destroy();
     };
-    return { peerId: peer.id, modelHash, span: serving.span, adapter: dev.adapterName };
+    return { peerId: n.id, modelHash: serving.modelHash, span: serving.span, adapter: dev.adapterName };
   } catch (e) {
-    discovery?.stop();
-    peer.destroy();
+    net?.stop();
     dev.device.destroy();
     throw e;
   }

@@ -18,27 +18,26 @@ import type { Candidates, GpuHead } from '../gpu/head';
 import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
 import { FlockError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
-import { encodeForward, TENSOR_PAYLOAD_OFFSET, type Dtype, type Msg, type ResultMsg, type Span } from './protocol';
+import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type Msg, type ResultMsg, type Span } from './protocol';
 import type { PeerRecord } from './records';
 import { findRoute, uncovered, type Hop } from './routing';
-import { withoutUndefined, type PeerLink } from './transport';
+import type { GgufFile } from '../model/gguf';
+import { withoutUndefined } from '../model/options';
+import { BanList } from './bans';
+import type { Link } from './link';
+import { requests } from './link-requests';
 
 /**
- * What a session needs of a link to a host: a PeerLink, or a stand-in that relays one from another thread (the app's
- * engine worker has no RTCPeerConnection, so the page holds the PeerLink and the worker gets a port to it).
+ * Where a client gets peer records and links from: Discovery itself (discovery.ts), or in the engine worker the
+ * records the page pushes and the links it relays (src/worker/swarm-directory.ts).
  */
-export type HopLink = Pick<PeerLink, 'peer' | 'isDown' | 'closed' | 'frameBytes' | 'send' | 'sendFrames' | 'waitHello' | 'close' | 'onMessage' | 'onViolation'> & {
-  readonly opts: Pick<PeerLink['opts'], 'limits'>;
-};
-
-/** Where a client gets peer records and links from (discovery.ts, or a fixed table in tests). */
 export interface Directory {
-  /** live records of hosts serving this client's model */
-  records(): PeerRecord[];
+  /** live records of hosts serving the model with this hash, with our protocol version */
+  recordsFor(modelHash: string): PeerRecord[];
   /** measured round trips by peer id, ms (for routing; may be empty) */
   rttMs?(): Map<string, number>;
-  /** a link to `peer` (shared between sessions; the directory caches it while it is up) */
-  connect(peer: string): Promise<HopLink>;
+  /** a link to `peer` that encodes and accepts frames under `limits` (shared between sessions while it is up) */
+  connect(peer: string, limits: Limits): Promise<Link>;
 }
 
 export interface SwarmOptions {
@@ -48,7 +47,7 @@ export interface SwarmOptions {
   hopTimeoutMs: number;
   /** give up finding a replacement after this long, with NoRouteError. 20 s */
   recoverTimeoutMs: number;
-  /** first ban of a failed peer; doubles per failure of the same peer (60 s, 120 s, …), at most 30 min */
+  /** first ban of a failed peer; doubles per failure of the same peer (60 s, 120 s, …), at most MAX_BAN_MS */
   banMs: number;
   /** most positions a conversation holds (sessions are opened with this many, capped by maxPos) */
   maxContext: number;
@@ -56,9 +55,10 @@ export interface SwarmOptions {
   maxBatch: number;
   /** time to wait for `opened` (and for a host's hello) */
   openTimeoutMs: number;
-  /** our model's hash (records.ts modelHashOf): a host whose hello names another model is refused and banned */
-  modelHash?: string;
 }
+
+/** Longest ban of a failing host. 30 min: long enough to stop retrying a broken host, short enough to forgive one. */
+const MAX_BAN_MS = 30 * 60_000;
 
 export const DEFAULT_SWARM_OPTIONS: SwarmOptions = {
   dtype: 'f32',
@@ -91,97 +91,6 @@ export interface Reroute {
   ms: number;
 }
 
-/** Per-link bookkeeping of requests waiting for an answer. */
-interface Pending {
-  resolve: (m: Msg) => void;
-  reject: (e: Error) => void;
-}
-
-class LinkRequests {
-  readonly waiting = new Map<string, Pending>();
-  constructor(readonly link: HopLink) {
-    link.onMessage = (m) => this.dispatch(m);
-    // A host frame we cannot decode means the host is broken: treat like a dead link.
-    link.onViolation = (e) => link.close('protocol', e.message);
-    void link.closed.then((e) => {
-      for (const p of this.waiting.values()) p.reject(e);
-      this.waiting.clear();
-    });
-  }
-
-  private dispatch(m: Msg): void {
-    switch (m.kind) {
-      case 'opened':
-        return this.settle(`open:${m.session}`, m);
-      case 'result':
-        return this.settle(`fwd:${m.session}:${m.step}`, m);
-      case 'error': {
-        const err = new RemoteError(m.code, this.link.peer, m.message);
-        if (m.session === 0) {
-          for (const p of this.waiting.values()) p.reject(err);
-          this.waiting.clear();
-          return;
-        }
-        for (const key of [`open:${m.session}`, `fwd:${m.session}:${m.step}`]) {
-          const p = this.waiting.get(key);
-          if (p) {
-            this.waiting.delete(key);
-            p.reject(err);
-          }
-        }
-        return;
-      }
-      case 'hello':
-      case 'close':
-      case 'ping':
-      case 'pong':
-        return; // hello: the directory already knows the record; close/ping/pong: nothing to do
-      case 'open':
-      case 'forward':
-        return this.link.close('protocol', `a host sent '${m.kind}'`);
-      default: {
-        const never: never = m;
-        void never;
-      }
-    }
-  }
-
-  private settle(key: string, m: Msg): void {
-    const p = this.waiting.get(key);
-    if (!p) return; // late answer to a request we gave up on
-    this.waiting.delete(key);
-    p.resolve(m);
-  }
-
-  /** Wait for the answer `key`, failing after timeoutMs. */
-  wait(key: string, timeoutMs: number): Promise<Msg> {
-    if (this.link.isDown) return Promise.reject(new LinkDownError('closed', this.link.peer, 'link is down'));
-    return new Promise<Msg>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(key);
-        reject(new HopTimeoutError(`${this.link.peer} did not answer ${key} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(key, {
-        resolve: (m) => {
-          clearTimeout(timer);
-          resolve(m);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
-  }
-}
-
-const requestsOf = new WeakMap<HopLink, LinkRequests>();
-function requests(link: HopLink): LinkRequests {
-  let r = requestsOf.get(link);
-  if (!r) requestsOf.set(link, (r = new LinkRequests(link)));
-  return r;
-}
-
 /** Session ids: random start so two clients behind one link id (reconnects) do not collide; u32, never 0. */
 let nextSession = (Math.floor(Math.random() * 0x7fffffff) | 1) >>> 0;
 function newSessionId(): number {
@@ -193,48 +102,22 @@ function newSessionId(): number {
 interface HopSession {
   peer: string;
   span: Span;
-  link: HopLink;
+  link: Link;
   session: number;
   step: number;
   /** hidden-state inputs, one per step, in order (kept for replay) */
   inputs: Float32Array[];
 }
 
-export class SwarmModel implements Backend {
-  readonly opts: SwarmOptions;
-  readonly maxBatch: number;
-  readonly maxContext: number;
-  /** every route taken by the latest sequence (initial) and every re-route since */
+/** Where the latest sequence's layers ran: its route and every re-route. Sequences write it, the model shows it. */
+class RouteLog {
   route: RouteEntry[] = [];
   reroutes: Reroute[] = [];
   /** the latest forward round trip per peer, ms (RouteEntry.ms reads it) */
   readonly hopMs = new Map<string, number>();
-  /** bytes of hidden states sent and received, all sequences */
-  readonly wire = { bytesOut: 0, bytesIn: 0 };
-  private readonly bans = new Map<string, { until: number; ms: number }>();
-  private readonly X: GPUBuffer;
-  private busy = false;
 
-  constructor(
-    readonly dev: FlockDevice,
-    readonly config: ModelConfig,
-    readonly tokenizer: Tokenizer,
-    readonly head: GpuHead,
-    readonly directory: Directory,
-    opts: Partial<SwarmOptions> = {},
-  ) {
-    this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
-    this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
-    this.maxContext = Math.min(this.opts.maxContext, config.ctx);
-    this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
-  }
-
-  counters(): GpuCounters {
-    return { ...this.dev.counters };
-  }
-
-  /** @internal a route entry whose `ms` follows hopMs */
-  routeEntry(peer: string, span: Span): RouteEntry {
+  /** A route entry whose `ms` follows hopMs. */
+  entry(peer: string, span: Span): RouteEntry {
     const hopMs = this.hopMs;
     return {
       peer, start: span.start, end: span.end,
@@ -244,16 +127,75 @@ export class SwarmModel implements Backend {
     };
   }
 
+  /** A new sequence's first route. */
+  start(hops: readonly { peer: string; span: Span }[]): void {
+    this.route = hops.map((h) => this.entry(h.peer, h.span));
+    this.reroutes = [];
+  }
+
+  /** A hop replaced: the route as it is now, and the re-route that made it so. */
+  rerouted(hops: readonly { peer: string; span: Span }[], r: Reroute): void {
+    this.route = hops.map((h) => this.entry(h.peer, h.span));
+    this.reroutes.push(r);
+  }
+}
+
+export class SwarmModel implements Backend {
+  readonly opts: SwarmOptions;
+  readonly maxBatch: number;
+  readonly maxContext: number;
+  /** bytes of hidden states sent and received, all sequences */
+  readonly wire = { bytesOut: 0, bytesIn: 0 };
+  /** what every link of this client accepts and sends: this model's shapes (protocol.ts modelLimits) */
+  readonly limits: Limits;
+  /** @internal written by sequences */
+  readonly log = new RouteLog();
+  private readonly bans: BanList;
+  private readonly X: GPUBuffer;
+  private busy = false;
+
+  constructor(
+    readonly dev: FlockDevice,
+    /** the model's GGUF header (its metadata holds the chat template) */
+    readonly file: GgufFile,
+    readonly config: ModelConfig,
+    readonly tokenizer: Tokenizer,
+    /** our model's hash (records.ts modelHashOf): hosts must announce it, and a hello naming another is refused */
+    readonly modelHash: string,
+    /** the Head on this device; the model owns it (destroy() frees it) */
+    readonly head: GpuHead,
+    readonly directory: Directory,
+    opts: Partial<SwarmOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
+    this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
+    this.maxContext = Math.min(this.opts.maxContext, config.ctx);
+    this.limits = modelLimits({ dim: config.dim, nLayers: config.nLayers, maxBatch: this.maxBatch, maxContext: this.maxContext });
+    this.bans = new BanList(this.opts.banMs, MAX_BAN_MS);
+    this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
+  }
+
+  /** the latest sequence's route, hop by hop, each with its latest round trip */
+  get route(): readonly RouteEntry[] {
+    return this.log.route;
+  }
+
+  /** every re-route of the latest sequence */
+  get reroutes(): readonly Reroute[] {
+    return this.log.reroutes;
+  }
+
+  counters(): GpuCounters {
+    return { ...this.dev.counters };
+  }
+
   /** Peers banned now. */
   banned(): Set<string> {
-    const now = Date.now();
-    return new Set([...this.bans].filter(([, b]) => b.until > now).map(([p]) => p));
+    return this.bans.banned();
   }
 
   ban(peer: string): void {
-    const prev = this.bans.get(peer);
-    const ms = prev ? Math.min(prev.ms * 2, 30 * 60_000) : this.opts.banMs;
-    this.bans.set(peer, { until: Date.now() + ms, ms });
+    this.bans.ban(peer);
   }
 
   async begin(maxPos: number): Promise<BackendSequence> {
@@ -284,6 +226,7 @@ export class SwarmModel implements Backend {
 
   destroy(): void {
     this.X.destroy();
+    this.head.destroy();
   }
 }
 
@@ -303,8 +246,7 @@ class SwarmSequence implements BackendSequence {
   async start(): Promise<void> {
     const L = this.m.config.nLayers;
     this.hops = await this.openRoute({ start: 0, end: L }, -1, 'initial route');
-    this.m.route = this.hops.map((h) => this.m.routeEntry(h.peer, h.span));
-    this.m.reroutes = [];
+    this.m.log.start(this.hops);
   }
 
   /** Open sessions along a route for `span`, trying other routes until recoverTimeoutMs passes. */
@@ -313,7 +255,7 @@ class SwarmSequence implements BackendSequence {
     let lastError = why;
     for (;;) {
       const exclude = this.m.banned();
-      const records = this.m.directory.records();
+      const records = this.m.directory.recordsFor(this.m.modelHash);
       const route = findRoute(records, span.start, span.end, { exclude, rttMs: this.m.directory.rttMs?.() });
       if (route) {
         const opened: HopSession[] = [];
@@ -341,12 +283,12 @@ class SwarmSequence implements BackendSequence {
   }
 
   private async openHop(hop: Hop): Promise<HopSession> {
-    const link = await this.m.directory.connect(hop.peer);
+    const link = await this.m.directory.connect(hop.peer, this.m.limits);
     const req = requests(link);
     // The host introduces itself first: it must serve our model and the span we route through it.
     const hello = await link.waitHello(this.m.opts.openTimeoutMs);
     if (!hello) throw new HopTimeoutError(`${hop.peer} sent no hello within ${this.m.opts.openTimeoutMs} ms`);
-    if (this.m.opts.modelHash !== undefined && hello.modelHash !== this.m.opts.modelHash) {
+    if (hello.modelHash !== this.m.modelHash) {
       throw new RemoteError('model-mismatch', hop.peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
     }
     if (hello.span.start !== hop.span.start || hello.span.end !== hop.span.end) {
@@ -372,14 +314,14 @@ class SwarmSequence implements BackendSequence {
     const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
-    const frames = encodeForward(
+    const frames = encodeTensor(
       { kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
-      h.link.frameBytes, h.link.opts.limits,
+      h.link.frameBytes, h.link.limits,
     );
     await h.link.sendFrames(frames);
     for (const f of frames) this.m.wire.bytesOut += f.byteLength;
     const r = await answer;
-    this.m.hopMs.set(h.peer, performance.now() - t0);
+    this.m.log.hopMs.set(h.peer, performance.now() - t0);
     if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
       h.link.close('protocol', 'a result of the wrong shape');
       throw new LinkDownError('protocol', h.peer, `${h.peer} answered step ${step} with a result of the wrong shape`);
@@ -412,8 +354,7 @@ class SwarmSequence implements BackendSequence {
           pos += n;
         }
         this.hops.splice(i, 1, ...fresh);
-        this.m.reroutes.push({ step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
-        this.m.route = this.hops.map((h) => this.m.routeEntry(h.peer, h.span));
+        this.m.log.rerouted(this.hops, { step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
         return;
       } catch (e) {
         if (!isHopFailure(e)) throw e;

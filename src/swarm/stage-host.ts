@@ -7,8 +7,11 @@
 import type { DataConnection } from 'peerjs';
 import type { GpuStage, StageSession } from '../gpu/stage';
 import { LinkDownError, ProtocolError, ReassemblyError, StepOrderError } from './errors';
-import { makeLimits, PROTOCOL_VERSION, StepGuard, type ForwardMsg, type Msg, type OpenMsg, type Span, type WireErrorCode } from './protocol';
-import { PeerLink, withoutUndefined, type LinkOptions } from './transport';
+import { BanList } from './bans';
+import { StepGuard } from './step-guard';
+import { modelLimits, PROTOCOL_VERSION, type ForwardMsg, type Msg, type OpenMsg, type Span, type WireErrorCode } from './protocol';
+import { withoutUndefined } from '../model/options';
+import { PeerLink, type LinkOptions } from './transport';
 
 /** The GPU part a host needs (GpuStage, or a stand-in in tests). */
 export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
@@ -59,6 +62,8 @@ interface LinkState {
   guard: StepGuard;
   sessions: Map<number, HostSession>;
   queued: number;
+  /** stop listening to the link (after a violation nothing more it sends is looked at) */
+  unlisten: () => void;
 }
 
 export interface HostStats {
@@ -81,7 +86,7 @@ export class StageHost {
   readonly opts: HostOptions;
   readonly span: Span;
   private readonly links = new Set<LinkState>();
-  private readonly bans = new Map<string, { until: number; ms: number }>();
+  private readonly bans: BanList;
   private kvReserved = 0;
   private peakBuffered = 0;
   private nSessions = 0;
@@ -102,15 +107,9 @@ export class StageHost {
     // maxBatch x dim, so a frame claiming more is rejected by the decoder before the reassembler reserves anything
     // (with the defaults, one 256 KiB frame could make us reserve a 64 MiB tensor).
     const { dim } = stage.cfg;
-    const limits = makeLimits({
-      maxDim: dim,
-      maxTokens: stage.maxBatch,
-      maxMessageBytes: stage.maxBatch * dim * 4,
-      maxContextTokens: stage.maxContext,
-      maxLayers: stage.cfg.nLayers,
-      ...opts.link?.limits,
-    });
+    const limits = opts.link?.limits ?? modelLimits({ dim, nLayers: stage.cfg.nLayers, maxBatch: stage.maxBatch, maxContext: stage.maxContext });
     this.opts.link = { ...this.opts.link, limits };
+    this.bans = new BanList(this.opts.banMs, this.opts.maxBanMs);
     this.span = { start: stage.start, end: stage.end };
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(250, Math.min(this.opts.idleMs / 4, 10_000)));
   }
@@ -127,7 +126,6 @@ export class StageHost {
       buffered += l.link.bufferedBytes;
       peak = Math.max(peak, l.link.peakBufferedBytes);
     }
-    const now = Date.now();
     return {
       links: this.links.size,
       sessions: this.nSessions,
@@ -135,13 +133,12 @@ export class StageHost {
       bufferedBytes: buffered,
       peakBufferedBytes: peak,
       ...this.counts,
-      banned: [...this.bans].filter(([, b]) => b.until > now).map(([p]) => p),
+      banned: [...this.bans.banned()],
     };
   }
 
   isBanned(peer: string): boolean {
-    const b = this.bans.get(peer);
-    return b !== undefined && b.until > Date.now();
+    return this.bans.isBanned(peer);
   }
 
   /** Take an incoming DataConnection (from peer.on('connection')). Never throws. */
@@ -160,10 +157,14 @@ export class StageHost {
       return; // never opened: nothing to clean up
     }
     if (this.frozen) link.mute();
-    const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0 };
+    const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0, unlisten: () => {} };
     this.links.add(st);
-    link.onMessage = (m) => this.onMessage(st, m);
-    link.onViolation = (e) => this.violation(st, e);
+    const offMessage = link.onMessage((m) => this.onMessage(st, m));
+    const offViolation = link.onViolation((e) => this.violation(st, e));
+    st.unlisten = () => {
+      offMessage();
+      offViolation();
+    };
     void link.closed.then(() => this.dropLink(st));
     link
       .send({
@@ -310,13 +311,10 @@ export class StageHost {
     if (st.link.isDown) return;
     this.counts.violations++;
     this.counts.bans++;
-    const prev = this.bans.get(st.link.peer);
-    const ms = prev ? Math.min(prev.ms * 2, this.opts.maxBanMs) : this.opts.banMs;
-    this.bans.set(st.link.peer, { until: Date.now() + ms, ms });
+    const ms = this.bans.ban(st.link.peer);
     const code: WireErrorCode = e instanceof StepOrderError ? 'bad-step' : 'protocol';
     const link = st.link;
-    link.onMessage = () => {};
-    link.onViolation = () => {};
+    st.unlisten();
     // Best effort: send the reason, then close shortly after so the error frame can leave.
     link.send({ kind: 'error', session: 0, step: 0, code, message: `${e.message} — disconnected, banned for ${ms / 1000} s` }).catch(() => {});
     this.dropLink(st);
@@ -342,7 +340,6 @@ export class StageHost {
   private expireIdle(): void {
     const cutoff = Date.now() - this.opts.idleMs;
     for (const st of this.links) for (const s of [...st.sessions.values()]) if (s.lastUsed < cutoff) this.closeSession(st, s);
-    const now = Date.now();
-    for (const [p, b] of this.bans) if (b.until + b.ms * 4 < now) this.bans.delete(p); // forget old offenders slowly
+    this.bans.forgetOld();
   }
 }

@@ -1,0 +1,51 @@
+// The chat interface Flock offers, the same whether the engine runs on this thread (FlockChatEngine, chat.ts) or in
+// the page's engine worker (src/worker/engine-client.ts), after WebLLM's MLCEngineInterface: requests, completions
+// and chunks are WebLLM's own OpenAI-protocol types, and Flock's extras travel beside them in a typed `flock` field
+// (token ids, the 'context' finish that OpenAI's finish_reason folds into 'length', prefix-cache reuse).
+// Types only; not here: the engine.
+
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionRequestBase,
+  ChatCompletionRequestNonStreaming,
+  ChatCompletionRequestStreaming,
+} from '@mlc-ai/web-llm';
+
+export type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase };
+
+/** Why a reply ended, as Flock tells it: 'context' is a full context window, 'length' the request's max_tokens. */
+export type FinishReason = 'length' | 'stop' | 'abort' | 'context';
+
+/** How a reply ended and what it was made of (on the last chunk of a stream, and on a whole completion). */
+export interface FlockReplyExtra {
+  finish: FinishReason;
+  /** every generated token id of the reply (an end-of-turn id is not part of it) */
+  outputIds: number[];
+  /** input positions taken from the previous reply's KV cache instead of being run again */
+  cachedTokens: number;
+}
+
+/** Flock's extras on a streamed chunk. */
+export interface FlockChunkExtra {
+  /** token ids whose text this chunk's delta completes */
+  ids: number[];
+  /** on the chunk that carries finish_reason */
+  reply?: FlockReplyExtra;
+}
+
+export type FlockChunk = ChatCompletionChunk & { flock: FlockChunkExtra };
+export type FlockCompletion = ChatCompletion & { flock: FlockReplyExtra };
+
+export interface FlockCompletions {
+  create(request: ChatCompletionRequestNonStreaming): Promise<FlockCompletion>;
+  create(request: ChatCompletionRequestStreaming): Promise<AsyncIterable<FlockChunk>>;
+  create(request: ChatCompletionRequestBase): Promise<AsyncIterable<FlockChunk> | FlockCompletion>;
+}
+
+/** What the page, the CLI and API users chat through. */
+export interface ChatEngine {
+  readonly chat: { readonly completions: FlockCompletions };
+  /** end the reply being generated; it finishes with finish_reason "abort" */
+  interruptGenerate(): void;
+}

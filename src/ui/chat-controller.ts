@@ -1,0 +1,196 @@
+// The conversation on screen and what the chat buttons do: send, stream the reply through the engine's chat API
+// (the same `chat.completions.create` that `flock chat` and API users call), stop, regenerate, new chat, and the
+// past chats (open, rename, export, delete), saved as they change. Not here: loading models (app.ts), the DOM of
+// messages (chat-view.ts), storage formats (storage/conversations.ts).
+
+import type { ChatCompletionMessageParam } from '@mlc-ai/web-llm';
+import type { ChatEngine, FinishReason } from '../engine/chat-api';
+import {
+  deleteConversation, exportConversation, getConversation, listConversations, newConversation, renameConversation, saveConversation,
+  titleFrom, type Conversation, type SavedMessage,
+} from '../storage/conversations';
+import { ChatView } from './chat-view';
+import { byId, saveFile } from './dom';
+import { formatRate } from './format';
+import type { Notice } from './notice';
+import type { SettingsForm } from './settings-form';
+
+const FINISH_TEXT: Record<FinishReason, string> = {
+  length: 'reached max tokens',
+  stop: 'the model finished',
+  abort: 'stopped',
+  context: 'the context is full',
+};
+
+/** What the controller needs of the app around it. */
+export interface ChatHost {
+  engine: ChatEngine;
+  settings: SettingsForm;
+  notice: Notice;
+  /** a reply may start now (a model is loaded, nothing else runs) */
+  canSend(): boolean;
+  /** a reply started (true) or ended (false) */
+  generating(on: boolean): void;
+  /** the loaded model's name, kept with the conversation */
+  modelName(): string;
+}
+
+export class ChatController {
+  readonly view = new ChatView();
+  private conv: Conversation = newConversation('');
+  private busy = false;
+  private readonly form = byId('composer', HTMLFormElement);
+  private readonly promptBox = byId('prompt', HTMLTextAreaElement);
+  private readonly buttons = {
+    send: byId('send', HTMLButtonElement),
+    stop: byId('stop', HTMLButtonElement),
+    regenerate: byId('regenerate', HTMLButtonElement),
+    newChat: byId('new-chat', HTMLButtonElement),
+  };
+
+  constructor(private readonly host: ChatHost) {
+    this.form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      void this.send();
+    });
+    this.promptBox.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.form.requestSubmit();
+      }
+    });
+    this.buttons.stop.addEventListener('click', () => host.engine.interruptGenerate());
+    this.buttons.regenerate.addEventListener('click', () => void this.regenerate());
+    this.buttons.newChat.addEventListener('click', () => this.startNew());
+  }
+
+  /** Enable what can be used now; the chat list follows. */
+  refresh(): void {
+    const canSend = this.host.canSend() && !this.busy;
+    this.buttons.send.disabled = !canSend;
+    this.buttons.stop.disabled = !this.busy;
+    this.buttons.regenerate.disabled = !canSend || !this.conv.messages.some((m) => m.role === 'user');
+    this.buttons.newChat.disabled = this.busy;
+    void this.refreshList();
+  }
+
+  startNew(): void {
+    if (this.busy) return;
+    this.conv = newConversation(this.host.modelName());
+    this.view.showMessages([]);
+    this.host.notice.clear();
+    this.refresh();
+    this.promptBox.focus();
+  }
+
+  async open(id: string): Promise<void> {
+    if (this.busy) return;
+    const c = await getConversation(id);
+    if (!c) return;
+    this.conv = c;
+    this.view.showMessages(c.messages.filter((m) => m.role !== 'system'));
+    this.host.notice.clear();
+    this.refresh();
+  }
+
+  private async send(): Promise<void> {
+    const text = this.promptBox.value;
+    if (!this.host.canSend() || this.busy || !text.trim()) return;
+    this.promptBox.value = '';
+    if (this.conv.messages.length === 0) this.conv.title = titleFrom(text);
+    this.conv.model = this.host.modelName();
+    const m: SavedMessage = { role: 'user', content: text };
+    this.conv.messages.push(m);
+    this.conv.updatedAt = Date.now();
+    this.view.appendMessage(m);
+    await saveConversation(this.conv);
+    await this.reply();
+  }
+
+  private async regenerate(): Promise<void> {
+    if (!this.host.canSend() || this.busy) return;
+    if (this.conv.messages.at(-1)?.role === 'assistant') {
+      this.conv.messages.pop();
+      this.view.removeLast();
+    }
+    if (this.conv.messages.at(-1)?.role === 'user') await this.reply();
+  }
+
+  /** Stream a reply to the conversation as it stands. */
+  private async reply(): Promise<void> {
+    const s = this.host.settings.read();
+    const seed = s.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
+    const messages: ChatCompletionMessageParam[] = [];
+    if (s.systemPrompt.trim()) messages.push({ role: 'system', content: s.systemPrompt });
+    for (const m of this.conv.messages) messages.push(m.role === 'user' ? { role: 'user', content: m.content } : { role: 'assistant', content: m.content });
+    this.host.notice.clear();
+    this.busy = true;
+    this.host.generating(true);
+    const streaming = this.view.startReply();
+    try {
+      const stream = await this.host.engine.chat.completions.create({
+        messages, stream: true, stream_options: { include_usage: true },
+        temperature: s.temperature, top_p: s.topP, max_tokens: s.maxTokens, seed,
+      });
+      let text = '';
+      let finish: FinishReason = 'stop';
+      let tokens = 0;
+      let rate = 0;
+      let firstMs = 0;
+      for await (const chunk of stream) {
+        const piece = chunk.choices[0]?.delta.content ?? '';
+        text += piece;
+        streaming.push(chunk.flock.ids, piece);
+        const reply = chunk.flock.reply;
+        if (reply) {
+          finish = reply.finish;
+          tokens = reply.outputIds.length;
+        }
+        if (chunk.usage) {
+          rate = chunk.usage.extra.decode_tokens_per_s;
+          firstMs = chunk.usage.extra.time_to_first_token_s * 1000;
+        }
+      }
+      const stats =
+        `${tokens} tokens · ${formatRate(rate)} tokens/s · first token after ${Math.round(firstMs)} ms · ${FINISH_TEXT[finish]}` +
+        (s.temperature > 0 ? ` · seed ${seed}` : '');
+      streaming.finish(text, finish, stats);
+      this.conv.messages.push({ role: 'assistant', content: text, finish, stats });
+      this.conv.updatedAt = Date.now();
+      await saveConversation(this.conv);
+    } catch (e) {
+      streaming.fail();
+      this.view.removeLast();
+      this.host.notice.showError(e);
+    } finally {
+      this.busy = false;
+      this.host.generating(false);
+    }
+  }
+
+  private async refreshList(): Promise<void> {
+    const items = await listConversations();
+    this.view.showChatList(items, this.conv.id, {
+      open: (id) => void this.open(id),
+      rename: (id, title) => void renameConversation(id, title).then((c) => {
+        if (c && c.id === this.conv.id) this.conv.title = c.title;
+        return this.refreshList();
+      }),
+      exportJson: (id) => void this.exportChat(id),
+      remove: (id) => void this.remove(id),
+    }, this.busy);
+  }
+
+  private async exportChat(id: string): Promise<void> {
+    const c = id === this.conv.id ? this.conv : await getConversation(id);
+    if (!c) return;
+    const safe = c.title.replace(/[^\w\- ]+/g, '').trim().slice(0, 40) || 'chat';
+    saveFile(`flock-${safe}.json`, exportConversation(c));
+  }
+
+  private async remove(id: string): Promise<void> {
+    await deleteConversation(id);
+    if (id === this.conv.id) this.startNew();
+    else await this.refreshList();
+  }
+}

@@ -1,0 +1,57 @@
+// The model's line in the top bar (name and status), the load progress bar, the note on how replies are built, and
+// the GPU line. DOM only: what is loaded is the engine worker's answer (LoadedModel), shown as it comes.
+
+import { FALLBACK_DESCRIPTION } from '../model/chat-template';
+import type { LoadedModel, LoadProgress } from '../worker/api';
+import { byId } from './dom';
+import { formatBytes, formatProgress } from './format';
+
+export class ModelStatus {
+  private readonly name = byId('model-name', HTMLElement);
+  private readonly status = byId('model-status', HTMLElement);
+  private readonly load = byId('load', HTMLElement);
+  private readonly bar = byId('load-progress', HTMLProgressElement);
+  private readonly bytes = byId('load-bytes', HTMLElement);
+  private readonly templateNote = byId('template-note', HTMLElement);
+  private readonly device = byId('device-line', HTMLElement);
+
+  /** A load starts: its label, an empty bar. */
+  loading(label: string, text = 'loading…'): void {
+    this.name.textContent = label;
+    this.status.textContent = text;
+    this.progress({ loaded: 0, total: 1 });
+  }
+
+  /** Progress of the load in progress; null hides the bar. */
+  progress(p: LoadProgress | null): void {
+    this.load.hidden = p === null;
+    if (!p) return;
+    this.bar.max = Math.max(1, p.total);
+    this.bar.value = Math.min(p.loaded, this.bar.max);
+    this.bytes.textContent = formatProgress(p.loaded, p.total);
+  }
+
+  /** A short line next to the model's name. */
+  say(text: string): void {
+    this.status.textContent = text;
+  }
+
+  /** What the worker loaded. */
+  ready(m: LoadedModel): void {
+    this.name.textContent = m.name;
+    this.status.textContent = m.mode === 'local'
+      ? `ready · ${m.arch}, ${m.nLayers} layers, ${formatBytes(m.weightBytes)} of weights, loaded in ${Math.round(m.loadMs)} ms`
+      : `swarm · head on this device (${formatBytes(m.weightBytes)}), ${m.nLayers} layers on peers`;
+    this.templateNote.hidden = m.chatTemplate;
+    this.templateNote.textContent = m.chatTemplate ? '' : `${m.name}: ${FALLBACK_DESCRIPTION}.`;
+  }
+
+  notLoaded(text = 'not loaded'): void {
+    this.status.textContent = text;
+    this.load.hidden = true;
+  }
+
+  gpu(text: string): void {
+    this.device.textContent = text;
+  }
+}

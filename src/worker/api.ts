@@ -1,0 +1,120 @@
+// The shapes that cross the boundary between the page and the engine worker (structured-clone data only): the
+// worker's API as comlink exposes it, the loaded model's description, chat events, and the messages on a relayed
+// swarm link's port. Not here: behaviour; the worker is engine.worker.ts and the page's side is engine-client.ts.
+
+import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
+import type { LoadProgress } from '../model/source';
+import type { LinkDownReason } from '../swarm/errors';
+import type { Limits } from '../swarm/protocol';
+import type { PeerRecord } from '../swarm/records';
+import type { SwarmOptions } from '../swarm/swarm-model';
+import type { ModelSpec } from '../storage/model-source';
+import type { WireError } from './errors';
+
+export type { ModelSpec, LoadProgress };
+
+export interface DeviceInfo {
+  adapterName: string;
+  hasF16: boolean;
+}
+
+/** The model the worker has loaded: the worker owns this, the page reads it. */
+export interface LoadedModel {
+  /** 'local': the whole model on this device; 'swarm': the Head here, the layers on the swarm's hosts */
+  mode: 'local' | 'swarm';
+  /** how it was loaded (Swarm and Contribute modes open the same model) */
+  spec: ModelSpec;
+  /** what the settings remember it by ('embedded', a cached model's id; '' for a picked file) */
+  key: string;
+  name: string;
+  arch: string;
+  nLayers: number;
+  /** bytes of weights on this device */
+  weightBytes: number;
+  loadMs: number;
+  /** bytes read from the source while loading */
+  bytesRead: number;
+  /** true when replies are built from the model's chat template; false: the text-continuation fallback */
+  chatTemplate: boolean;
+  /** sha256 of the GGUF header (records.ts modelHashOf): the hash hosts of this model announce */
+  modelHash: string;
+}
+
+/** What this build can do with a GGUF file, decided from its header alone. */
+export interface ModelReport {
+  runnable: boolean;
+  /** why not, in words, when not runnable */
+  reason: string;
+  arch: string;
+  tokenizer: string;
+  tensorTypes: string[];
+  size: number;
+}
+
+/** What a streamed reply sends to the page, in order on one channel: chunks, then its end or its error. */
+export type ChatEvent =
+  | { t: 'chunk'; chunk: FlockChunk }
+  | { t: 'end' }
+  | { t: 'error'; error: WireError };
+
+/** Where the current swarm chat runs: the route's hops, their latest latency, the re-routes so far. */
+export interface SwarmStatus {
+  route: { peer: string; start: number; end: number; ms: number }[];
+  reroutes: { step: number; from: string; to: string[]; start: number; end: number; reason: string; ms: number }[];
+  wire: { bytesOut: number; bytesIn: number };
+}
+
+/** How a tab's swarm client behaves (swarm/swarm-model.ts SwarmOptions; the defaults suit most swarms). */
+export type SwarmJoinOptions = Partial<Pick<SwarmOptions, 'dtype' | 'hopTimeoutMs' | 'recoverTimeoutMs' | 'maxContext'>>;
+
+/** The worker's API, as exposed through comlink (callbacks arrive as comlink proxies). */
+export interface EngineApi {
+  init(): Promise<DeviceInfo>;
+  /** load `spec` whole onto this device; replaces whatever was loaded */
+  load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void): Promise<LoadedModel>;
+  /** load the Head of `spec` (embeddings, output head, tokenizer) and chat through the swarm's hosts from now on */
+  joinSwarm(spec: ModelSpec, key: string, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void, options?: SwarmJoinOptions): Promise<LoadedModel>;
+  /** drop the swarm Head; chat needs a local model loaded again */
+  leaveSwarm(): void;
+  /** the model loaded now, or null */
+  loaded(): LoadedModel | null;
+  /**
+   * Start a chat completion (the OpenAI request of engine/chat.ts). A request the engine refuses rejects here. A
+   * streaming request resolves with null once it runs, and its chunks follow through `onEvent`; a non-streaming one
+   * resolves with the whole completion.
+   */
+  createChat(request: ChatCompletionRequestBase, onEvent: (e: ChatEvent) => void): Promise<FlockCompletion | null>;
+  /** end the reply being generated (it finishes with finish_reason 'abort'), or the load in progress */
+  interrupt(): void;
+  inspect(spec: ModelSpec): Promise<ModelReport>;
+  /** the page's latest view of the swarm: live records of our model's hosts, heartbeat round trips by peer */
+  setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): void;
+  swarmStatus(): SwarmStatus | null;
+}
+
+// ---- the swarm: links relayed from the page ---------------------------------------------------------------------
+
+/** The worker's end of a link the page relays (the page holds the PeerLink; the port carries its frames). */
+export interface LinkPort {
+  port: MessagePort;
+  peer: string;
+  /** largest frame the link may send (PeerLink.frameBytes) */
+  frameBytes: number;
+}
+
+/** Page -> worker on a link's port: a frame from the host (checked against the link's limits), or the link's end
+ *  (`detail`: the page's LinkDownError message without its reason prefix). */
+export type PortToWorker =
+  | { t: 'frame'; frame: ArrayBuffer }
+  | { t: 'down'; reason: LinkDownReason; detail: string };
+
+/** Worker -> page on a link's port: frames to send (encoded in the worker), or a request to hang up. */
+export type PortToPage =
+  | { t: 'frames'; frames: ArrayBuffer[] }
+  | { t: 'close'; reason: LinkDownReason; detail: string };
+
+/** The page's side of the swarm, called by the worker through comlink. */
+export interface SwarmBridge {
+  /** a link to `peer` from the page's PeerJS peer (dialled, or shared while it is up), checking frames under `limits` */
+  connect(peer: string, limits: Limits): Promise<LinkPort>;
+}
