@@ -39,7 +39,10 @@ export interface LaunchedHost {
    * span and has no sessions. Runs every rebalanceMs; returns whether it moved.
    */
   rebalance(): Promise<boolean>;
+  /** stop at once (as a crash would look to clients, minus the process dying) */
   stop(): void;
+  /** leave on purpose: clients and the rendezvous hear it first, then everything stops */
+  leave(): Promise<void>;
 }
 
 export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
@@ -66,6 +69,11 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
       rebalance: () => serving.rebalance(),
       stop: () => {
         serving.stop();
+        n.stop();
+        close();
+      },
+      leave: async () => {
+        await serving.leave();
         n.stop();
         close();
       },
@@ -112,11 +120,9 @@ export async function runHost(argv: string[]): Promise<void> {
     maxContext: values['max-context'] ? Number(values['max-context']) : undefined,
   });
   process.stderr.write(`flock host ${h.peer.id}: layers ${h.span.start}:${h.span.end} of ${h.config.nLayers}, model ${h.modelHash.slice(0, 12)}…, swarm "${values.swarm}"\n`);
+  // SIGINT / SIGTERM: leave on purpose, so clients re-route at once and the swarm forgets this host
   await new Promise<void>((resolve) => {
-    const quit = (): void => {
-      h.stop();
-      resolve();
-    };
+    const quit = (): void => void h.leave().finally(resolve);
     process.once('SIGINT', quit);
     process.once('SIGTERM', quit);
   });

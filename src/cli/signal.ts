@@ -16,7 +16,10 @@ export interface SignalServer {
 /** Start a PeerServer on host:port (port 0 = any free port), path '/'. */
 export function startSignalServer(port = 0, host = '127.0.0.1'): Promise<SignalServer> {
   return new Promise((resolve, reject) => {
-    const app = PeerServer({ host, port, path: '/', allow_discovery: false }, (server: Server) => {
+    // An offer to an id nobody holds is answered with EXPIRE (peers see 'peer-unavailable') once it has waited
+    // expire_timeout, checked every cleanup_out_msgs: 500 ms and 100 ms here (the stock 5 s and 1 s would make every
+    // client wait seconds on a host that is gone). Offers to an id claimed within that time are still delivered.
+    const app = PeerServer({ host, port, path: '/', allow_discovery: false, expire_timeout: 500, cleanup_out_msgs: 100 }, (server: Server) => {
       // WebSocket connections are upgraded out of http's bookkeeping: track sockets to end them on close.
       const sockets = new Set<Socket>();
       server.on('connection', (s: Socket) => {

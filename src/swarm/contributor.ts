@@ -90,4 +90,9 @@ export class Contributor {
   stop(): void {
     this.serving.stop();
   }
+
+  /** Leave on purpose: the sessions' clients and the rendezvous hear it first (serve.ts leave), then stop. */
+  leave(): Promise<void> {
+    return this.serving.leave();
+  }
 }

@@ -3,18 +3,22 @@
 // Any participant (host or client) that finds one free claims it (a second PeerJS peer with that id; PeerJS answers
 // 'unavailable-id' when it is taken) and serves the swarm's record table there. Everyone announces its own record to
 // every rendezvous every announceMs and gets the rendezvous' table back (gossip: announcers also pass on what they
-// know, so records reach rendezvous that an announcer alone could not). Records expire (records.ts); a rendezvous id
-// whose owner left becomes free and the next participant to notice claims it.
+// know, so records reach rendezvous that an announcer alone could not); a rendezvous that learns something new pushes
+// its table to everyone connected to it at once, so a new host is routable within a round trip, not a round.
+// Records expire (RECORD_TTL_MS: a host that died drops out within seconds); a host leaving on purpose says so
+// (leave()), and its departure travels with the tables (record-table.ts). A rendezvous id whose owner left becomes
+// free and the next participant to notice claims it.
 // Discovery messages are small UTF-8 JSON in binary frames on their own channel (label 'flock-rv'), validated field by
 // field; never on the hot path. Not here: the hidden-state protocol, routing, hosts.
 
 import type { DataConnection, Peer } from 'peerjs';
+import { withoutUndefined } from '../model/options';
 import { SignalError } from './errors';
 import type { Limits } from './protocol';
-import { mergeRecords, parseRecord, RECORD_TTL_MS, usableRecords, type PeerRecord } from './records';
-import { withoutUndefined } from '../model/options';
-import { dial, openPeer, type PeerLink, type LinkOptions, type SignalConfig } from './transport';
+import { parseRecord, RECORD_TTL_MS, usableRecords, type PeerRecord } from './records';
+import { RecordTable, type Departure } from './record-table';
 import type { Directory } from './swarm-model';
+import { dial, openPeer, type LinkOptions, type PeerLink, type SignalConfig } from './transport';
 
 /** Rendezvous ids per swarm. 3: one can leave and be replaced while two keep the table. */
 export const RENDEZVOUS = 3;
@@ -22,15 +26,21 @@ export const RENDEZVOUS = 3;
 const MAX_DISCOVERY_BYTES = 64 * 1024;
 /** Most records taken from one message (bounds the table a hostile peer can fill per round). */
 const MAX_RECORDS_PER_MESSAGE = 256;
-/** Most records kept (the oldest expiring go first when full). */
+/** Most records kept (when full, the soonest to expire makes room: record-table.ts). */
 const MAX_TABLE = 4096;
 /** A rendezvous attempt that has not opened after this long is forgotten (PeerServer expires offers after 5 s). */
 const ATTEMPT_MS = 8_000;
+/** A rendezvous pushes its table at most this often. 200 ms: a burst of announcements becomes one push. */
+const PUSH_MS = 200;
+/** A rendezvous link silent for this many rounds is dead (both ends talk every round). */
+const SILENT_ROUNDS = 3;
+/** Skip a push to a connection whose send buffer holds more than this (a slow or stuck reader). 256 KiB. */
+const PUSH_BUFFER_BYTES = 256 * 1024;
 
 export interface DiscoveryOptions {
   signal: SignalConfig;
   swarm: string;
-  /** how often to announce / refresh. 10 s (tests: 300 ms); records live RECORD_TTL_MS */
+  /** how often to announce / refresh. 3 s (tests: 300 ms); records live ttlMs */
   announceMs: number;
   /** our own record, if we host (called at every announce so throughput and free KV stay current) */
   self?: () => Omit<PeerRecord, 'expiresAt'>;
@@ -53,44 +63,74 @@ export function rendezvousId(key: string, i: number): string {
   return `flock-${key}-rv-${i}`;
 }
 
-/** Discovery message: a table of records, as JSON bytes. */
-function encodeTable(records: PeerRecord[]): ArrayBuffer {
-  const bytes = new TextEncoder().encode(JSON.stringify({ v: 1, records: records.slice(0, MAX_RECORDS_PER_MESSAGE) }));
+/** A discovery message: records, and departures (announcers send only their own; rendezvous pass theirs on). */
+export interface Table {
+  records: PeerRecord[];
+  gone: Departure[];
+}
+
+function encodeTable(t: Table): ArrayBuffer {
+  const bytes = new TextEncoder().encode(JSON.stringify({ v: 1, records: t.records.slice(0, MAX_RECORDS_PER_MESSAGE), gone: t.gone.slice(0, MAX_RECORDS_PER_MESSAGE) }));
   const out = new ArrayBuffer(bytes.length);
   new Uint8Array(out).set(bytes);
   return out;
 }
 
-/** Records from a discovery message; anything malformed yields [] (never throws). */
-export function decodeTable(data: unknown, now: number): PeerRecord[] {
+/** A discovery message's records and departures; anything malformed is left out (never throws). */
+export function decodeTable(data: unknown, now: number): Table {
+  const none: Table = { records: [], gone: [] };
   let bytes: Uint8Array;
   if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
   else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  else return [];
-  if (bytes.length > MAX_DISCOVERY_BYTES) return [];
+  else return none;
+  if (bytes.length > MAX_DISCOVERY_BYTES) return none;
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch {
-    return [];
+    return none;
   }
-  if (typeof parsed !== 'object' || parsed === null || !('records' in parsed)) return [];
-  const list: unknown = parsed.records;
-  if (!Array.isArray(list)) return [];
-  const out: PeerRecord[] = [];
-  for (const x of list.slice(0, MAX_RECORDS_PER_MESSAGE)) {
-    const r = parseRecord(x, now);
-    if (r) out.push(r);
+  if (typeof parsed !== 'object' || parsed === null) return none;
+  const records: PeerRecord[] = [];
+  const list = 'records' in parsed ? parsed.records : undefined;
+  if (Array.isArray(list)) {
+    for (const x of list.slice(0, MAX_RECORDS_PER_MESSAGE)) {
+      const r = parseRecord(x, now);
+      if (r) records.push(r);
+    }
   }
-  return out;
+  const gone: Departure[] = [];
+  const left = 'gone' in parsed ? parsed.gone : undefined;
+  if (Array.isArray(left)) {
+    for (const x of left.slice(0, MAX_RECORDS_PER_MESSAGE)) {
+      if (typeof x !== 'object' || x === null || !('id' in x) || !('until' in x)) continue;
+      const { id, until } = x;
+      if (typeof id === 'string' && /^[A-Za-z0-9_-]{1,128}$/.test(id) && typeof until === 'number' && Number.isFinite(until) && until > now) {
+        gone.push({ id, until: Math.min(until, now + RECORD_TTL_MS * 10) });
+      }
+    }
+  }
+  return { records, gone };
+}
+
+/** An announcer's connection to one rendezvous. */
+interface RvAttempt {
+  conn: DataConnection;
+  since: number;
+  opened: boolean;
+  /** the last time the rendezvous answered */
+  heard: number;
 }
 
 export class Discovery implements Directory {
   readonly opts: DiscoveryOptions;
-  readonly table = new Map<string, PeerRecord>();
+  private readonly table = new RecordTable(MAX_TABLE);
   /** rendezvous peers we hold (at most one) */
   private rv: { peer: Peer; index: number } | null = null;
-  private readonly rvConns = new Map<number, { conn: DataConnection; since: number; opened: boolean }>();
+  /** as a rendezvous: the announcers connected to us, and when each last spoke */
+  private readonly announcers = new Map<DataConnection, number>();
+  private pushTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly rvConns = new Map<number, RvAttempt>();
   private readonly links = new Map<string, Promise<PeerLink>>();
   private readonly resolved = new Map<string, PeerLink>();
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -107,8 +147,13 @@ export class Discovery implements Directory {
   }
 
   static async start(peer: Peer, opts: Partial<DiscoveryOptions> & Pick<DiscoveryOptions, 'signal' | 'swarm'>): Promise<Discovery> {
-    const d = new Discovery(peer, { announceMs: 10_000, ttlMs: RECORD_TTL_MS, serveRendezvous: true, link: {}, ...withoutUndefined(opts), signal: opts.signal, swarm: opts.swarm });
+    const d = new Discovery(peer, { announceMs: 3_000, ttlMs: RECORD_TTL_MS, serveRendezvous: true, link: {}, ...withoutUndefined(opts), signal: opts.signal, swarm: opts.swarm });
     d.key = await swarmKey(d.opts.swarm);
+    // an offer to a rendezvous id nobody holds expires: try again at the next round, not after ATTEMPT_MS
+    peer.on('error', (e: { type: string; message: string }) => {
+      if (e.type !== 'peer-unavailable') return;
+      for (const [i, a] of d.rvConns) if (!a.opened && e.message.endsWith(` ${rendezvousId(d.key, i)}`)) d.rvConns.delete(i);
+    });
     await d.round();
     d.timer = setInterval(() => void d.round(), d.opts.announceMs);
     await d.settle();
@@ -121,9 +166,7 @@ export class Discovery implements Directory {
   }
 
   records(): PeerRecord[] {
-    const now = Date.now();
-    mergeRecords(this.table, [], now);
-    return [...this.table.values()];
+    return this.table.list(Date.now());
   }
 
   /** Live records of hosts serving `modelHash` with our protocol version. */
@@ -181,14 +224,41 @@ export class Discovery implements Directory {
     }
   }
 
+  /**
+   * Leaving on purpose: tell every rendezvous we are connected to that our record is gone (they pass it on), and
+   * stop announcing. Best effort: what does not arrive expires within the record's TTL.
+   */
+  async leave(): Promise<void> {
+    const now = Date.now();
+    const gone = this.table.depart(this.peer.id, now);
+    this.opts.self = undefined;
+    const msg = encodeTable({ records: [], gone: [gone] });
+    for (const a of this.rvConns.values()) if (a.conn.open) a.conn.send(msg);
+    this.push();
+    // give the messages (and a push, if we are a rendezvous) a moment to leave before the caller closes everything
+    await new Promise((r) => setTimeout(r, PUSH_MS + 50));
+  }
+
   private async roundInner(): Promise<void> {
     const now = Date.now();
     const self = this.opts.self?.();
-    if (self) mergeRecords(this.table, [{ ...self, expiresAt: now + this.opts.ttlMs }], now);
-    else mergeRecords(this.table, [], now);
+    if (self && this.table.merge([{ ...self, expiresAt: now + this.opts.ttlMs }], now)) this.push();
     if (this.opts.serveRendezvous && !this.rv) await this.claim();
     const mine = this.rv?.index;
     for (let i = 0; i < RENDEZVOUS; i++) if (i !== mine) this.announceTo(i);
+    // as a rendezvous: forget announcers that went silent (a crashed peer's channel may never close)
+    const silentMs = SILENT_ROUNDS * this.opts.announceMs;
+    for (const [conn, heard] of this.announcers) {
+      if (performance.now() - heard > silentMs) {
+        this.announcers.delete(conn);
+        conn.close();
+      }
+    }
+  }
+
+  private snapshot(): Table {
+    const now = Date.now();
+    return { records: this.table.list(now), gone: this.table.departures(now) };
   }
 
   /** Try to take a free rendezvous id (lowest index first). */
@@ -217,47 +287,91 @@ export class Discovery implements Directory {
     }
   }
 
-  /** As a rendezvous: merge whatever an announcer sends and answer with our table. */
+  /**
+   * As a rendezvous: merge whatever an announcer sends and answer with our table. An announcer may say that it
+   * leaves, for itself only (its departure names the id of the peer the message came from).
+   */
   private serveRendezvous(conn: DataConnection): void {
+    conn.on('open', () => this.announcers.set(conn, performance.now()));
     conn.on('data', (data) => {
       const now = Date.now();
-      const incoming = decodeTable(data, now);
-      if (this.table.size + incoming.length <= MAX_TABLE) mergeRecords(this.table, incoming, now);
-      if (conn.open) conn.send(encodeTable(this.records()));
+      this.announcers.set(conn, performance.now());
+      const t = decodeTable(data, now);
+      let changed = this.table.merge(t.records, now);
+      for (const d of t.gone) {
+        if (d.id !== conn.peer) continue;
+        this.table.depart(d.id, now);
+        changed = true;
+      }
+      if (conn.open) conn.send(encodeTable(this.snapshot()));
+      if (changed) this.push();
     });
+    conn.on('close', () => this.announcers.delete(conn));
     conn.on('error', () => conn.close());
+  }
+
+  /** As a rendezvous: send the table to every announcer connected to us, soon (one push per PUSH_MS at most). */
+  private push(): void {
+    if (!this.rv || this.pushTimer || this.stopped) return;
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = undefined;
+      const msg = encodeTable(this.snapshot());
+      for (const conn of this.announcers.keys()) {
+        if (!conn.open) continue;
+        const buffered = conn.dataChannel?.bufferedAmount ?? 0;
+        if (buffered <= PUSH_BUFFER_BYTES) conn.send(msg); // a reader that is behind gets the next one
+      }
+    }, PUSH_MS);
+  }
+
+  /** What a rendezvous told us (its answer or its push): its records and the departures it heard. */
+  private heard(data: unknown): void {
+    const now = Date.now();
+    const t = decodeTable(data, now);
+    this.table.applyDepartures(t.gone, now);
+    if (this.table.merge(t.records, now)) this.push();
   }
 
   /**
    * Send our table to rendezvous i (its answer is merged when it comes). Never blocks a round: while the channel is not
-   * open yet there is one pending attempt per index, left to PeerJS until it opens or PeerServer expires it (5 s
-   * expire_timeout). We never close a pending attempt ourselves: PeerServer queues an offer to a free id and delivers
-   * it to whoever claims that id next, and closing a connection in the middle of that negotiation crashes PeerJS
-   * (an unhandled rejection in its candidate handler).
+   * open yet there is one pending attempt per index, left to PeerJS until it opens or PeerServer expires it. We never
+   * close a pending attempt ourselves: PeerServer queues an offer to a free id and delivers it to whoever claims that
+   * id next, and closing a connection in the middle of that negotiation crashes PeerJS (an unhandled rejection in its
+   * candidate handler). An open channel that has not answered for SILENT_ROUNDS rounds is dead: closed and redialled.
    */
   private announceTo(i: number): void {
     const cur = this.rvConns.get(i);
-    if (cur?.conn.open) {
-      cur.conn.send(encodeTable(this.records()));
+    if (cur?.conn.open && performance.now() - cur.heard < SILENT_ROUNDS * this.opts.announceMs) {
+      cur.conn.send(encodeTable(this.ownTable()));
       return;
     }
-    if (cur && performance.now() - cur.since < ATTEMPT_MS) return; // still negotiating
-    if (cur?.opened) cur.conn.close(); // an open channel that went down
+    if (cur && !cur.opened && performance.now() - cur.since < ATTEMPT_MS) return; // still negotiating
+    if (cur?.opened) cur.conn.close(); // an open channel that went down or silent
     this.rvConns.delete(i);
     if (this.peer.destroyed || this.peer.disconnected) return;
     // PeerJS returns undefined (and logs) instead of throwing when it cannot connect
     const c: DataConnection | undefined = this.peer.connect(rendezvousId(this.key, i), { serialization: 'raw', reliable: true, label: 'flock-rv' });
     if (!c) return;
-    const entry = { conn: c, since: performance.now(), opened: false };
+    const entry: RvAttempt = { conn: c, since: performance.now(), opened: false, heard: performance.now() };
     this.rvConns.set(i, entry);
-    c.on('data', (data) => mergeRecords(this.table, decodeTable(data, Date.now()), Date.now()));
+    c.on('data', (data) => {
+      entry.heard = performance.now();
+      this.heard(data);
+    });
     c.on('open', () => {
       entry.opened = true;
-      c.send(encodeTable(this.records()));
+      entry.heard = performance.now();
+      c.send(encodeTable(this.ownTable()));
     });
     c.on('close', () => {
       if (this.rvConns.get(i) === entry) this.rvConns.delete(i);
     });
+  }
+
+  /** What an announcer sends a rendezvous: what it knows; of departures, only its own (others' are not its word). */
+  private ownTable(): Table {
+    const s = this.snapshot();
+    return { records: s.records, gone: s.gone.filter((d) => d.id === this.peer.id) };
   }
 
   /** Wait until every pending rendezvous attempt has opened or timeoutMs passed (start-up). */
@@ -272,10 +386,12 @@ export class Discovery implements Directory {
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.pushTimer);
     for (const e of this.rvConns.values()) if (e.conn.open) e.conn.close();
     this.rvConns.clear();
     this.rv?.peer.destroy();
     this.rv = null;
+    this.announcers.clear();
     for (const p of this.links.values()) p.then((l) => l.close(), () => {});
     this.links.clear();
   }

@@ -1,7 +1,7 @@
 // Peer records: what a host tells the swarm about itself (id, model hash, layer span, throughput, free KV, protocol
 // version, expiry), their validation when they arrive from another peer (JSON over the discovery channel, checked
-// field by field: no casts), merging with expiry, and the model hash. Pure data and functions, no I/O except the
-// hash's header read.
+// field by field: no casts), and the model hash; tables of them are record-table.ts. Pure data and functions, no
+// I/O except the hash's header read.
 //
 // Model hash: sha256 of the GGUF file's bytes [0, dataOffset) — magic, version, all metadata (tokenizer included)
 // and every tensor's name, type, shape and offset. Two copies of a file hash the same, it costs one Range read of
@@ -27,8 +27,11 @@ export interface PeerRecord {
   expiresAt: number;
 }
 
-/** Records live this long unless refreshed. 30 s: hosts re-announce every 10 s, so two lost announcements are fine. */
-export const RECORD_TTL_MS = 30_000;
+/**
+ * Records live this long unless refreshed. 10 s: hosts re-announce every 3 s, so two lost announcements are fine, and
+ * a host that died without a word drops out of routing within 10 s.
+ */
+export const RECORD_TTL_MS = 10_000;
 /** Longest peer id we accept (PeerJS ids are short; protocol.ts allows 128 bytes in hello). */
 const MAX_ID = 128;
 /** A record's expiry may not be further ahead than this (a peer cannot pin itself in everyone's table). */
@@ -59,16 +62,6 @@ export function parseRecord(x: unknown, now: number, maxLayers = 1024): PeerReco
   if (!intIn(protocolVersion, 1, 0xffff)) return null;
   if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt) || expiresAt <= now) return null;
   return { id, modelHash, span: { start, end }, throughput, freeKv, protocolVersion, expiresAt: Math.min(expiresAt, now + MAX_TTL_MS) };
-}
-
-/** Add fresh records to a table keyed by id: a newer expiry wins; stale ones are dropped. Returns the table. */
-export function mergeRecords(table: Map<string, PeerRecord>, incoming: readonly PeerRecord[], now: number): Map<string, PeerRecord> {
-  for (const r of incoming) {
-    const old = table.get(r.id);
-    if (r.expiresAt > now && (!old || old.expiresAt < r.expiresAt)) table.set(r.id, r);
-  }
-  for (const [id, r] of table) if (r.expiresAt <= now) table.delete(id);
-  return table;
 }
 
 /** Live records that serve `modelHash` with a protocol version we speak. */

@@ -24,13 +24,15 @@ export interface RouteOptions {
   defaultRttMs?: number;
 }
 
+/** What a hop through `r` costs, ms per token (see the header). */
+export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts: Pick<RouteOptions, 'hopMs' | 'defaultRttMs'> = {}): number {
+  return (opts.hopMs ?? 2) + (rttMs?.get(r.id) ?? opts.defaultRttMs ?? 20) + (r.throughput > 0 ? 1000 / r.throughput : 0);
+}
+
 /** Cheapest chain of records tiling [from, to), or null when the records cannot cover it. */
 export function findRoute(records: readonly PeerRecord[], from: number, to: number, opts: RouteOptions = {}): Hop[] | null {
   if (!(from < to)) return null;
-  const hopMs = opts.hopMs ?? 2;
-  const defaultRtt = opts.defaultRttMs ?? 20;
-  const cost = (r: PeerRecord): number =>
-    hopMs + (opts.rttMs?.get(r.id) ?? defaultRtt) + (r.throughput > 0 ? 1000 / r.throughput : 0);
+  const cost = (r: PeerRecord): number => hopCost(r, opts.rttMs, opts);
   // best[p] = cheapest way to reach boundary p from `from`: [cost, hops, lastRecord, previous boundary]
   type Best = { cost: number; hops: number; rec: PeerRecord | null; prev: number; key: string };
   const best = new Map<number, Best>([[from, { cost: 0, hops: 0, rec: null, prev: -1, key: '' }]]);

@@ -53,6 +53,8 @@ export interface ServingHost {
   rebalance(): Promise<boolean>;
   /** stop serving (the peer, discovery and file stay the caller's) */
   stop(): void;
+  /** leave on purpose: tell the sessions' clients and the rendezvous first (they re-route at once), then stop */
+  leave(): Promise<void>;
 }
 
 /** Weight bytes of layer `l` as stored in the file (what a host downloads and uploads for it). */
@@ -127,6 +129,12 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
       old.stage.destroy();
       await d.round();
       return true;
+    },
+    leave: async () => {
+      if (stopped) return;
+      serving.host.stop(); // tells every client it is leaving
+      await d.leave();
+      serving.stop();
     },
     stop: () => {
       if (stopped) return;

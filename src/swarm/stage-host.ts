@@ -180,11 +180,19 @@ export class StageHost {
     for (const l of this.links) l.link.mute();
   }
 
-  /** Close every link and session. */
+  /**
+   * Close every link and session. Clients are told first ('shutting-down': move your sessions), so they re-route at
+   * once instead of waiting for a dead link; the links close right after, when the word has left.
+   */
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.sweeper);
-    for (const l of [...this.links]) l.link.close('closed', 'host stopping');
+    for (const l of [...this.links]) {
+      const link = l.link;
+      link.send({ kind: 'error', session: 0, step: 0, code: 'shutting-down', message: 'this host is leaving the swarm' }).catch(() => {});
+      setTimeout(() => link.close('closed', 'host stopping'), 50);
+    }
   }
 
   // -------------------------------------------------------------------------------------------------------------

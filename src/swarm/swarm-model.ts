@@ -4,11 +4,12 @@
 // never leave the device; hosts see hidden states only.
 //
 // Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
-// When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client bans that peer with a
-// doubling backoff, finds a route for just that hop's span among the other peers, opens sessions there, replays the
-// kept inputs step by step (same shapes as the first time, so the new KV cache is bit-identical) and continues. The
-// output is exactly the fault-free output. With no replacement within recoverTimeoutMs: NoRouteError, carrying the
-// conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
+// When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
+// (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone), opens a
+// route for just that hop's span (route-opener.ts: candidates raced, a warm spare first), replays the kept inputs
+// step by step (same shapes as the first time, so the new KV cache is bit-identical) and continues. The output is
+// exactly the fault-free output. With no replacement within recoverTimeoutMs of the failure: NoRouteError, carrying
+// the conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
 
 import type { ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
@@ -17,15 +18,15 @@ import { encodeReadback, storageBuffer, submit, writeBufferPadded, type FlockDev
 import type { Candidates, GpuHead } from '../gpu/head';
 import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
 import { FlockError } from '../model/errors';
-import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
-import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type Msg, type ResultMsg, type Span } from './protocol';
+import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
+import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type ResultMsg, type Span } from './protocol';
 import type { PeerRecord } from './records';
-import { findRoute, uncovered, type Hop } from './routing';
 import type { GgufFile } from '../model/gguf';
 import { withoutUndefined } from '../model/options';
 import { BanList } from './bans';
 import type { Link } from './link';
 import { requests } from './link-requests';
+import { blame, describe, RouteOpener, type HopContext, type HopSession } from './route-opener';
 
 /**
  * Where a client gets peer records and links from: Discovery itself (discovery.ts), or in the engine worker the
@@ -91,24 +92,6 @@ export interface Reroute {
   ms: number;
 }
 
-/** Session ids: random start so two clients behind one link id (reconnects) do not collide; u32, never 0. */
-let nextSession = (Math.floor(Math.random() * 0x7fffffff) | 1) >>> 0;
-function newSessionId(): number {
-  nextSession = (nextSession + 1) >>> 0 || 1;
-  return nextSession;
-}
-
-/** One open session on one host, with the inputs it was sent (for replay on a replacement). */
-interface HopSession {
-  peer: string;
-  span: Span;
-  link: Link;
-  session: number;
-  step: number;
-  /** hidden-state inputs, one per step, in order (kept for replay) */
-  inputs: Float32Array[];
-}
-
 /** Where the latest sequence's layers ran: its route and every re-route. Sequences write it, the model shows it. */
 class RouteLog {
   route: RouteEntry[] = [];
@@ -140,7 +123,7 @@ class RouteLog {
   }
 }
 
-export class SwarmModel implements Backend {
+export class SwarmModel implements Backend, HopContext {
   readonly opts: SwarmOptions;
   readonly maxBatch: number;
   readonly maxContext: number;
@@ -151,6 +134,8 @@ export class SwarmModel implements Backend {
   /** @internal written by sequences */
   readonly log = new RouteLog();
   private readonly bans: BanList;
+  /** peers that failed by leaving, with the expiry of the record they had then */
+  private readonly gone = new Map<string, number>();
   private readonly X: GPUBuffer;
   private busy = false;
 
@@ -198,6 +183,41 @@ export class SwarmModel implements Backend {
     this.bans.ban(peer);
   }
 
+  /** A host that is gone (its link closed, it was unavailable, it is leaving) or full: left out until it announces again. */
+  markGone(peer: string): void {
+    const r = this.directory.recordsFor(this.modelHash).find((x) => x.id === peer);
+    this.gone.set(peer, r?.expiresAt ?? Date.now());
+  }
+
+  /** Banned peers, and peers gone since the record they hold now was made. */
+  excluded(records: readonly PeerRecord[]): Set<string> {
+    const out = this.bans.banned();
+    for (const r of records) {
+      const at = this.gone.get(r.id);
+      if (at === undefined) continue;
+      if (r.expiresAt > at) this.gone.delete(r.id); // announced since: back
+      else out.add(r.id);
+    }
+    return out;
+  }
+
+  // HopContext: where hops come from (route-opener.ts)
+  recordsFor(modelHash: string): PeerRecord[] {
+    return this.directory.recordsFor(modelHash);
+  }
+
+  rttMs(): Map<string, number> | undefined {
+    return this.directory.rttMs?.();
+  }
+
+  connect(peer: string, limits: Limits): Promise<Link> {
+    return this.directory.connect(peer, limits);
+  }
+
+  get openTimeoutMs(): number {
+    return this.opts.openTimeoutMs;
+  }
+
   async begin(maxPos: number): Promise<BackendSequence> {
     if (this.busy) throw new InvalidArgumentError('This swarm model is already generating; wait for it or abort it first.');
     if (!Number.isInteger(maxPos) || maxPos < 1 || maxPos > this.maxContext) {
@@ -237,73 +257,20 @@ class SwarmSequence implements BackendSequence {
   /** every id stepped so far (for NoRouteError.ids) */
   private readonly ids: number[] = [];
   private closed = false;
+  private readonly opener: RouteOpener;
 
   constructor(
     private readonly m: SwarmModel,
     private readonly maxPos: number,
-  ) {}
+  ) {
+    this.opener = new RouteOpener(m, maxPos);
+  }
 
   async start(): Promise<void> {
     const L = this.m.config.nLayers;
-    this.hops = await this.openRoute({ start: 0, end: L }, -1, 'initial route');
+    this.hops = await this.opener.openRange({ start: 0, end: L }, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
     this.m.log.start(this.hops);
-  }
-
-  /** Open sessions along a route for `span`, trying other routes until recoverTimeoutMs passes. */
-  private async openRoute(span: Span, step: number, why: string): Promise<HopSession[]> {
-    const deadline = performance.now() + this.m.opts.recoverTimeoutMs;
-    let lastError = why;
-    for (;;) {
-      const exclude = this.m.banned();
-      const records = this.m.directory.recordsFor(this.m.modelHash);
-      const route = findRoute(records, span.start, span.end, { exclude, rttMs: this.m.directory.rttMs?.() });
-      if (route) {
-        const opened: HopSession[] = [];
-        try {
-          for (const hop of route) opened.push(await this.openHop(hop));
-          return opened;
-        } catch (e) {
-          for (const h of opened) this.closeHop(h);
-          const failed = route[opened.length];
-          this.m.ban(failed.peer);
-          lastError = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-        }
-      }
-      if (performance.now() > deadline) {
-        const missing = uncovered(records, span.start, span.end, exclude) ?? span;
-        throw new NoRouteError(
-          `No peer serves layers [${missing.start}, ${missing.end}) of this model (step ${step}; last failure: ${lastError}). ` +
-            'The conversation is kept; retry when more hosts are online.',
-          missing,
-          [...this.ids],
-        );
-      }
-      await new Promise((r) => setTimeout(r, 250)); // records refresh as hosts announce themselves
-    }
-  }
-
-  private async openHop(hop: Hop): Promise<HopSession> {
-    const link = await this.m.directory.connect(hop.peer, this.m.limits);
-    const req = requests(link);
-    // The host introduces itself first: it must serve our model and the span we route through it.
-    const hello = await link.waitHello(this.m.opts.openTimeoutMs);
-    if (!hello) throw new HopTimeoutError(`${hop.peer} sent no hello within ${this.m.opts.openTimeoutMs} ms`);
-    if (hello.modelHash !== this.m.modelHash) {
-      throw new RemoteError('model-mismatch', hop.peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
-    }
-    if (hello.span.start !== hop.span.start || hello.span.end !== hop.span.end) {
-      throw new RemoteError('bad-request', hop.peer, `serves layers [${hello.span.start}, ${hello.span.end}), its record said [${hop.span.start}, ${hop.span.end})`);
-    }
-    const session = newSessionId();
-    const answer = req.wait(`open:${session}`, this.m.opts.openTimeoutMs);
-    answer.catch(() => {}); // if the send below fails, its error is the one to report
-    await link.send({ kind: 'open', session, span: hop.span, maxTokens: this.maxPos });
-    await answer;
-    return { peer: hop.peer, span: hop.span, link, session, step: 0, inputs: [] };
-  }
-
-  private closeHop(h: HopSession): void {
-    if (!h.link.isDown) h.link.send({ kind: 'close', session: h.session }).catch(() => {});
+    this.opener.warmSpares(this.hops);
   }
 
   /** One forward through one hop session: send X, wait for its result. */
@@ -333,17 +300,20 @@ class SwarmSequence implements BackendSequence {
     return r.payload;
   }
 
-  /** Replace hop i: ban its peer, open a route for its span, replay its kept inputs there. */
+  /**
+   * Replace hop i: leave its host out (banned, or gone until it announces again: route-opener.ts blame), open a
+   * route for its span, replay its kept inputs there; all of it within one deadline from the failure.
+   */
   private async recover(i: number, cause: unknown): Promise<void> {
     const t0 = performance.now();
+    const deadline = t0 + this.m.opts.recoverTimeoutMs;
     const old = this.hops[i];
-    const reason = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-    // A session the host expired (idle too long) is not the host's fault: reopen there if routing picks it again.
-    const expired = cause instanceof RemoteError && cause.code === 'no-session';
-    if (!expired) this.m.ban(old.peer);
-    this.closeHop(old);
+    const reason = describe(cause);
+    blame(this.m, old.peer, cause);
+    this.opener.close(old);
+    this.opener.lastError = reason;
     for (;;) {
-      const fresh = await this.openRoute(old.span, this.stepNo, reason);
+      const fresh = await this.opener.openRange(old.span, deadline, this.ids, this.stepNo);
       try {
         // Replay: every kept input, step by step with its original shape, through the new chain.
         let pos = 0;
@@ -355,15 +325,16 @@ class SwarmSequence implements BackendSequence {
         }
         this.hops.splice(i, 1, ...fresh);
         this.m.log.rerouted(this.hops, { step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
+        this.opener.warmSpares(this.hops);
         return;
       } catch (e) {
         if (!isHopFailure(e)) throw e;
-        for (const h of fresh) {
-          this.closeHop(h);
-          if (h.link.isDown || e instanceof HopTimeoutError) this.m.ban(h.peer);
-        }
-        // a replacement failed during replay: ban whoever failed and try again (openRoute bounds the time)
-        if (e instanceof LinkDownError || e instanceof RemoteError) this.m.ban(e.peer);
+        // a replacement failed during replay: leave out whoever failed and try again within the same deadline
+        this.opener.lastError = describe(e);
+        for (const h of fresh) this.opener.close(h);
+        const failed = e instanceof LinkDownError || e instanceof RemoteError ? e.peer : fresh.find((h) => h.link.isDown)?.peer;
+        if (failed) blame(this.m, failed, e);
+        else for (const h of fresh) this.m.ban(h.peer); // a hop timeout: whoever of them did not answer
       }
     }
   }
@@ -407,7 +378,7 @@ class SwarmSequence implements BackendSequence {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const h of this.hops) this.closeHop(h);
+    for (const h of this.hops) this.opener.close(h);
     this.m.release();
   }
 }

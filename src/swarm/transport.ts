@@ -111,19 +111,40 @@ export function connectRaw(peer: Peer, remote: string, label = 'flock'): DataCon
 /**
  * Open a PeerLink to `remote`, retrying with a fresh connection when the channel does not open in time (ICE over
  * loopback normally opens in 5 ms to 1 s; a lost candidate can stall one attempt). `attempts` tries of
- * opts.openTimeoutMs each.
+ * opts.openTimeoutMs each. A peer the signalling server does not know fails at once with LinkDownError
+ * 'unavailable' (PeerServer answers an offer to an unknown id with EXPIRE after its expire_timeout: 5 s on the
+ * public server, 500 ms on `flock signal`), not after the open timeout.
  */
 export async function dial(peer: Peer, remote: string, opts: Partial<LinkOptions> = {}, attempts = 3): Promise<PeerLink> {
   for (let i = 1; ; i++) {
     if (peer.destroyed || peer.disconnected) throw new LinkDownError('closed', remote, 'our peer is not connected to the signalling server');
     const conn: DataConnection | undefined = peer.connect(remote, { serialization: 'raw', reliable: true, label: 'flock' });
     if (!conn) throw new LinkDownError('closed', remote, 'PeerJS could not start a connection');
+    const settled = new AbortController();
     try {
-      return await PeerLink.open(conn, opts);
+      return await Promise.race([PeerLink.open(conn, opts), unavailable(peer, remote, settled.signal)]);
     } catch (e) {
       if (i >= attempts || !(e instanceof LinkDownError) || e.reason !== 'open-timeout') throw e;
+    } finally {
+      settled.abort();
     }
   }
+}
+
+/**
+ * Rejects when PeerJS reports that `remote` is not on the signalling server (its 'peer-unavailable' error); stops
+ * listening when `settled` aborts (the attempt ended either way).
+ */
+function unavailable(peer: Peer, remote: string, settled: AbortSignal): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    const onError = (e: { type: string; message: string }): void => {
+      // PeerJS words it "Could not connect to peer <id>"; the id is the only way to tell whose offer expired
+      if (e.type !== 'peer-unavailable' || !e.message.endsWith(` ${remote}`)) return;
+      reject(new LinkDownError('unavailable', remote, `${remote} is not on the signalling server (it left, or never joined)`));
+    };
+    peer.on('error', onError);
+    settled.addEventListener('abort', () => peer.off('error', onError), { once: true });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -71,10 +71,18 @@ export class ContributeSession {
     return `contributing to "${this.net.swarm}" as ${s.peerId.slice(0, 8)}…`;
   }
 
-  stop(): void {
+  /** Stop contributing; the sessions' clients and the swarm are told first, so nobody waits on this tab. */
+  async stop(): Promise<void> {
     this.awake.stop();
-    this.contributor.stop();
+    await this.contributor.leave();
     this.net.stop();
     this.dev.device.destroy();
+  }
+
+  /** The tab is going away (closed, reloaded, navigated): say goodbye with what time there is, then stop. */
+  goodbye(): void {
+    this.awake.stop();
+    this.contributor.serving.host.stop(); // tells every client at once; the rest may not get to run
+    void this.contributor.leave();
   }
 }

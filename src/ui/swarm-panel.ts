@@ -92,6 +92,8 @@ export class SwarmPanel {
       if (m) b.addEventListener('click', () => void this.switchTo(m));
     }
     e.join.addEventListener('click', () => void this.toggle());
+    // a contributing tab that closes tells its sessions' clients and the swarm first (they re-route at once)
+    addEventListener('pagehide', () => this.contributing?.goodbye());
     this.show();
   }
 
@@ -240,7 +242,7 @@ export class SwarmPanel {
   private async leave(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.contributing?.stop();
+    await this.contributing?.stop();
     this.contributing = undefined;
     const local = this.localBefore;
     this.localBefore = undefined;

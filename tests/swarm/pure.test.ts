@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { decodeTable, rendezvousId, swarmKey } from '../../src/swarm/discovery';
 import { chooseSpan, coverage, shouldMove } from '../../src/swarm/placement';
-import { mergeRecords, parseRecord, type PeerRecord } from '../../src/swarm/records';
+import { parseRecord, type PeerRecord } from '../../src/swarm/records';
+import { RecordTable } from '../../src/swarm/record-table';
 import { findRoute, uncovered } from '../../src/swarm/routing';
 import { parseSignalUrl } from '../../src/swarm/transport';
 
@@ -103,23 +104,57 @@ describe('peer records', () => {
     expect(parseRecord({ ...good, expiresAt: NOW + 1e9 }, NOW)?.expiresAt).toBe(NOW + 5 * 60_000);
   });
 
-  it('merge keeps the later expiry and drops stale records', () => {
-    const t = new Map<string, PeerRecord>();
-    mergeRecords(t, [rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW);
-    mergeRecords(t, [rec('a', 0, 2, 0, NOW + 50)], NOW); // older news about a: ignored
-    expect(t.get('a')?.span.end).toBe(1);
-    mergeRecords(t, [rec('a', 0, 3, 0, NOW + 500)], NOW + 200); // b expired by now
-    expect([...t.keys()]).toEqual(['a']);
-    expect(t.get('a')?.span.end).toBe(3);
+  it('the record table keeps the later expiry and drops stale records', () => {
+    const t = new RecordTable(100);
+    expect(t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW)).toBe(true);
+    expect(t.merge([rec('a', 0, 2, 0, NOW + 50)], NOW)).toBe(false); // older news about a: ignored
+    expect(t.list(NOW).find((r) => r.id === 'a')?.span.end).toBe(1);
+    expect(t.merge([rec('a', 0, 1, 0, NOW + 150)], NOW)).toBe(false); // a refresh: the same news, later expiry
+    expect(t.merge([rec('a', 0, 3, 0, NOW + 500)], NOW + 200)).toBe(true); // b expired by now
+    expect(t.list(NOW + 200).map((r) => r.id)).toEqual(['a']);
+    expect(t.list(NOW + 200)[0].span.end).toBe(3);
   });
 
-  it('discovery messages: garbage yields no records, good ones parse', () => {
+  it('a full table makes room by dropping the record that expires soonest; a flood cannot lock a refresh out', () => {
+    const t = new RecordTable(3);
+    t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 300), rec('c', 0, 1, 0, NOW + 200)], NOW);
+    t.merge([rec('d', 0, 1, 0, NOW + 400)], NOW); // a makes room
+    expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
+    t.merge([rec('e', 0, 1, 0, NOW + 150)], NOW); // expires before all of them: not taken
+    expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
+    t.merge([rec('c', 0, 1, 0, NOW + 900)], NOW); // a refresh of a known record always gets in
+    expect(t.list(NOW).find((r) => r.id === 'c')?.expiresAt).toBe(NOW + 900);
+  });
+
+  it('a departure drops the record and keeps older copies out, but not a later announcement', () => {
+    const t = new RecordTable(100);
+    t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW);
+    const d = t.depart('a', NOW + 10);
+    expect(d).toEqual({ id: 'a', until: NOW + 100 });
+    expect(t.list(NOW + 10).map((r) => r.id)).toEqual(['b']);
+    t.merge([rec('a', 0, 1, 0, NOW + 100)], NOW + 20); // an old copy still in gossip
+    expect(t.list(NOW + 20).map((r) => r.id)).toEqual(['b']);
+    // another table hears the departure from a rendezvous
+    const u = new RecordTable(100);
+    u.merge([rec('a', 0, 1, 0, NOW + 100)], NOW);
+    u.applyDepartures(t.departures(NOW + 30), NOW + 30);
+    expect(u.list(NOW + 30)).toEqual([]);
+    // back again: a record announced after the departure (a later expiry) is taken
+    t.merge([rec('a', 0, 1, 0, NOW + 5_000)], NOW + 40);
+    expect(t.list(NOW + 40).map((r) => r.id).sort()).toEqual(['a', 'b']);
+    expect(t.departures(NOW + 40)).toEqual([]);
+  });
+
+  it('discovery messages: garbage yields nothing, good records and departures parse', () => {
     const enc = (x: unknown): ArrayBuffer => new TextEncoder().encode(JSON.stringify(x)).buffer;
-    expect(decodeTable('text', NOW)).toEqual([]);
-    expect(decodeTable(new Uint8Array([0xff, 0xfe]).buffer, NOW)).toEqual([]);
-    expect(decodeTable(enc({ records: 'x' }), NOW)).toEqual([]);
-    expect(decodeTable(new ArrayBuffer(70_000), NOW)).toEqual([]);
-    expect(decodeTable(enc({ v: 1, records: [good, { bad: 1 }] }), NOW)).toEqual([good]);
+    const none = { records: [], gone: [] };
+    expect(decodeTable('text', NOW)).toEqual(none);
+    expect(decodeTable(new Uint8Array([0xff, 0xfe]).buffer, NOW)).toEqual(none);
+    expect(decodeTable(enc({ records: 'x' }), NOW)).toEqual(none);
+    expect(decodeTable(new ArrayBuffer(70_000), NOW)).toEqual(none);
+    expect(decodeTable(enc({ v: 1, records: [good, { bad: 1 }] }), NOW)).toEqual({ records: [good], gone: [] });
+    const gone = [{ id: 'a', until: NOW + 5 }, { id: 'b c', until: NOW + 5 }, { id: 'c', until: NOW - 1 }, { id: 'd' }];
+    expect(decodeTable(enc({ v: 1, records: [], gone }), NOW).gone).toEqual([{ id: 'a', until: NOW + 5 }]);
   });
 
   it('rendezvous ids are stable, short and per swarm', async () => {

@@ -1,0 +1,232 @@
+// Opening a route through the swarm for a client session, fast under churn. A route for a layer range is planned
+// over the live records (routing.ts), then every hop opens at once; for each hop's span the best few candidates are
+// raced (connect, hello, `opened`) and the first that answers wins; hops that opened are kept when another fails,
+// and only the failed spans are planned again. A candidate that fails is left out at once, so no attempt waits on
+// one that failed elsewhere; all of it runs under one deadline. While generating, a warm spare is kept per span (a
+// connected, introduced link to the next best host), so a re-route rarely needs a new connection.
+// How failures count: a host that is gone (link closed, unavailable, never opened, leaving) is only left out until it
+// announces itself again; one that misbehaves (wrong model or span, protocol errors, no answer while connected) is
+// banned with a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
+
+import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
+import type { Link } from './link';
+import { requests } from './link-requests';
+import type { Limits, Span } from './protocol';
+import type { PeerRecord } from './records';
+import { findRoute, hopCost, uncovered } from './routing';
+
+/** Candidates raced at once for one span. 3: enough to beat a stale record or two, few enough not to flood. */
+const RACE = 3;
+/** How often a range with no route looks at the records again while its deadline allows. */
+const REPLAN_MS = 100;
+
+/** One open session on one host, with the inputs it was sent (for replay on a replacement). */
+export interface HopSession {
+  peer: string;
+  span: Span;
+  link: Link;
+  session: number;
+  step: number;
+  /** hidden-state inputs, one per step, in order (kept for replay) */
+  inputs: Float32Array[];
+}
+
+/** What opening hops needs of the client. */
+export interface HopContext {
+  recordsFor(modelHash: string): PeerRecord[];
+  rttMs(): Map<string, number> | undefined;
+  connect(peer: string, limits: Limits): Promise<Link>;
+  readonly modelHash: string;
+  readonly limits: Limits;
+  readonly openTimeoutMs: number;
+  /** peers not to use now: banned, or gone since their last record */
+  excluded(records: readonly PeerRecord[]): Set<string>;
+  /** a host that misbehaved */
+  ban(peer: string): void;
+  /** a host that is gone (or busy): left out until its record is refreshed */
+  markGone(peer: string): void;
+}
+
+/** Session ids: random, u32, never 0 (a host cannot link sessions of one client by counting). */
+function newSessionId(): number {
+  const v = crypto.getRandomValues(new Uint32Array(1))[0];
+  return v === 0 ? 1 : v;
+}
+
+/** Whether a failure means the host is gone or full (leave it out for now) rather than misbehaving (ban it). */
+export function isDeparture(e: unknown): boolean {
+  if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
+  if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full';
+  return false;
+}
+
+/** Record a failed host the way its failure says. A session the host expired (idle) is nobody's fault. */
+export function blame(ctx: HopContext, peer: string, e: unknown): void {
+  if (e instanceof RemoteError && e.code === 'no-session') return;
+  if (isDeparture(e)) ctx.markGone(peer);
+  else ctx.ban(peer);
+}
+
+export function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+export class RouteOpener {
+  /** per span ('start:end'), a peer whose link is up and introduced, not on the route: the first to try */
+  private readonly spares = new Map<string, string>();
+  lastError = '';
+
+  constructor(
+    private readonly ctx: HopContext,
+    /** positions the sessions are opened with */
+    private readonly maxPos: number,
+  ) {}
+
+  /**
+   * Sessions along a route that tiles `range`, by `deadline` (performance.now() ms); NoRouteError (with `ids`) when
+   * none could be opened by then.
+   */
+  async openRange(range: Span, deadline: number, ids: readonly number[], step: number): Promise<HopSession[]> {
+    for (;;) {
+      const records = this.ctx.recordsFor(this.ctx.modelHash);
+      const exclude = this.ctx.excluded(records);
+      const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs() });
+      if (plan) {
+        const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline)));
+        if (opened.every((h) => h !== null)) return opened as HopSession[];
+        // keep what opened; plan again only the spans that did not
+        try {
+          const out: HopSession[] = [];
+          for (let i = 0; i < plan.length; i++) {
+            const h = opened[i];
+            out.push(...(h ? [h] : await this.openRange(plan[i].span, deadline, ids, step)));
+          }
+          return out;
+        } catch (e) {
+          for (const h of opened) if (h) this.close(h);
+          throw e;
+        }
+      }
+      if (performance.now() >= deadline) {
+        const missing = uncovered(records, range.start, range.end, exclude) ?? range;
+        throw new NoRouteError(
+          `No peer serves layers [${missing.start}, ${missing.end}) of this model (step ${step}; last failure: ${this.lastError || 'none'}). ` +
+            'The conversation is kept; retry when more hosts are online.',
+          missing,
+          [...ids],
+        );
+      }
+      await new Promise((r) => setTimeout(r, Math.min(REPLAN_MS, Math.max(0, deadline - performance.now()))));
+    }
+  }
+
+  /** A session on the first of the span's candidates to answer (RACE at a time), or null when none did. */
+  async openSpan(span: Span, deadline: number): Promise<HopSession | null> {
+    const key = `${span.start}:${span.end}`;
+    const queue = this.candidates(span);
+    let winner: HopSession | null = null;
+    await new Promise<void>((done) => {
+      let running = 0;
+      const next = (): void => {
+        while (!winner && running < RACE && queue.length > 0 && performance.now() < deadline) {
+          const peer = queue.shift()!;
+          running++;
+          this.attempt(peer, span, deadline).then(
+            (h) => {
+              if (winner) {
+                this.close(h); // a later answer: its link stays up as this span's spare
+                if (!this.spares.has(key)) this.spares.set(key, h.peer);
+              } else {
+                winner = h;
+                if (this.spares.get(key) === h.peer) this.spares.delete(key);
+              }
+            },
+            (e: unknown) => {
+              this.lastError = describe(e);
+              blame(this.ctx, peer, e);
+              if (this.spares.get(key) === peer) this.spares.delete(key);
+            },
+          ).finally(() => {
+            running--;
+            if (winner || (running === 0 && (queue.length === 0 || performance.now() >= deadline))) done();
+            else next();
+          });
+        }
+        if (running === 0) done();
+      };
+      next();
+    });
+    return winner;
+  }
+
+  /** The span's hosts, best first: the spare, then by routing cost. */
+  private candidates(span: Span): string[] {
+    const records = this.ctx.recordsFor(this.ctx.modelHash);
+    const exclude = this.ctx.excluded(records);
+    const rtt = this.ctx.rttMs();
+    const same = records.filter((r) => r.span.start === span.start && r.span.end === span.end && !exclude.has(r.id));
+    same.sort((a, b) => hopCost(a, rtt) - hopCost(b, rtt) || (a.id < b.id ? -1 : 1));
+    const ids = same.map((r) => r.id);
+    const spare = this.spares.get(`${span.start}:${span.end}`);
+    if (spare && ids.includes(spare)) return [spare, ...ids.filter((p) => p !== spare)];
+    return ids;
+  }
+
+  /** Connect to `peer` (or share its link), check its hello, open a session there. */
+  private async attempt(peer: string, span: Span, deadline: number): Promise<HopSession> {
+    const timeout = Math.max(1, Math.min(this.ctx.openTimeoutMs, deadline - performance.now()));
+    const link = await this.ctx.connect(peer, this.ctx.limits);
+    const req = requests(link);
+    // The host introduces itself first: it must serve our model and the span we route through it.
+    const hello = await link.waitHello(timeout);
+    if (!hello) {
+      if (link.isDown) throw await link.closed;
+      throw new HopTimeoutError(`${peer} sent no hello within ${Math.round(timeout)} ms`);
+    }
+    if (hello.modelHash !== this.ctx.modelHash) {
+      throw new RemoteError('model-mismatch', peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
+    }
+    if (hello.span.start !== span.start || hello.span.end !== span.end) {
+      throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), its record said [${span.start}, ${span.end})`);
+    }
+    const session = newSessionId();
+    const answer = req.wait(`open:${session}`, timeout);
+    answer.catch(() => {}); // if the send below fails, its error is the one to report
+    await link.send({ kind: 'open', session, span, maxTokens: this.maxPos });
+    await answer;
+    return { peer, span, link, session, step: 0, inputs: [] };
+  }
+
+  /**
+   * Keep a warm spare for each span of `route`: a link to the next best host for the span, introduced (its hello
+   * checked), not holding a session. In the background; failures only mean there is no spare.
+   */
+  warmSpares(route: readonly HopSession[]): void {
+    const onRoute = new Set(route.map((h) => h.peer));
+    for (const h of route) {
+      const key = `${h.span.start}:${h.span.end}`;
+      const have = this.spares.get(key);
+      if (have && !onRoute.has(have)) continue;
+      const peer = this.candidates(h.span).find((p) => !onRoute.has(p));
+      if (!peer) continue;
+      this.spares.set(key, peer);
+      void this.ctx.connect(peer, this.ctx.limits).then(
+        async (link) => {
+          const hello = await link.waitHello(this.ctx.openTimeoutMs);
+          if (!hello || hello.modelHash !== this.ctx.modelHash || hello.span.start !== h.span.start || hello.span.end !== h.span.end) {
+            if (this.spares.get(key) === peer) this.spares.delete(key);
+          }
+        },
+        (e: unknown) => {
+          blame(this.ctx, peer, e);
+          if (this.spares.get(key) === peer) this.spares.delete(key);
+        },
+      );
+    }
+  }
+
+  /** End a hop's session (its link stays up, shared). */
+  close(h: HopSession): void {
+    if (!h.link.isDown) h.link.send({ kind: 'close', session: h.session }).catch(() => {});
+  }
+}
