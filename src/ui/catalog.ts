@@ -1,12 +1,14 @@
 // The short list of real GGUF files on Hugging Face that the model picker offers, with their sizes (as listed on
-// huggingface.co; shown rounded). Whether this build can run one is decided at run time from the file's header
-// (src/worker/inspect.ts), never assumed here. Not here: downloading (src/storage/model-cache.ts).
+// huggingface.co, 3 significant digits). Whether this build can run one is decided at run time from the file's header
+// (src/worker/inspect.ts), never assumed here; tests/ui/catalog.test.ts checks every entry against its model's shapes
+// and the tensor-type mix llama.cpp writes for it (runnable, parity-tested types, sizes that add up).
+// Not here: downloading (src/storage/model-cache.ts).
 
 export interface CatalogEntry {
   name: string;
   quant: 'Q8_0' | 'Q4_K_M';
   url: string;
-  /** approximate size in bytes, for display before the header is fetched */
+  /** the file's size in bytes, rounded to 3 significant digits, for display before the header is fetched */
   size: number;
 }
 

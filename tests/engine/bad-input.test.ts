@@ -133,42 +133,42 @@ describe('models Flock cannot run', () => {
   });
 
   // A file over 2 MB, so the header parse (2 MB chunks through @huggingface/gguf) does not read all of it and a tensor
-  // read would show in bytesFetched. Every 2-D weight is F32 but the last layer's ffn_down, relabelled Q5_1 (24 bytes per
-  // 32 elements, so its bounds still hold): a loader that validated part by part would fetch the Head's output.weight
-  // (beyond the first 2 MB) before reaching it.
+  // read would show in bytesFetched. Every 2-D weight is F32 but the last layer's ffn_down, relabelled IQ2_XXS (66 bytes
+  // per 256 elements, so its bounds still hold): a loader that validated part by part would fetch the Head's
+  // output.weight (beyond the first 2 MB) before reaching it.
   const BIG: LlamaFixtureSpec = {
     name: 'bad-input-bf16', seed: 1, type: GgmlType.F32,
     dim: 128, nLayers: 2, nHeads: 4, nKvHeads: 4, ffn: 256, vocab: 1600, ctx: 64,
   };
-  // types Flock has no kernel for (Q4_K and BF16 now have one)
-  const Q5_1 = 7;
-  const Q5_K = 13;
+  // types Flock has no kernel for (the K-quants, the legacy 32-element types, IQ4_NL and IQ4_XS now have one)
+  const IQ2_XXS = 16;
+  const IQ3_S = 21;
 
-  it('a Q5_1 weight: UnsupportedTensorTypeError, before any tensor byte is fetched', async () => {
+  it('an IQ2_XXS weight: UnsupportedTensorTypeError, before any tensor byte is fetched', async () => {
     const bytes = buildLlamaFixture(BIG);
     expect(bytes.length).toBeGreaterThan(2 * 1024 * 1024 + 512 * 1024);
-    setTensorType(bytes, 'blk.1.ffn_down.weight', Q5_1);
-    const headerOnly = await fileWith('q51-header.gguf', bytes);
+    setTensorType(bytes, 'blk.1.ffn_down.weight', IQ2_XXS);
+    const headerOnly = await fileWith('iq2xxs-header.gguf', bytes);
     await openGguf(headerOnly);
     const headerBytes = headerOnly.bytesFetched; // what parsing the header alone reads
     expect(headerBytes).toBeLessThan(bytes.length);
 
-    const src = await fileWith('q51.gguf', bytes);
+    const src = await fileWith('iq2xxs.gguf', bytes);
     const e = await expectLoadError(src, 'UnsupportedTensorTypeError', /Use a GGUF file quantized to/, false);
     expect(e.message).toContain('blk.1.ffn_down.weight');
-    expect(e.message).toContain('Q5_1');
+    expect(e.message).toContain('IQ2_XXS');
     expect(src.bytesFetched, 'bytes fetched beyond the header parse').toBe(headerBytes);
   });
 
-  it('a Q5_K weight: UnsupportedTensorTypeError', async () => {
-    // Q5_K blocks are 256 elements of 176 bytes: ffn_down's rows (ffn = 256 long) are one block, 0.69 bytes per
+  it('an IQ3_S weight: UnsupportedTensorTypeError', async () => {
+    // IQ3_S blocks are 256 elements of 110 bytes: ffn_down's rows (ffn = 256 long) are one block, 0.43 bytes per
     // element against F32's 4, so the relabelled tensor stays inside the file.
     const bytes = buildLlamaFixture(BIG);
     expect(tensorInfoAt(bytes, 'blk.0.ffn_down.weight').dims).toEqual([256, 128]);
-    setTensorType(bytes, 'blk.0.ffn_down.weight', Q5_K);
-    const src = await fileWith('q5k.gguf', bytes);
+    setTensorType(bytes, 'blk.0.ffn_down.weight', IQ3_S);
+    const src = await fileWith('iq3s.gguf', bytes);
     const e = await expectLoadError(src, 'UnsupportedTensorTypeError', /Use a GGUF file quantized to/, false);
-    expect(e.message).toContain('Q5_K');
+    expect(e.message).toContain('IQ3_S');
   });
 });
 

@@ -1,7 +1,7 @@
 // Q4_K, Q6_K and BF16 weights: the fixture quantizers (tests/helpers/quantize.ts) round-trip through the CPU
 // dequantizer within each format's stated error, and the GPU's in-register decoding (dq4 in
 // src/gpu/kernels/weights-wgsl.ts) in the matvec, tiled and embed kernels matches the CPU twin: dequantize() and an
-// f64 product. Not here: the other weight types (kernels.test.ts) or llama.cpp reading these bytes
+// f64 product. Not here: the other weight types (kernels.test.ts, quant-types.test.ts) or llama.cpp reading these bytes
 // (tests/engine/kquant-parity.test.ts, the check that our block layouts are llama.cpp's).
 
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -230,8 +230,32 @@ function writeValue(out: ByteSink, v: GgufValue, where: string): void {
   else writeScalar(out, v.type, v.value, where);
 }
 
+/** A tensor's info without its data (for headers of files too large to build: writeGgufHeader). */
+export type GgufTensorInfo = Omit<GgufTensor, 'data'>;
+
 /** Serialize a GGUF v3 file. Tensor data follows the header in the order given, each start aligned. */
 export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uint8Array {
+  for (const t of tensors) {
+    const want = ggmlTensorBytes(t.type, t.dims, t.name);
+    if (t.data.length !== want) {
+      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
+    }
+  }
+  const { header, offsets, dataSize } = writeGgufHeader({ metadata, tensors, alignment });
+  const out = new Uint8Array(header.length + dataSize);
+  out.set(header);
+  tensors.forEach((t, i) => out.set(t.data, header.length + offsets[i]));
+  return out;
+}
+
+/**
+ * The header of a GGUF v3 file (magic, metadata, tensor infos, padding up to the aligned start of the data section)
+ * for tensors of the given shapes and types, with each tensor's offset in the data section and the data section's
+ * size: the whole file is `header` followed by `dataSize` bytes. Lets a test describe a multi-gigabyte model exactly
+ * without building its weights.
+ */
+export function writeGgufHeader({ metadata, tensors, alignment }: { metadata: GgufMetadata; tensors: readonly GgufTensorInfo[]; alignment?: number }):
+  { header: Uint8Array; offsets: number[]; dataSize: number } {
   // Alignment: the metadata's `general.alignment` (a u32) wins; the argument must agree with it when both are given.
   const keys = new Set<string>();
   for (const [key] of metadata) {
@@ -258,7 +282,7 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
 
   // Tensor offsets are relative to the start of the data section; every one a multiple of the alignment.
   const names = new Set<string>();
-  const offsets: bigint[] = [];
+  const offsets: number[] = [];
   let dataSize = 0;
   for (const t of tensors) {
     if (names.has(t.name)) throw new Error(`tensor ${t.name} appears twice`);
@@ -266,13 +290,10 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
     if (new TextEncoder().encode(t.name).length > 63) {
       throw new Error(`tensor name ${t.name} is longer than ggml's 63-byte limit`);
     }
-    const want = ggmlTensorBytes(t.type, t.dims, t.name);
-    if (t.data.length !== want) {
-      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
-    }
+    const bytes = ggmlTensorBytes(t.type, t.dims, t.name);
     dataSize += (align - (dataSize % align)) % align;
-    offsets.push(BigInt(dataSize));
-    dataSize += want;
+    offsets.push(dataSize);
+    dataSize += bytes;
   }
 
   const out = new ByteSink();
@@ -291,15 +312,9 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
     out.u32(t.dims.length);
     for (const d of t.dims) out.u64(BigInt(d));
     out.u32(t.type);
-    out.u64(offsets[i]);
+    out.u64(BigInt(offsets[i]));
   });
-  // Data section, its start aligned in the file, each tensor at its offset.
+  // The data section starts aligned in the file.
   out.padTo(align);
-  const dataStart = out.length;
-  tensors.forEach((t, i) => {
-    out.padTo(align);
-    if (BigInt(out.length - dataStart) !== offsets[i]) throw new Error('gguf-writer: offset bookkeeping is off');
-    out.bytes(t.data);
-  });
-  return out.result();
+  return { header: out.result(), offsets, dataSize };
 }

@@ -1,6 +1,7 @@
 // Synthetic Llama models for tests: small GGUF files (architecture `llama`, an SPM-style vocabulary llama.cpp
-// accepts) with seeded weights in F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (one type for every matrix, or a type per
-// tensor role as in llama.cpp's Q4_K_M), and the tables of fixtures the engine tests run.
+// accepts) with seeded weights in any type Flock runs (one type for every matrix, a type per tensor role, or the type
+// llama.cpp's quantizer gives each tensor of a Q4_K_M, Q2_K, IQ4_XS… file: llama-mix.ts), and the tables of fixtures
+// the engine tests run.
 // Not here: writing bytes (gguf-writer.ts), quantizing (quantize.ts), running llama.cpp (llama-ref.ts).
 //
 // Why the weights are not all plain noise: llama.cpp rounds activations to 8 bits inside quantized matrix products
@@ -19,7 +20,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GgmlType } from '../../src/model/quant';
+import { blockFormat, GgmlType } from '../../src/model/quant';
+import { llamaCppType, MIX_FILE_TYPE, type FallbackEra, type LlamaCppMix } from './llama-mix';
 import { writeGguf, type GgufMetadata, type GgufTensor } from './gguf-writer';
 import { quantize } from './quantize';
 
@@ -34,7 +36,12 @@ export interface LlamaFixtureSpec {
   type: number;
   /** per-role exceptions to `type`, in every layer (e.g. Q4_K_M's Q6_K attn_v, ffn_down and output) */
   typeByRole?: Readonly<Partial<Record<LlamaWeightRole, number>>>;
-  /** `general.file_type` (llama_ftype); default: the one for `type` (0 F32, 1 F16, 2 Q4_0, 7 Q8_0, 14 Q4_K_S, 18 Q6_K, 32 BF16) */
+  /**
+   * every 2-D weight in the type llama.cpp's quantizer gives it in a file of this mix (llama-mix.ts: per role and
+   * layer, with its fallbacks for rows that are not whole blocks); `type` and `typeByRole` are then only labels
+   */
+  mix?: { name: LlamaCppMix; era?: FallbackEra };
+  /** `general.file_type` (llama_ftype); default: the mix's, or the one for `type` (0 F32, 1 F16, 2 Q4_0, 7 Q8_0, 14 Q4_K_S, 18 Q6_K, 32 BF16) */
   fileType?: number;
   dim: number;
   nLayers: number;
@@ -281,14 +288,15 @@ function checkSpec(s: LlamaFixtureSpec): void {
   if (s.ffn < 8) throw new Error(`llama fixture ${s.name}: ffn must be at least 8 (memory units)`);
   // Every matrix row must be whole blocks: rows are dim long (q/k/v/gate/up/embd/output, and attn_output's
   // nHeads * headDim = dim) or ffn long (down).
-  for (const role of LLAMA_WEIGHT_ROLES) {
-    const type = weightType(s, role);
-    const block = FIXTURE_BLOCK_ELEMS[type];
-    if (block === undefined) throw new Error(`llama fixture ${s.name}: type ${type} is not one the generator quantizes`);
-    const rowLength = role === 'ffn_down' ? s.ffn : s.dim;
-    if (rowLength % block !== 0) {
-      throw new Error(`llama fixture ${s.name}: ${role} in ggml type ${type} has rows of ${rowLength}, not whole ` +
-        `${block}-element blocks (quantized types need dim and ffn multiples of their block)`);
+  for (let l = 0; l < s.nLayers; l++) {
+    for (const role of LLAMA_WEIGHT_ROLES) {
+      const type = weightType(s, role, l);
+      const block = blockFormat(type, `${s.name} ${role}`).blockElems;
+      const rowLength = role === 'ffn_down' ? s.ffn : s.dim;
+      if (rowLength % block !== 0) {
+        throw new Error(`llama fixture ${s.name}: ${role} in ggml type ${type} has rows of ${rowLength}, not whole ` +
+          `${block}-element blocks (quantized types need dim and ffn multiples of their block)`);
+      }
     }
   }
 }
@@ -296,14 +304,9 @@ function checkSpec(s: LlamaFixtureSpec): void {
 const LLAMA_WEIGHT_ROLES: readonly LlamaWeightRole[] =
   ['token_embd', 'output', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'];
 
-/** Elements per block of the types the generator quantizes (tests/helpers/quantize.ts). */
-const FIXTURE_BLOCK_ELEMS: Record<number, number> = {
-  [GgmlType.F32]: 1, [GgmlType.F16]: 1, [GgmlType.BF16]: 1,
-  [GgmlType.Q8_0]: 32, [GgmlType.Q4_0]: 32, [GgmlType.Q4_K]: 256, [GgmlType.Q6_K]: 256,
-};
-
-/** The ggml type a fixture stores a 2-D weight of this role in. */
-export function weightType(s: LlamaFixtureSpec, role: LlamaWeightRole): number {
+/** The ggml type a fixture stores a 2-D weight of this role (in layer `layer`) in. */
+export function weightType(s: LlamaFixtureSpec, role: LlamaWeightRole, layer = 0): number {
+  if (s.mix) return llamaCppType(s.mix.name, { ...s, tiedOutput: s.tiedOutput ?? false }, role, layer, s.mix.era);
   return s.typeByRole?.[role] ?? s.type;
 }
 
@@ -387,17 +390,17 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
   const tensors: GgufTensor[] = [];
   const add = (name: string, dims: number[], type: number, values: Float32Array) =>
     tensors.push({ name, dims, type, data: quantize(type, values) });
-  const wt = (role: LlamaWeightRole) => weightType(spec, role);
+  const wt = (role: LlamaWeightRole, layer = 0) => weightType(spec, role, layer);
 
   add('token_embd.weight', [dim, vocab], wt('token_embd'), embd);
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}`;
     add(`${p}.attn_norm.weight`, [dim], GgmlType.F32, normWeights(dim));
-    add(`${p}.attn_q.weight`, [dim, nHeads * headDim], wt('attn_q'), matrix(nHeads * headDim, dim));
-    add(`${p}.attn_k.weight`, [dim, kvDim], wt('attn_k'), matrix(kvDim, dim));
-    add(`${p}.attn_v.weight`, [dim, kvDim], wt('attn_v'), matrix(kvDim, dim));
+    add(`${p}.attn_q.weight`, [dim, nHeads * headDim], wt('attn_q', l), matrix(nHeads * headDim, dim));
+    add(`${p}.attn_k.weight`, [dim, kvDim], wt('attn_k', l), matrix(kvDim, dim));
+    add(`${p}.attn_v.weight`, [dim, kvDim], wt('attn_v', l), matrix(kvDim, dim));
     const oGain = l === 0 ? LAYER0_ATTN_OUT_GAIN : 1;
-    add(`${p}.attn_output.weight`, [nHeads * headDim, dim], wt('attn_output'), matrix(dim, nHeads * headDim, oGain));
+    add(`${p}.attn_output.weight`, [nHeads * headDim, dim], wt('attn_output', l), matrix(dim, nHeads * headDim, oGain));
     add(`${p}.ffn_norm.weight`, [dim], GgmlType.F32, normWeights(dim));
     const gate = matrix(ffn, dim);
     const up = matrix(ffn, dim);
@@ -417,9 +420,9 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
         }
       });
     }
-    add(`${p}.ffn_gate.weight`, [dim, ffn], wt('ffn_gate'), gate);
-    add(`${p}.ffn_up.weight`, [dim, ffn], wt('ffn_up'), up);
-    add(`${p}.ffn_down.weight`, [ffn, dim], wt('ffn_down'), down);
+    add(`${p}.ffn_gate.weight`, [dim, ffn], wt('ffn_gate', l), gate);
+    add(`${p}.ffn_up.weight`, [dim, ffn], wt('ffn_up', l), up);
+    add(`${p}.ffn_down.weight`, [ffn, dim], wt('ffn_down', l), down);
   }
   add('output_norm.weight', [dim], GgmlType.F32, normWeights(dim, outputNormMean));
   if (output) add('output.weight', [dim, vocab], wt('output'), output);
@@ -431,7 +434,7 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: spec.name }],
     ['general.alignment', u32(32)],
-    ['general.file_type', u32(spec.fileType ?? fileType(spec.type))],
+    ['general.file_type', u32(spec.fileType ?? (spec.mix ? MIX_FILE_TYPE[spec.mix.name] : fileType(spec.type)))],
     ['llama.vocab_size', u32(vocab)],
     ['llama.context_length', u32(ctx)],
     ['llama.embedding_length', u32(dim)],

@@ -2,24 +2,42 @@
 // `dq4(row, k)` returns elements k..k+3 of a row (k a multiple of 4) as f32; rows are RB bytes apart and K long.
 // Works without shader-f16: half floats (F16 values and block scales) are read with unpack2x16float, BF16 by shifting
 // its 16 bits into the top of an f32.
-// Quant blocks are 18 (Q4_0), 34 (Q8_0) or 210 (Q6_K) bytes, so their fields sit at any byte offset (Q6_K: any even
-// one): wU32 reads 4 bytes from any offset by joining two words. Q4_K's 144-byte blocks keep every field on a word
-// boundary, so it reads words directly. A dq4 call never crosses a sub-block (32 elements in Q4_0/Q8_0/Q4_K, 16 in
-// Q6_K), so one scale serves all four values. CPU twin: dequantize() in src/model/quant.ts.
+// Blocks of 18 (Q4_0, IQ4_NL), 22 (Q5_0), 34 (Q8_0), 110 (Q3_K) or 210 (Q6_K) bytes put their fields at any byte
+// offset (any even one for the halves): wU32 reads 4 bytes from any offset by joining two words. Blocks of 20 (Q4_1),
+// 24 (Q5_1), 84 (Q2_K), 136 (IQ4_XS), 144 (Q4_K) and 176 (Q5_K) bytes keep every field on a word boundary, so they read
+// words directly. A dq4 call never crosses a sub-block (32 elements, 16 in Q2_K/Q3_K/Q6_K), so one scale serves all
+// four values. This file holds the float and 32-element formats, weights-wgsl-k.ts the 256-element super-blocks.
+// CPU twin: dequantize() in src/model/quant.ts.
 
-import type { TensorTypeName } from '../../model/quant';
+import { IQ4_VALUES, type TensorTypeName } from '../../model/quant';
+import { superBlockWgsl } from './weights-wgsl-k';
 
 /** Bytes of one row of K elements. */
 export function rowBytes(type: TensorTypeName, K: number): number {
   switch (type) {
     case 'f32': return K * 4;
     case 'f16': return K * 2;
-    case 'q8_0': return (K / 32) * 34;
-    case 'q4_0': return (K / 32) * 18;
     case 'bf16': return K * 2;
+    case 'q4_0': return (K / 32) * 18;
+    case 'q4_1': return (K / 32) * 20;
+    case 'q5_0': return (K / 32) * 22;
+    case 'q5_1': return (K / 32) * 24;
+    case 'q8_0': return (K / 32) * 34;
+    case 'iq4_nl': return (K / 32) * 18;
+    case 'q2_k': return (K / 256) * 84;
+    case 'q3_k': return (K / 256) * 110;
     case 'q4_k': return (K / 256) * 144;
+    case 'q5_k': return (K / 256) * 176;
     case 'q6_k': return (K / 256) * 210;
+    case 'iq4_xs': return (K / 256) * 136;
   }
+}
+
+/** IQ4_VALUES as four words of four int8 each, for iq4(code) below. */
+function iq4Words(): string {
+  const words = [0, 1, 2, 3].map((w) =>
+    IQ4_VALUES.slice(4 * w, 4 * w + 4).reduce((acc, v, i) => acc | ((v & 0xff) << (8 * i)), 0) >>> 0);
+  return words.map((w) => `0x${w.toString(16).padStart(8, '0')}u`).join(', ');
 }
 
 const common = /* wgsl */ `
@@ -34,6 +52,19 @@ fn wHalf(o: u32) -> f32 {
 }
 fn sx8(q: u32, byte: u32) -> f32 {
   return f32(bitcast<i32>(q << (24u - 8u * byte)) >> 24u);
+}
+fn wByte(o: u32) -> u32 {
+  return (W[o >> 2u] >> ((o & 3u) * 8u)) & 255u;
+}
+fn bytes4(q: u32) -> vec4f {
+  return vec4f(f32(q & 255u), f32((q >> 8u) & 255u), f32((q >> 16u) & 255u), f32(q >> 24u));
+}
+const IQ4 = vec4u(${iq4Words()});
+fn iq4(code: u32) -> f32 {
+  return sx8(IQ4[code >> 2u], code & 3u);
+}
+fn iq4x4(q: u32) -> vec4f {
+  return vec4f(iq4(q & 15u), iq4((q >> 8u) & 15u), iq4((q >> 16u) & 15u), iq4((q >> 24u) & 15u));
 }
 `;
 
@@ -77,6 +108,52 @@ export function dequantWgsl(type: TensorTypeName, K: number): string {
   let n = vec4f(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
   return wHalf(o) * (n - 8.0);
 }`;
+    case 'q4_1':
+      // Block words: 0 = (d, m); 1..4 = qs. d * q is exact, so the one rounding is the addition, as on the CPU.
+      return common + `fn dq4(row: u32, k: u32) -> vec4f {
+  let o = (row * RB + (k >> 5u) * 20u) >> 2u;
+  let j = k & 31u;
+  let dm = unpack2x16float(W[o]);
+  let q = (W[o + 1u + ((j & 15u) >> 2u)] >> select(0u, 4u, j >= 16u)) & 0x0f0f0f0fu;
+  return dm.x * bytes4(q) + dm.y;
+}`;
+    case 'q5_0':
+      // Bytes: f16 d at 0, qh at 2 (bit j = element j's fifth bit), qs at 6. Bits j..j+3 of qh are spread to the
+      // top of each byte of the four nibbles.
+      return common + `fn dq4(row: u32, k: u32) -> vec4f {
+  let o = row * RB + (k >> 5u) * 22u;
+  let j = k & 31u;
+  let h = wU32(o + 2u) >> j;
+  let hb = (h & 1u) | ((h & 2u) << 7u) | ((h & 4u) << 14u) | ((h & 8u) << 21u);
+  let q = ((wU32(o + 6u + (j & 15u)) >> select(0u, 4u, j >= 16u)) & 0x0f0f0f0fu) | (hb << 4u);
+  return wHalf(o) * (bytes4(q) - 16.0);
+}`;
+    case 'q5_1':
+      // Block words: 0 = (d, m); 1 = qh; 2..5 = qs. As Q5_0 for the bits, as Q4_1 for the value.
+      return common + `fn dq4(row: u32, k: u32) -> vec4f {
+  let o = (row * RB + (k >> 5u) * 24u) >> 2u;
+  let j = k & 31u;
+  let dm = unpack2x16float(W[o]);
+  let h = W[o + 1u] >> j;
+  let hb = (h & 1u) | ((h & 2u) << 7u) | ((h & 4u) << 14u) | ((h & 8u) << 21u);
+  let q = ((W[o + 2u + ((j & 15u) >> 2u)] >> select(0u, 4u, j >= 16u)) & 0x0f0f0f0fu) | (hb << 4u);
+  return dm.x * bytes4(q) + dm.y;
+}`;
+    case 'iq4_nl':
+      // Q4_0's layout, each nibble a code into IQ4_VALUES; d * level is exact.
+      return common + `fn dq4(row: u32, k: u32) -> vec4f {
+  let o = row * RB + (k >> 5u) * 18u;
+  let j = k & 31u;
+  let q = wU32(o + 2u + (j & 15u)) >> select(0u, 4u, j >= 16u);
+  return wHalf(o) * iq4x4(q);
+}`;
+    case 'q2_k':
+    case 'q3_k':
+    case 'q4_k':
+    case 'q5_k':
+    case 'q6_k':
+    case 'iq4_xs':
+      return common + superBlockWgsl(type);
     case 'bf16':
       return common + (aligned
         ? `fn dq4(row: u32, k: u32) -> vec4f {
@@ -93,44 +170,5 @@ export function dequantWgsl(type: TensorTypeName, K: number): string {
   }
   return v;
 }`);
-    case 'q4_k':
-      // Block words: 0 = (d, dmin); 1..3 = the 12 scale bytes s; 4..35 = nibbles. Sub-block j = e / 32 takes its
-      // scale and min from byte j & 3 of words 1..3 (see q4kScaleMin): j < 4 the low 6 bits of s[j] (word 1) and
-      // s[j + 4] (word 2); j >= 4 the nibbles of s[j + 4] (word 3) joined with the top 2 bits of s[j - 4] (word 1)
-      // and s[j] (word 2). d * sc * q is exact in f32, so the one rounding is the subtraction, as on the CPU.
-      return common + `fn dq4(row: u32, k: u32) -> vec4f {
-  let o = (row * RB + (k >> 8u) * 144u) >> 2u;
-  let e = k & 255u;
-  let j = e >> 5u;
-  let dm = unpack2x16float(W[o]);
-  let sh = (j & 3u) * 8u;
-  let s1 = W[o + 1u] >> sh;
-  let s2 = W[o + 2u] >> sh;
-  let s3 = W[o + 3u] >> sh;
-  let hi = j >= 4u;
-  let sc = select(s1 & 63u, (s3 & 15u) | ((s1 >> 2u) & 48u), hi);
-  let mn = select(s2 & 63u, ((s3 >> 4u) & 15u) | ((s2 >> 2u) & 48u), hi);
-  let q = W[o + 4u + ((e >> 6u) << 3u) + ((e & 31u) >> 2u)] >> ((j & 1u) * 4u);
-  let n = vec4f(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
-  return (dm.x * f32(sc)) * n - dm.y * f32(mn);
-}`;
-    case 'q6_k':
-      // Block bytes: ql 0..127, qh 128..191, int8 scales 192..207, f16 d at 208. Element e = 128h + 32g + l:
-      // 4 low bits from ql[64h + 32(g & 1) + l] (high nibble when g >= 2), 2 high bits from qh[32h + l] >> 2g.
-      // Four consecutive elements share h, g and the scale; their bytes are consecutive, so one wU32 each.
-      return common + `fn dq4(row: u32, k: u32) -> vec4f {
-  let o = row * RB + (k >> 8u) * 210u;
-  let e = k & 255u;
-  let h = e >> 7u;
-  let g = (e >> 5u) & 3u;
-  let l = e & 31u;
-  let lo = (wU32(o + h * 64u + (g & 1u) * 32u + l) >> ((g >> 1u) * 4u)) & 0x0f0f0f0fu;
-  let hb = (wU32(o + 128u + h * 32u + l) >> (g * 2u)) & 0x03030303u;
-  let q = lo | (hb << 4u);
-  let n = vec4f(f32(q & 63u), f32((q >> 8u) & 63u), f32((q >> 16u) & 63u), f32(q >> 24u));
-  let so = o + 192u + (e >> 4u);
-  let sc = sx8(W[so >> 2u], so & 3u);
-  return (wHalf(o + 208u) * sc) * (n - 32.0);
-}`;
   }
 }
