@@ -103,11 +103,14 @@ export async function runHost(argv: string[]): Promise<void> {
       layers: { type: 'string' },
       'max-layers': { type: 'string' },
       'max-context': { type: 'string' },
+      'announce-ms': { type: 'string' },
     },
   });
   if (!values.model || !values.swarm || !values.signal) {
-    throw new FlockError('flock host needs --model PATH|URL --swarm NAME --signal URL [--layers START:END] [--max-layers N]');
+    throw new FlockError('flock host needs --model PATH|URL --swarm NAME --signal URL [--layers START:END] [--max-layers N] [--max-context N] [--announce-ms MS]');
   }
+  const announceMs = values['announce-ms'] === undefined ? undefined : Number(values['announce-ms']);
+  if (announceMs !== undefined && !(Number.isInteger(announceMs) && announceMs >= 50)) throw new FlockError(`--announce-ms expects a whole number >= 50, got "${values['announce-ms']}"`);
   const { nodeDevice } = await import('./dawn');
   const dev = await nodeDevice();
   const h = await launchHost({
@@ -118,6 +121,7 @@ export async function runHost(argv: string[]): Promise<void> {
     layers: values.layers ? parseLayers(values.layers) : undefined,
     maxLayers: values['max-layers'] ? Number(values['max-layers']) : undefined,
     maxContext: values['max-context'] ? Number(values['max-context']) : undefined,
+    announceMs,
   });
   process.stderr.write(`flock host ${h.peer.id}: layers ${h.span.start}:${h.span.end} of ${h.config.nLayers}, model ${h.modelHash.slice(0, 12)}…, swarm "${values.swarm}"\n`);
   // SIGINT / SIGTERM: leave on purpose, so clients re-route at once and the swarm forgets this host

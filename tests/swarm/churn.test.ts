@@ -1,0 +1,137 @@
+// A swarm that churns, with hosts as separate `flock host` processes (src/cli/churn.ts) on a real PeerServer and
+// real WebRTC, two hosts per span of stories260K, and a client in this process:
+// - one host in turn killed (SIGKILL, no goodbye) every 5 s and a replacement for its span started 1 s later, during
+//   a 480-token greedy generation: the ids equal llama.cpp's, and every re-route is reported;
+// - a client that starts while hosts are dying gets a route and the reference ids;
+// - a host that leaves on purpose (SIGTERM) costs the client no wait beyond replaying that hop.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Churn } from '../../src/cli/churn';
+import { launchClient, type LaunchedClient } from '../../src/cli/swarm-generate';
+import { cleanupNodeWebRtc, installNodeWebRtc } from '../../src/cli/node-webrtc';
+import { startSignalServer, type SignalServer } from '../../src/cli/signal';
+import { drain, generateTokens } from '../../src/engine/generate';
+import type { FlockDevice } from '../../src/gpu/device';
+import { parseSignalUrl } from '../../src/swarm/transport';
+import { STORIES, testDevice } from '../helpers/gpu';
+import { llamaGreedy } from '../helpers/llama-ref';
+
+const SPANS = [{ start: 0, end: 3 }, { start: 3, end: 5 }];
+const TOKENS = 480;
+/**
+ * The client's links: a ping every 500 ms, a host silent for 3 s is dead. Faster than the default (1 s / 5 s), but not
+ * the harness's 2 s: a host process that just started, on a loaded 2-core machine, can go quiet for 2 s.
+ */
+const LINK = { heartbeatMs: 500, deadAfterMs: 3_000, openTimeoutMs: 5_000 };
+/** hosts announce this often (the client's records follow within a round trip of a change: rendezvous push) */
+const ANNOUNCE_MS = 500;
+
+let server: SignalServer;
+let dev: FlockDevice;
+let reference: number[];
+const clients: LaunchedClient[] = [];
+const churns: Churn[] = [];
+
+beforeAll(async () => {
+  installNodeWebRtc();
+  server = await startSignalServer(0);
+  dev = await testDevice();
+  reference = (await llamaGreedy(STORIES, [1], TOKENS)).ids;
+});
+
+afterAll(async () => {
+  for (const c of clients) c.stop();
+  for (const c of churns) await c.stop();
+  await server?.close();
+  try {
+    cleanupNodeWebRtc();
+  } catch {
+    // libdatachannel may time out while channels close; the test process exits anyway
+  }
+});
+
+function churn(swarm: string, how: 'SIGKILL' | 'SIGTERM', killEveryMs: number): Churn {
+  const c = new Churn({ model: STORIES, swarm, signal: server.url, spans: SPANS, perSpan: 2, killEveryMs, replaceAfterMs: 1_000, how, announceMs: ANNOUNCE_MS, maxContext: 512 });
+  churns.push(c);
+  return c;
+}
+
+async function client(swarm: string): Promise<LaunchedClient> {
+  const c = await launchClient({
+    dev, model: STORIES, swarm, signal: parseSignalUrl(server.url), announceMs: ANNOUNCE_MS, link: LINK,
+    swarmOptions: { maxContext: 512, hopTimeoutMs: 5_000, recoverTimeoutMs: 20_000 }, waitForRouteMs: 30_000,
+  });
+  clients.push(c);
+  return c;
+}
+
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { n: s.length, p50: s[Math.floor(s.length / 2)], p95: s[Math.min(s.length - 1, Math.floor(s.length * 0.95))], max: s[s.length - 1] };
+};
+
+describe('a swarm that churns', () => {
+  it(`a host killed every 5 s, replaced 1 s later: ${TOKENS} greedy ids equal llama.cpp's`, async () => {
+    const ch = churn('churn-kill', 'SIGKILL', 5_000);
+    await ch.start();
+    const c = await client('churn-kill');
+    ch.run();
+    const t0 = performance.now();
+    const res = await drain(generateTokens(c.model, { inputIds: [1], maxTokens: TOKENS, temperature: 0, ignoreEos: true })).catch((e: unknown) => {
+      console.log(JSON.stringify({ failedAfterMs: Math.round(performance.now() - t0), events: ch.events, reroutes: c.model.reroutes }));
+      throw e;
+    });
+    const ms = performance.now() - t0;
+    await ch.stop();
+    const reroutes = c.model.reroutes;
+    console.log(JSON.stringify({ tokens: res.outputIds.length, ms: Math.round(ms), kills: ch.events.filter((e) => e.kind === 'kill').length, rerouteMs: stats(reroutes.map((r) => r.ms)), reroutes }));
+    expect(res.outputIds).toEqual(reference);
+    expect(ch.events.filter((e) => e.kind === 'kill').length).toBeGreaterThanOrEqual(2);
+    expect(reroutes.length).toBeGreaterThanOrEqual(1);
+    for (const r of reroutes) expect(r.to.length).toBeGreaterThan(0);
+  });
+
+  it('a client that starts while hosts are dying gets a route and the reference ids', async () => {
+    const ch = churn('churn-start', 'SIGKILL', 2_000);
+    await ch.start();
+    ch.run();
+    await new Promise((r) => setTimeout(r, 2_500)); // one host is dead, its replacement not yet up
+    const c = await client('churn-start');
+    const res = await drain(generateTokens(c.model, { inputIds: [1], maxTokens: 64, temperature: 0, ignoreEos: true }));
+    await ch.stop();
+    console.log(JSON.stringify({ kills: ch.events.filter((e) => e.kind === 'kill').length, reroutes: c.model.reroutes.map((r) => ({ ms: Math.round(r.ms), reason: r.reason })) }));
+    expect(res.outputIds).toEqual(reference.slice(0, 64));
+  });
+
+  it('a host that leaves on purpose (SIGTERM) costs no wait beyond replaying its hop', async () => {
+    const ch = churn('churn-term', 'SIGTERM', 0);
+    await ch.start();
+    const c = await client('churn-term');
+    const it = generateTokens(c.model, { inputIds: [1], maxTokens: 96, temperature: 0, ignoreEos: true });
+    const ids: number[] = [];
+    let stepMs = 0;
+    let r = await it.next();
+    while (!r.done) {
+      ids.push(r.value.id);
+      if (ids.length === 32) {
+        // the host on the route's first hop leaves on purpose, between two steps
+        const t = performance.now();
+        const victim = ch.hosts.find((h) => h.id === c.model.route[0].peer)!;
+        ch.hosts.splice(ch.hosts.indexOf(victim), 1);
+        victim.child.kill('SIGTERM');
+        await new Promise((res) => victim.child.once('exit', res));
+        stepMs = performance.now() - t;
+      }
+      r = await it.next();
+    }
+    await ch.stop();
+    const res = r.value;
+    const reroute = c.model.reroutes[0];
+    console.log(`SIGTERM: the host exited in ${stepMs.toFixed(0)} ms; re-route ${JSON.stringify(reroute)}`);
+    expect(res.outputIds).toEqual(reference.slice(0, 96));
+    expect(c.model.reroutes).toHaveLength(1);
+    // the client heard the host leave: no heartbeat or timeout wait, only reopening the span and replaying it
+    expect(reroute.reason).toMatch(/shutting-down|closed/);
+    expect(reroute.ms).toBeLessThan(1_500);
+  });
+});
