@@ -1,7 +1,8 @@
 // Tests for src/engine/chat.ts (the OpenAI-style chat API) and src/engine/chat-stop.ts.
 // Oracles: the generation loop itself (generateTokens on the same prompt ids must give the same reply, ids and
 // counts), llama.cpp's greedy ids for those prompt ids (tests/helpers/llama-ref.ts), and scripted backends whose
-// every token is known in advance (stop ids, stop strings split across tokens, argument checks without a GPU).
+// every token is known in advance and which record the ids they were given (stop ids, stop strings split across
+// tokens, the history a multi-turn prompt carries, the context arithmetic, argument checks without a GPU).
 // The real model is the embedded stories260K on the shared Dawn device (SwiftShader): it has no chat template, so
 // the plain fallback format applies. Generations stay short: every decode step costs a submission on SwiftShader.
 
@@ -23,6 +24,14 @@ const MESSAGES = [
   { role: 'user' as const, content: 'Once upon a time there was a cat.' },
 ];
 const STEPS = 10;
+/** A conversation with history, and its rendering in the fallback format (chat-template.ts): written out here, so
+ *  a template that lost a turn shows. */
+const MULTI_TURN = [
+  { role: 'user' as const, content: 'Hi.' },
+  { role: 'assistant' as const, content: 'Hello.' },
+  { role: 'user' as const, content: 'Go on.' },
+];
+const MULTI_TURN_TEXT = 'User: Hi.\nAssistant: Hello.\nUser: Go on.\nAssistant:';
 
 let dev: FlockDevice;
 let model: LocalModel;
@@ -181,42 +190,51 @@ describe('FlockChatEngine on stories260K (fallback template)', () => {
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
   });
 
-  it('multi-turn history goes through the template; without max_tokens a reply may fill the context', async () => {
-    const messages = [
-      { role: 'user' as const, content: 'Hi.' },
-      { role: 'assistant' as const, content: 'Hello.' },
-      { role: 'user' as const, content: 'Go on.' },
-    ];
-    const prompt = engine.template.apply(messages).ids.length;
+  it("multi-turn on the real model: the reply to the rendered history is llama.cpp's, and fills the context", async () => {
+    const promptIds = [model.tokenizer.bosId!, ...model.tokenizer.encode(MULTI_TURN_TEXT)];
+    expect(engine.template.apply(MULTI_TURN).ids).toEqual(promptIds);
     // A Backend view of the same model whose context leaves room for 5 tokens: the engine works on any Backend.
-    const maxContext = prompt + 5;
+    const room = 5;
+    const maxContext = promptIds.length + room;
     const small: ChatBackend = {
       config: model.config, tokenizer: model.tokenizer, maxBatch: model.maxBatch, maxContext,
       begin: (maxPos) => model.begin(maxPos), counters: () => model.counters(),
     };
-    const e = new FlockChatEngine(small);
-    const reply = await e.chat.completions.create({ messages, temperature: 0 });
-    expect(reply.usage?.prompt_tokens).toBe(prompt);
-    if (reply.choices[0].finish_reason === 'length') expect(reply.usage?.total_tokens).toBe(maxContext);
-    else expect(reply.usage?.total_tokens).toBeLessThan(maxContext);
-    // A prompt that does not fit is refused by create() itself, before any stream exists.
-    const long = [{ role: 'user' as const, content: 'word '.repeat(20) }];
-    await expect(e.chat.completions.create({ messages: long, stream: true })).rejects.toThrow(ContextOverflowError);
+    // llama.cpp on the same ids: no end-of-generation id and no stop string in those 5 steps (measured), so the
+    // reply must be all 5 of its tokens, ending at the context's end
+    const ref = await llamaGreedy(STORIES, promptIds, room);
+    expect(ref.ids.some((id) => model.tokenizer.isEndOfGeneration(id))).toBe(false);
+    const want = model.tokenizer.decode(ref.ids);
+    expect(want).not.toContain('\nUser:');
+    const reply = await new FlockChatEngine(small).chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
+    expect(reply.choices[0].message.content).toBe(want);
+    expect(reply.choices[0].finish_reason).toBe('length');
+    expect(reply.usage).toMatchObject({ prompt_tokens: promptIds.length, completion_tokens: room, total_tokens: maxContext });
   });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scripted backends: every token known in advance, no GPU.
 
-/** A backend over the stories260K vocabulary that "generates" `script`, one id per step. */
-function scripted(script: readonly number[]): ChatBackend {
+/** What a scripted backend was asked to do: every id it ran, in order, and the positions each sequence opened with. */
+interface ScriptLog {
+  ran: number[];
+  opened: number[];
+}
+
+/**
+ * A backend over the stories260K vocabulary that "generates" `script`, one id per step (the last id again once the
+ * script is used up), with a context of `maxContext` positions; `log` records what it was given.
+ */
+function scripted(script: readonly number[], maxContext = 256, log: ScriptLog = { ran: [], opened: [] }): ChatBackend {
   return {
     config: model.config,
     tokenizer: model.tokenizer,
     maxBatch: 64,
-    maxContext: 256,
+    maxContext,
     counters: () => ({ submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0, encodeMs: 0 }),
-    begin(): BackendSequence {
+    begin(maxPos): BackendSequence {
+      log.opened.push(maxPos);
       let length = 0;
       let k = 0;
       return {
@@ -224,6 +242,7 @@ function scripted(script: readonly number[]): ChatBackend {
           return length;
         },
         async step(ids, select) {
+          log.ran.push(...ids);
           length += ids.length;
           if (!select) return undefined;
           const next = script[Math.min(k++, script.length - 1)];
@@ -261,13 +280,43 @@ describe('stop conditions on a scripted backend', () => {
     expect(reply.usage?.completion_tokens).toBe(words.length);
   });
 
-  it('an end-of-generation id (EOS) ends the reply with "stop"', async () => {
-    const words = tok().encode('Bye');
-    const e = new FlockChatEngine(scripted([...words, tok().eosId!, ...words]));
+  it('an end-of-generation id (EOS) ends the reply with "stop"; the text is the tokenizer\'s decoding of the ids before it', async () => {
+    // The reply stops inside a character: "✓" is three byte tokens and only two come before EOS, so the text ends in
+    // the U+FFFD the decoder flushes at the end. The script goes on after EOS; none of that may show.
+    const words = tok().encode('Bye, café ✓').slice(0, -1);
+    const want = tok().decode(words);
+    expect(want).toBe('Bye, café \uFFFD');
+    const script = [...words, tok().eosId!, ...tok().encode(' and more')];
+    const e = new FlockChatEngine(scripted(script));
     const reply = await e.chat.completions.create({ messages: MESSAGES, max_tokens: 20, seed: 7, temperature: 0.5 });
-    expect(reply.choices[0].message.content).toBe('Bye');
+    expect(reply.choices[0].message.content).toBe(want);
     expect(reply.choices[0].finish_reason).toBe('stop');
     expect(reply.usage?.completion_tokens).toBe(words.length);
+    const chunks = await collect(await new FlockChatEngine(scripted(script)).chat.completions.create({ messages: MESSAGES, max_tokens: 20, stream: true }));
+    expect(deltas(chunks).join('')).toBe(want);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
+    expect(chunks[chunks.length - 1].usage?.completion_tokens).toBe(words.length);
+  });
+
+  it('multi-turn: the whole rendered history reaches the model; without max_tokens the reply fills the context', async () => {
+    const promptIds = [tok().bosId!, ...tok().encode(MULTI_TURN_TEXT)];
+    const room = 5;
+    const maxContext = promptIds.length + room;
+    // a reply that never ends by itself: no EOS, no "\nUser:"
+    const script = tok().encode(' The fox ran far away into the woods');
+    expect(script.length).toBeGreaterThan(room);
+    const log: ScriptLog = { ran: [], opened: [] };
+    const e = new FlockChatEngine(scripted(script, maxContext, log));
+    const reply = await e.chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
+    // the model ran the rendered conversation, then each reply token but the last (which is never run)
+    expect(log.opened).toEqual([maxContext]);
+    expect(log.ran).toEqual([...promptIds, ...script.slice(0, room - 1)]);
+    expect(reply.choices[0].message.content).toBe(tok().decode(script.slice(0, room)));
+    expect(reply.choices[0].finish_reason).toBe('length');
+    expect(reply.usage).toMatchObject({ prompt_tokens: promptIds.length, completion_tokens: room, total_tokens: maxContext });
+    // a prompt that does not fit is refused by create() itself, before any stream exists
+    const long = [{ role: 'user' as const, content: 'word '.repeat(maxContext) }];
+    await expect(e.chat.completions.create({ messages: long, stream: true })).rejects.toThrow(ContextOverflowError);
   });
 
   it('text typed as "</s>" by the user stays text in the prompt', () => {
