@@ -1,8 +1,8 @@
 // Tests for src/engine/chat.ts (the OpenAI-style chat API) and src/engine/chat-stop.ts.
 // Oracles: the generation loop itself (generateTokens on the same prompt ids must give the same reply, ids and
-// counts), llama.cpp's greedy ids for those prompt ids (tests/helpers/llama-ref.ts), and scripted backends whose
-// every token is known in advance and which record the ids they were given (stop ids, stop strings split across
-// tokens, the history a multi-turn prompt carries, the context arithmetic, argument checks without a GPU).
+// counts), llama.cpp's greedy ids for those prompt ids (tests/helpers/llama-ref.ts), the ids a Backend view of the
+// model records running (the history a multi-turn prompt carries, the context arithmetic), and scripted backends
+// whose every token is known in advance (stop ids, stop strings split across tokens, argument checks without a GPU).
 // The real model is the embedded stories260K on the shared Dawn device (SwiftShader): it has no chat template, so
 // the plain fallback format applies. Generations stay short: every decode step costs a submission on SwiftShader.
 
@@ -190,51 +190,64 @@ describe('FlockChatEngine on stories260K (fallback template)', () => {
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
   });
 
-  it("multi-turn on the real model: the reply to the rendered history is llama.cpp's, and fills the context", async () => {
+  it('multi-turn: the rendered history reaches the model, and without max_tokens the reply fills the context', async () => {
     const promptIds = [model.tokenizer.bosId!, ...model.tokenizer.encode(MULTI_TURN_TEXT)];
-    expect(engine.template.apply(MULTI_TURN).ids).toEqual(promptIds);
-    // A Backend view of the same model whose context leaves room for 5 tokens: the engine works on any Backend.
+    // A Backend view of the same model whose context leaves room for 5 tokens (the engine works on any Backend),
+    // recording the positions each sequence opened with and every id it ran.
     const room = 5;
     const maxContext = promptIds.length + room;
+    const opened: number[] = [];
+    const ran: number[] = [];
     const small: ChatBackend = {
       config: model.config, tokenizer: model.tokenizer, maxBatch: model.maxBatch, maxContext,
-      begin: (maxPos) => model.begin(maxPos), counters: () => model.counters(),
+      counters: () => model.counters(),
+      begin(maxPos) {
+        opened.push(maxPos);
+        const seq = model.begin(maxPos);
+        return {
+          get length() {
+            return seq.length;
+          },
+          step(ids, select) {
+            ran.push(...ids);
+            return seq.step(ids, select);
+          },
+          close: () => seq.close(),
+        };
+      },
     };
     // llama.cpp on the same ids: no end-of-generation id and no stop string in those 5 steps (measured), so the
-    // reply must be all 5 of its tokens, ending at the context's end
+    // reply never ends by itself and must be all 5 of its tokens, up to the end of the context
     const ref = await llamaGreedy(STORIES, promptIds, room);
     expect(ref.ids.some((id) => model.tokenizer.isEndOfGeneration(id))).toBe(false);
     const want = model.tokenizer.decode(ref.ids);
     expect(want).not.toContain('\nUser:');
-    const reply = await new FlockChatEngine(small).chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
+    const e = new FlockChatEngine(small);
+    const reply = await e.chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
+    // the model ran the whole rendered conversation, then each reply token but the last (which is never run)
+    expect(opened).toEqual([maxContext]);
+    expect(ran).toEqual([...promptIds, ...ref.ids.slice(0, room - 1)]);
     expect(reply.choices[0].message.content).toBe(want);
     expect(reply.choices[0].finish_reason).toBe('length');
     expect(reply.usage).toMatchObject({ prompt_tokens: promptIds.length, completion_tokens: room, total_tokens: maxContext });
+    // a prompt that does not fit is refused by create() itself, before any stream exists
+    const long = [{ role: 'user' as const, content: 'word '.repeat(maxContext) }];
+    await expect(e.chat.completions.create({ messages: long, stream: true })).rejects.toThrow(ContextOverflowError);
   });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scripted backends: every token known in advance, no GPU.
 
-/** What a scripted backend was asked to do: every id it ran, in order, and the positions each sequence opened with. */
-interface ScriptLog {
-  ran: number[];
-  opened: number[];
-}
-
-/**
- * A backend over the stories260K vocabulary that "generates" `script`, one id per step (the last id again once the
- * script is used up), with a context of `maxContext` positions; `log` records what it was given.
- */
-function scripted(script: readonly number[], maxContext = 256, log: ScriptLog = { ran: [], opened: [] }): ChatBackend {
+/** A backend over the stories260K vocabulary that "generates" `script`, one id per step. */
+function scripted(script: readonly number[]): ChatBackend {
   return {
     config: model.config,
     tokenizer: model.tokenizer,
     maxBatch: 64,
-    maxContext,
+    maxContext: 256,
     counters: () => ({ submits: 0, readbacks: 0, dispatches: 0, weightBytesRead: 0, encodeMs: 0 }),
-    begin(maxPos): BackendSequence {
-      log.opened.push(maxPos);
+    begin(): BackendSequence {
       let length = 0;
       let k = 0;
       return {
@@ -242,7 +255,6 @@ function scripted(script: readonly number[], maxContext = 256, log: ScriptLog = 
           return length;
         },
         async step(ids, select) {
-          log.ran.push(...ids);
           length += ids.length;
           if (!select) return undefined;
           const next = script[Math.min(k++, script.length - 1)];
@@ -296,27 +308,6 @@ describe('stop conditions on a scripted backend', () => {
     expect(deltas(chunks).join('')).toBe(want);
     expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
     expect(chunks[chunks.length - 1].usage?.completion_tokens).toBe(words.length);
-  });
-
-  it('multi-turn: the whole rendered history reaches the model; without max_tokens the reply fills the context', async () => {
-    const promptIds = [tok().bosId!, ...tok().encode(MULTI_TURN_TEXT)];
-    const room = 5;
-    const maxContext = promptIds.length + room;
-    // a reply that never ends by itself: no EOS, no "\nUser:"
-    const script = tok().encode(' The fox ran far away into the woods');
-    expect(script.length).toBeGreaterThan(room);
-    const log: ScriptLog = { ran: [], opened: [] };
-    const e = new FlockChatEngine(scripted(script, maxContext, log));
-    const reply = await e.chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
-    // the model ran the rendered conversation, then each reply token but the last (which is never run)
-    expect(log.opened).toEqual([maxContext]);
-    expect(log.ran).toEqual([...promptIds, ...script.slice(0, room - 1)]);
-    expect(reply.choices[0].message.content).toBe(tok().decode(script.slice(0, room)));
-    expect(reply.choices[0].finish_reason).toBe('length');
-    expect(reply.usage).toMatchObject({ prompt_tokens: promptIds.length, completion_tokens: room, total_tokens: maxContext });
-    // a prompt that does not fit is refused by create() itself, before any stream exists
-    const long = [{ role: 'user' as const, content: 'word '.repeat(maxContext) }];
-    await expect(e.chat.completions.create({ messages: long, stream: true })).rejects.toThrow(ContextOverflowError);
   });
 
   it('text typed as "</s>" by the user stays text in the prompt', () => {
