@@ -5,7 +5,7 @@
 // WebGPU there runs on SwiftShader, the CPU Vulkan driver chromium ships: about 0.4 ms per dispatch, so tests keep
 // generations short.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,17 @@ import { build, preview, type PreviewServer } from 'vite';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CHROMIUM_PATH = process.env.FLOCK_CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * Where a test writes its screenshot `name`: test-results/screenshots/ (ignored by git), so test runs never touch
+ * the tracked pictures in docs/; `npm run screenshots` sets FLOCK_SCREENSHOT_DIR=docs to refresh those on purpose.
+ * Creates the folder.
+ */
+export async function screenshotPath(name: string): Promise<string> {
+  const dir = path.resolve(ROOT, process.env.FLOCK_SCREENSHOT_DIR ?? 'test-results/screenshots');
+  await mkdir(dir, { recursive: true });
+  return path.join(dir, name);
+}
 
 /**
  * Flags for headless Chromium here. `--enable-unsafe-webgpu` is the one that gives a WebGPU adapter (SwiftShader)

@@ -4,18 +4,12 @@
 // the service worker serves app and model offline; without WebGPU the page says which browsers work.
 // Oracle: llama.cpp (tests/helpers/llama-ref.ts) greedy on public/models/stories260K.gguf from BOS + the prompt.
 
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import { gguf } from '@huggingface/gguf';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
-import { llamaGreedy } from '../helpers/llama-ref';
-import { ROOT, collectPageErrors, openReady, removeBuild, send, serveApp, startApp, waitForReply, waitForState, type App } from './browser';
+import type { Tokenizer } from '../../src/model/tokenizer';
+import { collectPageErrors, openReady, removeBuild, screenshotPath, send, serveApp, startApp, waitForReply, waitForState, type App } from './browser';
+import { embeddedTokenizer, llamaReply } from './llama-reply';
 
-const MODEL = path.join(ROOT, 'public/models/stories260K.gguf');
-const SCREENSHOT = path.join(ROOT, 'docs/screenshot-chat.png');
-const SCREENSHOT_NO_GPU = path.join(ROOT, 'docs/screenshot-no-webgpu.png');
 const PROMPT = 'Once upon a time, a little fox';
 
 let app: App;
@@ -26,12 +20,8 @@ let want: number[];
 beforeAll(async () => {
   const t0 = performance.now();
   app = await startApp();
-  const { metadata } = await gguf(MODEL, { allowLocalFile: true });
-  tokenizer = createTokenizer(metadata as Record<string, unknown>);
-  const input = [tokenizer.bosId!, ...tokenizer.encode(PROMPT)];
-  const ref = await llamaGreedy(MODEL, input, 200);
-  const end = ref.ids.findIndex((id) => tokenizer.isEndOfGeneration(id));
-  want = end < 0 ? ref.ids : ref.ids.slice(0, end);
+  tokenizer = await embeddedTokenizer();
+  want = await llamaReply(PROMPT, 200);
   console.log(`build + preview + chromium + oracle: ${Math.round(performance.now() - t0)} ms; oracle has ${want.length} ids`);
 });
 
@@ -85,8 +75,7 @@ describe('chat in Chromium with WebGPU', () => {
     console.log(`page load to ready: ${Math.round(loadMs)} ms; ${n} tokens: ${Math.round(genMs)} ms; longest main-thread gap while generating: ${Math.round(lag)} ms`);
     expect(lag).toBeLessThan(250);
     await page.fill('#prompt', '');
-    await mkdir(path.dirname(SCREENSHOT), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT });
+    await page.screenshot({ path: await screenshotPath('screenshot-chat.png') });
     expect(errors).toEqual([]);
     await ctx.close();
   });
@@ -125,9 +114,10 @@ describe('chat in Chromium with WebGPU', () => {
     await ctx.close();
   });
 
-  it('shows a bad setting as a named error and stays usable', async () => {
+  it("shows a bad setting as a named error and stays usable: the next reply is llama.cpp's", async () => {
     const ctx = await app.newContext();
     const page = await ctx.newPage();
+    const errors = collectPageErrors(page);
     await openReady(page, app.served.url);
     await page.click('#settings summary');
     await send(page, 'Hi', { temperature: -1, maxTokens: 4 });
@@ -140,7 +130,13 @@ describe('chat in Chromium with WebGPU', () => {
     await page.click('#regenerate');
     const out = await waitForReply(page);
     expect(out.state).toBe('done');
+    // the reply to the message that failed, as llama.cpp gives it
+    const hi = await llamaReply('Hi', 4);
+    expect(out.ids).toEqual(hi);
+    expect(norm(out.text)).toBe(norm(tokenizer.decode(hi)));
     expect(await page.isHidden('#message')).toBe(true);
+    // the page reports the refused setting on the console (console.error of the named error), nothing else
+    expect(errors.filter((e) => !/ChatRequestError/.test(e))).toEqual([]);
     await ctx.close();
   });
 
@@ -195,10 +191,7 @@ describe('the page without WebGPU', () => {
     expect(await page.getAttribute('#message', 'data-error')).toBe('WebGpuUnavailableError');
     expect(await page.isDisabled('#send')).toBe(true);
     expect(await page.isDisabled('#stop')).toBe(true);
-    if (name === cases[0][0]) {
-      await mkdir(path.dirname(SCREENSHOT_NO_GPU), { recursive: true });
-      await page.screenshot({ path: SCREENSHOT_NO_GPU });
-    }
+    if (name === cases[0][0]) await page.screenshot({ path: await screenshotPath('screenshot-no-webgpu.png') });
     await ctx.close();
   });
 });

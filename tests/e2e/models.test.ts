@@ -7,7 +7,6 @@
 // against llama.cpp's greedy ids (tests/helpers/llama-ref.ts).
 
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import type { Page } from 'playwright-core';
@@ -16,13 +15,12 @@ import { createTokenizer } from '../../src/model/tokenizer';
 import { chunkSizeFor } from '../../src/storage/model-cache';
 import { CATALOG } from '../../src/ui/catalog';
 import { llamaGreedy } from '../helpers/llama-ref';
-import { ROOT, collectPageErrors, openReady, removeBuild, send, startApp, waitForReply, type App } from './browser';
+import { ROOT, collectPageErrors, openReady, removeBuild, screenshotPath, send, startApp, waitForReply, type App } from './browser';
 import { startModelServer, type ModelServer } from './model-server';
 
 const MODEL = path.join(ROOT, 'public/models/stories260K.gguf');
 const DATA = new Uint8Array(readFileSync(MODEL));
 const FILE_NAME = 'tiny-stories.gguf';
-const SCREENSHOT = path.join(ROOT, 'docs/screenshot-models.png');
 const PROMPT = 'The cat';
 
 let app: App;
@@ -142,9 +140,8 @@ describe('models', () => {
     expect(await page.textContent('#storage-line')).toMatch(/used of .* available/);
     console.log(`download of ${DATA.byteLength} bytes in ${server.log.length} requests, ${progress.length} progress updates, ready after ${Math.round(ms)} ms`);
     await page.waitForSelector(`#model-list li[data-url="${server.url}"].in-use`);
-    await mkdir(path.dirname(SCREENSHOT), { recursive: true });
     await page.setViewportSize({ width: 1100, height: 1060 }); // room for the whole dialog
-    await page.screenshot({ path: SCREENSHOT });
+    await page.screenshot({ path: await screenshotPath('screenshot-models.png') });
     await page.setViewportSize({ width: 1100, height: 760 });
     await greedyReplyMatches(page);
 

@@ -1,16 +1,17 @@
 // The app's Swarm and Contribute modes end to end in headless Chromium (WebGPU on SwiftShader, each tab's own
 // RTCPeerConnection, a real PeerServer from `flock signal` on 127.0.0.1): three tabs in Contribute mode pick their
 // spans by placement under a memory limit, one chat tab in Swarm mode replies at temperature 0, and its reply must
-// equal the same tab's local reply (the oracle; the local reply is itself checked against llama.cpp in
-// local-generate.test.ts). Then a fourth contributor comes online as a spare and the tab serving the route's first
-// hop is closed mid-reply: the reply must still equal the local one, with one re-route shown in the swarm picture.
+// equal llama.cpp's greedy reply to the same message (tests/e2e/llama-reply.ts), as the same tab's local reply must.
+// Then a fourth contributor comes online as a spare and the tab serving the route's first hop is closed mid-reply:
+// the reply must still be llama.cpp's, with one re-route shown in the swarm picture.
 
 import { createServer, type AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSignalServer, type SignalServer } from '../../src/cli/signal';
-import { ROOT, collectPageErrors, openReady, removeBuild, send, startApp, waitForReply, type App, type Reply } from './browser';
+import type { Tokenizer } from '../../src/model/tokenizer';
+import { collectPageErrors, openReady, removeBuild, screenshotPath, send, startApp, waitForReply, type App } from './browser';
+import { embeddedTokenizer, llamaReply } from './llama-reply';
 
 const PROMPT = 'Once upon a time, a little fox';
 const MAX_TOKENS = 60;
@@ -23,7 +24,9 @@ let signal: SignalServer;
 const contexts: BrowserContext[] = [];
 let chat: Page;
 let chatErrors: string[] = [];
-let local: Reply;
+let tokenizer: Tokenizer;
+/** llama.cpp's greedy reply to PROMPT (MAX_TOKENS ids at most, cut before an end-of-generation id): the oracle */
+let want: number[];
 const contributors: { page: Page; span: string; peer: string; errors: string[] }[] = [];
 
 async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute', net: { signal?: string; ice?: string } = {}): Promise<void> {
@@ -88,11 +91,14 @@ beforeAll(async () => {
   chat = await ctx.newPage();
   chatErrors = collectPageErrors(chat);
   await openReady(chat, app.served.url);
-  // the oracle: this tab's own local reply
+  tokenizer = await embeddedTokenizer();
+  want = await llamaReply(PROMPT, MAX_TOKENS);
+  expect(want.length).toBeGreaterThan(10);
+  // the same tab's local reply agrees with llama.cpp before any swarm is involved
   await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
-  local = await waitForReply(chat);
+  const local = await waitForReply(chat);
   expect(local.state).toBe('done');
-  expect(local.ids.length).toBeGreaterThan(10);
+  expect(local.ids).toEqual(want);
 });
 
 afterAll(async () => {
@@ -103,7 +109,7 @@ afterAll(async () => {
 });
 
 describe('the app in Swarm and Contribute modes', () => {
-  it('three contributing tabs and a chat tab in Swarm mode: the reply equals the local reply', async () => {
+  it("three contributing tabs and a chat tab in Swarm mode: the reply is llama.cpp's", async () => {
     const t0 = performance.now();
     for (let i = 0; i < 3; i++) await contribute();
     expect(contributors.map((c) => c.span)).toEqual(['0:2', '2:4', '4:5']);
@@ -121,8 +127,8 @@ describe('the app in Swarm and Contribute modes', () => {
     const swarm = await waitForReply(chat, 120_000);
     const replyMs = performance.now() - t1;
     expect(swarm.state).toBe('done');
-    expect(swarm.ids).toEqual(local.ids);
-    expect(norm(swarm.text)).toBe(norm(local.text));
+    expect(swarm.ids).toEqual(want);
+    expect(norm(swarm.text)).toBe(norm(tokenizer.decode(want)));
 
     // the picture shows the route: three hops, each with a measured latency, in layer order
     await chat.waitForFunction(() => document.querySelectorAll('#swarm-map li.hop[data-ms]:not([data-ms=""])').length === 3, undefined, { timeout: 5_000 });
@@ -130,17 +136,17 @@ describe('the app in Swarm and Contribute modes', () => {
     expect(hops.map((h) => h.peer)).toEqual(contributors.map((c) => c.peer));
     expect(hops.every((h) => h.ms > 0)).toBe(true);
     await closeSettings(chat);
-    await chat.screenshot({ path: path.join(ROOT, 'docs/screenshot-swarm.png') });
+    await chat.screenshot({ path: await screenshotPath('screenshot-swarm.png') });
     // the contributors served the tokens
     await contributors[0].page.waitForFunction(() => Number(document.getElementById('contribute-stats')?.dataset.tokens) > 0, undefined, { timeout: 5_000 });
     await closeSettings(contributors[1].page);
-    await contributors[1].page.screenshot({ path: path.join(ROOT, 'docs/screenshot-contribute.png') });
+    await contributors[1].page.screenshot({ path: await screenshotPath('screenshot-contribute.png') });
     console.log(`3 contributors up in ${upMs.toFixed(0)} ms; swarm reply of ${swarm.ids.length} tokens in ${replyMs.toFixed(0)} ms; hops ${hops.map((h) => h.ms.toFixed(1)).join(' / ')} ms`);
     expect(chatErrors).toEqual([]);
     for (const c of contributors) expect(c.errors).toEqual([]);
   });
 
-  it('closing the tab that serves the first hop mid-reply, with a spare online, gives the same reply', async () => {
+  it("closing the tab that serves the first hop mid-reply, with a spare online, still gives llama.cpp's reply", async () => {
     const spare = await contribute();
     expect(spare.span).toBe('0:2');
     await chat.waitForFunction(() => document.querySelectorAll('#swarm-map .swarm-row').length === 4, undefined, { timeout: 30_000 });
@@ -163,8 +169,8 @@ describe('the app in Swarm and Contribute modes', () => {
     const reply = await waitForReply(chat, 120_000);
     const ms = performance.now() - t0;
     expect(reply.state).toBe('done');
-    expect(reply.ids).toEqual(local.ids);
-    expect(streamedBefore).toBeLessThan(local.ids.length); // the tab closed mid-reply
+    expect(reply.ids).toEqual(want);
+    expect(streamedBefore).toBeLessThan(want.length); // the tab closed mid-reply
     await chat.waitForSelector('#swarm-map[data-reroutes="1"]', { timeout: 5_000 });
     const hop0 = await chat.$eval('#swarm-map li.hop[data-hop="0"]', (li) => (li as HTMLElement).dataset.peer);
     expect(hop0).not.toBe(victimPeer);
@@ -201,7 +207,7 @@ describe('the app in Swarm and Contribute modes', () => {
     await page.click('.modes .mode[data-mode="local"]');
     await send(page, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
     const r = await waitForReply(page);
-    expect(r.ids).toEqual(local.ids);
+    expect(r.ids).toEqual(want);
     // the page logs what it shows (console.error of the named errors) and the browser logs the refused WebSocket
     expect(errors.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket|SignalError|InvalidArgumentError/.test(e))).toEqual([]);
   });

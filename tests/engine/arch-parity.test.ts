@@ -12,7 +12,7 @@ import { GgmlType } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
 import { writeArchFixture, type ArchVariant } from '../helpers/arch-fixture';
 import { takeGpuErrors, testDevice } from '../helpers/gpu';
-import { FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
+import { F32_TWINS, FIXTURE_TOKENS, GREEDY_MIN_GAP, KQUANT_FIXTURES, LLAMA_FIXTURES } from '../helpers/llama-fixture';
 import { getReferenceLlama, llamaGreedy } from '../helpers/llama-ref';
 import { CPU_REFERENCE_MAX, compareLogprobs, showDiffs, topGap } from '../helpers/parity-logits';
 
@@ -33,6 +33,8 @@ const CASES: { variant: ArchVariant; base: string }[] = [
   { variant: 'qwen2', base: 'llama-q4_k_m' },
   { variant: 'phi3', base: 'llama-q6_k-gqa4-h32' },
   { variant: 'llama3', base: 'llama-bf16-gqa2-h10' },
+  // the F32 twin of the first llama3 case, with Llama 3's eps 1e-6 and RoPE base 500000: held to the F32 bound
+  { variant: 'llama3', base: 'llama-f32-tied-h16' },
 ];
 
 let dev: FlockDevice;
@@ -45,7 +47,7 @@ afterAll(() => {
 
 describe.each(CASES)('$variant from $base', ({ variant, base }) => {
   it('greedy ids and log-probs match llama.cpp', async () => {
-    const spec = [...LLAMA_FIXTURES, ...KQUANT_FIXTURES].find((f) => f.name === base)!;
+    const spec = [...LLAMA_FIXTURES, ...KQUANT_FIXTURES, ...F32_TWINS].find((f) => f.name === base)!;
     const path = await writeArchFixture({ base: spec, variant });
     const ref = await llamaGreedy(path, [FIXTURE_TOKENS.bos], STEPS);
     // the comparison of ids is fair only where llama.cpp has no near-tie

@@ -1,7 +1,8 @@
 // Tests for src/engine/chat.ts (the OpenAI-style chat API) and src/engine/chat-stop.ts.
 // Oracles: the generation loop itself (generateTokens on the same prompt ids must give the same reply, ids and
-// counts), llama.cpp's greedy ids for those prompt ids (tests/helpers/llama-ref.ts), and scripted backends whose
-// every token is known in advance (stop ids, stop strings split across tokens, argument checks without a GPU).
+// counts), llama.cpp's greedy ids for those prompt ids (tests/helpers/llama-ref.ts), the ids a Backend view of the
+// model records running (the history a multi-turn prompt carries, the context arithmetic), and scripted backends
+// whose every token is known in advance (stop ids, stop strings split across tokens, argument checks without a GPU).
 // The real model is the embedded stories260K on the shared Dawn device (SwiftShader): it has no chat template, so
 // the plain fallback format applies. Generations stay short: every decode step costs a submission on SwiftShader.
 
@@ -23,6 +24,14 @@ const MESSAGES = [
   { role: 'user' as const, content: 'Once upon a time there was a cat.' },
 ];
 const STEPS = 10;
+/** A conversation with history, and its rendering in the fallback format (chat-template.ts): written out here, so
+ *  a template that lost a turn shows. */
+const MULTI_TURN = [
+  { role: 'user' as const, content: 'Hi.' },
+  { role: 'assistant' as const, content: 'Hello.' },
+  { role: 'user' as const, content: 'Go on.' },
+];
+const MULTI_TURN_TEXT = 'Hi.Hello.\nGo on.'; // the text-continuation fallback: messages in order, a later user message on a new line
 
 let dev: FlockDevice;
 let model: LocalModel;
@@ -181,26 +190,47 @@ describe('FlockChatEngine on stories260K (fallback template)', () => {
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
   });
 
-  it('multi-turn history goes through the template; without max_tokens a reply may fill the context', async () => {
-    const messages = [
-      { role: 'user' as const, content: 'Hi.' },
-      { role: 'assistant' as const, content: 'Hello.' },
-      { role: 'user' as const, content: 'Go on.' },
-    ];
-    const prompt = engine.template.apply(messages).ids.length;
-    // A Backend view of the same model whose context leaves room for 5 tokens: the engine works on any Backend.
-    const maxContext = prompt + 5;
+  it('multi-turn: the rendered history reaches the model, and without max_tokens the reply fills the context', async () => {
+    const promptIds = [model.tokenizer.bosId!, ...model.tokenizer.encode(MULTI_TURN_TEXT)];
+    // A Backend view of the same model whose context leaves room for 5 tokens (the engine works on any Backend),
+    // recording the positions each sequence opened with and every id it ran.
+    const room = 5;
+    const maxContext = promptIds.length + room;
+    const opened: number[] = [];
+    const ran: number[] = [];
     const small: ChatBackend = {
       config: model.config, tokenizer: model.tokenizer, maxBatch: model.maxBatch, maxContext,
-      begin: (maxPos) => model.begin(maxPos), counters: () => model.counters(),
+      counters: () => model.counters(),
+      begin(maxPos) {
+        opened.push(maxPos);
+        const seq = model.begin(maxPos);
+        return {
+          get length() {
+            return seq.length;
+          },
+          step(ids, select) {
+            ran.push(...ids);
+            return seq.step(ids, select);
+          },
+          close: () => seq.close(),
+        };
+      },
     };
+    // llama.cpp on the same ids: no end-of-generation id and no stop string in those 5 steps (measured), so the
+    // reply never ends by itself and must be all 5 of its tokens, up to the end of the context
+    const ref = await llamaGreedy(STORIES, promptIds, room);
+    expect(ref.ids.some((id) => model.tokenizer.isEndOfGeneration(id))).toBe(false);
+    const want = model.tokenizer.decode(ref.ids);
     const e = new FlockChatEngine(small);
-    const reply = await e.chat.completions.create({ messages, temperature: 0 });
-    expect(reply.usage?.prompt_tokens).toBe(prompt);
-    if (reply.choices[0].finish_reason === 'length') expect(reply.usage?.total_tokens).toBe(maxContext);
-    else expect(reply.usage?.total_tokens).toBeLessThan(maxContext);
-    // A prompt that does not fit is refused by create() itself, before any stream exists.
-    const long = [{ role: 'user' as const, content: 'word '.repeat(20) }];
+    const reply = await e.chat.completions.create({ messages: MULTI_TURN, temperature: 0 });
+    // the model ran the whole rendered conversation, then each reply token but the last (which is never run)
+    expect(opened).toEqual([maxContext]);
+    expect(ran).toEqual([...promptIds, ...ref.ids.slice(0, room - 1)]);
+    expect(reply.choices[0].message.content).toBe(want);
+    expect(reply.choices[0].finish_reason).toBe('length');
+    expect(reply.usage).toMatchObject({ prompt_tokens: promptIds.length, completion_tokens: room, total_tokens: maxContext });
+    // a prompt that does not fit is refused by create() itself, before any stream exists
+    const long = [{ role: 'user' as const, content: 'word '.repeat(maxContext) }];
     await expect(e.chat.completions.create({ messages: long, stream: true })).rejects.toThrow(ContextOverflowError);
   });
 });
@@ -261,13 +291,22 @@ describe('stop conditions on a scripted backend', () => {
     expect(reply.usage?.completion_tokens).toBe(words.length);
   });
 
-  it('an end-of-generation id (EOS) ends the reply with "stop"', async () => {
-    const words = tok().encode('Bye');
-    const e = new FlockChatEngine(scripted([...words, tok().eosId!, ...words]));
+  it('an end-of-generation id (EOS) ends the reply with "stop"; the text is the tokenizer\'s decoding of the ids before it', async () => {
+    // The reply stops inside a character: "✓" is three byte tokens and only two come before EOS, so the text ends in
+    // the U+FFFD the decoder flushes at the end. The script goes on after EOS; none of that may show.
+    const words = tok().encode('Bye, café ✓').slice(0, -1);
+    const want = tok().decode(words);
+    expect(want).toBe('Bye, café \uFFFD');
+    const script = [...words, tok().eosId!, ...tok().encode(' and more')];
+    const e = new FlockChatEngine(scripted(script));
     const reply = await e.chat.completions.create({ messages: MESSAGES, max_tokens: 20, seed: 7, temperature: 0.5 });
-    expect(reply.choices[0].message.content).toBe('Bye');
+    expect(reply.choices[0].message.content).toBe(want);
     expect(reply.choices[0].finish_reason).toBe('stop');
     expect(reply.usage?.completion_tokens).toBe(words.length);
+    const chunks = await collect(await new FlockChatEngine(scripted(script)).chat.completions.create({ messages: MESSAGES, max_tokens: 20, stream: true }));
+    expect(deltas(chunks).join('')).toBe(want);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
+    expect(chunks[chunks.length - 1].usage?.completion_tokens).toBe(words.length);
   });
 
   it('text typed as "</s>" by the user stays text in the prompt', () => {

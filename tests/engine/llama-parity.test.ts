@@ -2,7 +2,8 @@
 // for every synthetic Llama in LLAMA_FIXTURES (F32, F16, Q8_0, Q4_0, GQA, tied head), our engine's 32 greedy ids from
 // [BOS] equal llama.cpp's (and the ids recorded in the table), and our log-probabilities at each of those 32 steps
 // agree with llama.cpp's within a tolerance per tensor type; for stories260K, our 64 greedy ids after
-// "Once upon a time" equal llama.cpp's for the same input ids, and so do the log-probs.
+// "Once upon a time" equal llama.cpp's for the same input ids, and so do the log-probs; and the F32 twins of the
+// fixtures with Llama-3-style settings (F32_TWINS) are held to the F32 bound, so a misread setting shows.
 //
 // How our log-probs are taken: a teacher-forced decode through the Head and the Stages (parity-logits.ts): [BOS] (or
 // the prompt) in one submission, then llama.cpp's ids one per submission, each ending in the Head's full-vocabulary
@@ -25,6 +26,13 @@
 // to 1e-3 (measured <= 2.1e-5 for every fixture), and the CPU reference differs from llama.cpp by the same amounts as
 // we do. A kernel bug does not hide under the quantized bounds: dropping attention moves logits by ~0.6 on average
 // (llama-fixture.ts), 5x the mean bound. Set FLOCK_PARITY_LOG=1 to print the measured differences.
+//
+// Why the F32 twins: the quantized bounds (0.35) are wide enough to hide a setting read wrongly from the file, and
+// the check against the CPU reference cannot see one (both read it through the same readConfig). Measured with a
+// readConfig that ignores rope.freq_base (10000 instead of 500000): the Q4_0 h64 and Q4_K_M fixtures kept their
+// greedy ids and moved by 0.59 and 0.45 (against 0.35); one that ignores the RMS eps (1e-5 instead of 1e-6): 0.12 and
+// 0.15, inside the bound. On the twins (F32, residual stream at a real model's scale, llama-fixture.ts) we measure
+// 0.0007-0.0018 against llama.cpp, and those two misreadings 0.45-0.87 and 1.09-1.29: 45x the bound and more.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalModel } from '../../src/engine/local-model';
@@ -32,10 +40,10 @@ import type { FlockDevice } from '../../src/gpu/device';
 import { GgmlType, ggmlTypeName } from '../../src/model/quant';
 import { FileSource } from '../../src/model/source-file';
 import { STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
-import { FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
+import { F32_TWINS, FIXTURE_TOKENS, GREEDY_MIN_GAP, LLAMA_FIXTURES, writeLlamaFixture } from '../helpers/llama-fixture';
 import { llamaGreedy } from '../helpers/llama-ref';
 import {
-  expectLlamaParity, showDiffs, type Tolerance,
+  expectClearWinners, expectLlamaParity, showDiffs, type Tolerance,
 } from '../helpers/parity-logits';
 
 const STEPS = 32;
@@ -75,6 +83,25 @@ describe('llama.cpp parity on the synthetic Llamas', () => {
         const d = await expectLlamaParity(model, [FIXTURE_TOKENS.bos], ref, tol, fx.name);
         // no near-tie anywhere: the id comparison above is a fair one
         expect(d.minGap, showDiffs(d)).toBeGreaterThanOrEqual(GREEDY_MIN_GAP);
+      } finally {
+        model.destroy();
+        await source.close();
+      }
+    });
+  }
+});
+
+describe('llama.cpp parity on the F32 twins (eps 1e-6, RoPE base 500000) at the F32 bound', () => {
+  for (const fx of F32_TWINS) {
+    it(`${fx.name}: llama.cpp's clear winners, then our 32 greedy ids and every step's log-probs within 0.01`, async () => {
+      expect(fx.type).toBe(GgmlType.F32);
+      const path = await writeLlamaFixture(fx);
+      const ref = await llamaGreedy(path, [FIXTURE_TOKENS.bos], STEPS);
+      expectClearWinners(fx, ref, GREEDY_MIN_GAP);
+      const source = new FileSource(path);
+      const model = await LocalModel.load(dev, source, { maxContext: 64 });
+      try {
+        await expectLlamaParity(model, [FIXTURE_TOKENS.bos], ref, TOLERANCE[GgmlType.F32], fx.name);
       } finally {
         model.destroy();
         await source.close();

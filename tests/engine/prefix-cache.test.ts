@@ -1,11 +1,12 @@
 // The prefix cache (generate.ts PrefixCache): a chat's next turn starts with the conversation so far, and a local
 // model keeps that conversation's KV cache, running only the new ids. Oracle: the same generation without a cache
 // (itself equal to llama.cpp in llama-parity.test.ts) — the ids must be identical, and cachedTokens must be exactly
-// the shared prefix (less the last input id, which always runs again to pick the first token).
+// the shared prefix (less the last input id, which always runs again to pick the first token). Through the chat API,
+// the positions the model runs are counted at the Backend: a second request runs only what it does not share.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlockChatEngine } from '../../src/engine/chat';
-import { drain, generateTokens, PrefixCache } from '../../src/engine/generate';
+import { drain, generateTokens, PrefixCache, type Backend } from '../../src/engine/generate';
 import { LocalModel } from '../../src/engine/local-model';
 import { FileSource } from '../../src/model/source-file';
 import { STORIES, testDevice } from '../helpers/gpu';
@@ -70,22 +71,63 @@ describe('prefix cache', () => {
     cache.clear();
   });
 
-  it('the chat API keeps the conversation cached between requests, same replies', async () => {
+  it('the chat API keeps the conversation cached between requests: the second runs only its new ids, same replies', async () => {
     const template = '{% for m in messages %}{{ m.content }}{% endfor %}';
     const first = [{ role: 'user' as const, content: 'Once upon a time' }];
-    const plain = new FlockChatEngine(model, { chatTemplate: template });
+    const plainRuns = counting(model);
+    const plain = new FlockChatEngine(plainRuns.backend, { chatTemplate: template });
     const reply = (await plain.chat.completions.create({ messages: first, temperature: 0, max_tokens: 8 })).choices[0].message.content ?? '';
     const second = [...first, { role: 'assistant' as const, content: reply }, { role: 'user' as const, content: ' there was' }];
-    const want = (await plain.chat.completions.create({ messages: second, temperature: 0, max_tokens: 8 })).choices[0].message.content;
+    const promptIds = plain.template.apply(second).ids;
+    const before = plainRuns.positions();
+    const want = await plain.chat.completions.create({ messages: second, temperature: 0, max_tokens: 8 });
+    // 8 tokens without an end-of-generation id: the prompt, then 7 decode steps (the 8th token is never run)
+    expect(want.choices[0].finish_reason).toBe('length');
+    expect(plainRuns.positions() - before).toBe(promptIds.length + 7);
 
     const cache = new PrefixCache();
-    const engine = new FlockChatEngine(model, { cache, chatTemplate: template });
+    const runs = counting(model);
+    const engine = new FlockChatEngine(runs.backend, { cache, chatTemplate: template });
     const a = await engine.chat.completions.create({ messages: first, temperature: 0, max_tokens: 8 });
     expect(a.choices[0].message.content).toBe(reply);
-    const kept = cache.ids.length;
-    expect(kept).toBeGreaterThan(0);
+    const kept = [...cache.ids];
+    expect(kept.length).toBeGreaterThan(0);
+    // the ids the second prompt shares with what the cache holds (its last id always runs again)
+    let shared = 0;
+    while (shared < kept.length && shared < promptIds.length - 1 && kept[shared] === promptIds[shared]) shared++;
+    expect(shared).toBeGreaterThanOrEqual(plain.template.apply(first).ids.length - 1); // at least the first prompt
+    const ran = runs.positions();
     const b = await engine.chat.completions.create({ messages: second, temperature: 0, max_tokens: 8 });
-    expect(b.choices[0].message.content).toBe(want);
+    expect(b.choices[0].message.content).toBe(want.choices[0].message.content);
+    expect(b.choices[0].finish_reason).toBe('length');
+    expect(runs.positions() - ran).toBe(promptIds.length - shared + 7);
     cache.clear();
   });
 });
+
+/**
+ * The model as a Backend that counts the positions its sequences run (every id passed to step): the real model does
+ * all the work, the count shows how much of a prompt ran again.
+ */
+function counting(m: LocalModel): { backend: Backend; positions: () => number } {
+  let n = 0;
+  const backend: Backend = {
+    config: m.config, tokenizer: m.tokenizer, maxBatch: m.maxBatch, maxContext: m.maxContext,
+    counters: () => m.counters(),
+    begin(maxPos) {
+      const seq = m.begin(maxPos);
+      return {
+        get length() {
+          return seq.length;
+        },
+        step(ids, select) {
+          n += ids.length;
+          return seq.step(ids, select);
+        },
+        truncate: (length) => seq.truncate!(length),
+        close: () => seq.close(),
+      };
+    },
+  };
+  return { backend, positions: () => n };
+}

@@ -3,8 +3,9 @@
 //     as 2 and 5 Stages the ids are the same, and the hidden states at every stage boundary are bit-identical.
 //   - every LLAMA_FIXTURES entry: logits of a 21-token prefill (tiled kernels) and of decode steps (matvec) equal the
 //     CPU reference's within a stated tolerance, with the same argmax (and llama.cpp's recorded ids).
-//   - prefill in chunks, weights split over many buffers, sampling with seeds, the repetition penalty, and the Head's
-//     multi-pass top-k over a vocabulary > 1024.
+//   - prefill in chunks, weights split over many buffers, sampling (the CPU reference's logits replayed through the
+//     sampler with the same seed give the same ids), the repetition penalty, and the Head's multi-pass top-k over a
+//     vocabulary > 1024.
 // Not here: single kernels (kernels.test.ts) or llama.cpp run live (tests/engine/llama-parity.test.ts).
 //
 // Cost note: each tiled-matmul variant takes ~1 s to compile on SwiftShader, so only the fixture tests prefill with
@@ -20,7 +21,7 @@ import {
   loadReferenceWeights, ReferenceCache, referenceEmbed, referenceLayers, referenceLogits, type Weights,
 } from '../../src/model/reference';
 import { GgmlType } from '../../src/model/quant';
-import { applyPenaltyInPlace, normalizeSampling, penalizedIds } from '../../src/model/sampler';
+import { applyPenaltyInPlace, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../../src/model/sampler';
 import { FileSource } from '../../src/model/source-file';
 import { expectNoGpuErrors, recordErrors, STORIES, takeGpuErrors, testDevice } from '../helpers/gpu';
 import { gpuArgmax, gpuMaxAbsDiff } from '../helpers/gpu-kernels';
@@ -222,18 +223,36 @@ describe('stories260K', () => {
     expectNoGpuErrors();
   });
 
-  it('sampling (temperature 0.8, top-k 40, seed 42): the same ids twice; seed 7 differs', async () => {
-    // stories260K is so peaked that with the default top-p 0.95 / min-p 0.05 only one token survives most steps
-    // (seeds 42 and 7 then first part at step 27); with both off the draw is over the top 40 and seeds part at 12.
+  it("sampling (temperature 1.5, top-k 8, seed 42): the CPU reference's logits through the sampler give the same ids", async () => {
+    // Not llama.cpp's defaults (0.8, 40), so a loop that dropped either setting would draw differently. top-p and
+    // min-p are off: with stories260K's peaked logits they leave one token at most steps.
+    const params = { temperature: 1.5, topK: 8, topP: 1, minP: 0, seed: 42 };
+    const steps = 16;
     const run = (seed: number) =>
-      generateAll(m1, { inputIds: [BOS], maxTokens: 16, temperature: 0.8, topK: 40, topP: 1, minP: 0, seed, ignoreEos: true })
-        .then((r) => r.outputIds);
-    const first = await run(42);
-    const again = await run(42);
-    const other = await run(7);
-    expect(again).toEqual(first);
-    expect(other).not.toEqual(first);
-    expect(first).not.toEqual(STORIES_IDS.slice(0, 16)); // it sampled, not just argmax
+      generateAll(m1, { inputIds: [BOS], maxTokens: steps, ...params, seed, ignoreEos: true }).then((r) => r.outputIds);
+    const ours = await run(params.seed);
+    // The oracle: each step's full CPU-reference logits (every token a candidate) through a Sampler with the same
+    // parameters and seed, the pick fed back as the next input.
+    const replay = async (p: Partial<SamplingParams>): Promise<number[]> => {
+      const ref = await Reference.of(m1, steps + 1);
+      const sampler = new Sampler(normalizeSampling(p));
+      const everyId = Array.from({ length: m1.config.vocab }, (_, i) => i);
+      const ids: number[] = [];
+      let logits = ref.step([BOS]);
+      for (let s = 0; s < steps; s++) {
+        ids.push(sampler.pick(everyId, logits));
+        if (s + 1 < steps) logits = ref.step([ids[s]]);
+      }
+      return ids;
+    };
+    const want = await replay(params);
+    expect(ours).toEqual(want);
+    // the check can tell: the defaults in place of either setting, or greedy, give other ids on this path
+    expect(await replay({ ...params, temperature: 0.8 })).not.toEqual(want);
+    expect(await replay({ ...params, topK: 40 })).not.toEqual(want);
+    expect(want).not.toEqual(STORIES_IDS.slice(0, steps));
+    // the seed drives the draw
+    expect(await run(7)).not.toEqual(ours);
     expectNoGpuErrors();
   });
 

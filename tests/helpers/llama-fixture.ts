@@ -56,6 +56,12 @@ export interface LlamaFixtureSpec {
   ropeBase?: number;
   /** no output.weight: the head reuses token_embd */
   tiedOutput?: boolean;
+  /**
+   * Per-element RMS of the residual stream (default 1): token embeddings, attn_output and ffn_down are all scaled by
+   * it, so the model computes the same thing up to RMSNorm's eps, which is added to mean(x^2). At 1, eps (1e-5 or
+   * 1e-6) moves no logit measurably; real models' embeddings sit near 0.01 (mean(x^2) ~1e-4), where eps matters.
+   */
+  residualRms?: number;
 }
 
 /** Token ids fixed by the vocabulary layout below. */
@@ -169,6 +175,45 @@ export const KQUANT_FIXTURES: readonly LlamaFixture[] = [
     minGap: 12.01,
     greedyIds: [176, 229, 182, 30, 43, 153, 92, 191, 163, 278, 64, 285, 390, 241, 23, 368, 384, 34, 165, 146, 295, 372,
       114, 96, 122, 113, 355, 336, 405, 223, 290, 359],
+  },
+];
+
+/**
+ * F32 twins of the fixtures that carry Llama-3-style settings (RMS eps 1e-6, RoPE base 500000): the shapes of
+ * llama-q4_0-gqa4-h64, of llama-q4_k_m and of the Llama-3 file arch-fixture.ts makes from llama-q8_0-tied, with every
+ * matrix in F32. Against llama.cpp an F32 model differs only by its F16 KV cache (~0.003 in log-probs), so the
+ * bound can be 0.01 where the quantized originals need 0.35 — tight enough to see a wrong setting that the GPU-vs-CPU
+ * reference check cannot (both read it through the same readConfig). Their residual stream is at a real model's
+ * scale (residualRms 0.01: mean(x^2) ~1e-4), where eps 1e-6 against 1e-5 moves the normed activations by ~4%; at
+ * scale 1 no eps would show. Seeds and ids: measured as for KQUANT_FIXTURES (llama.cpp CPU, one thread).
+ */
+export const F32_TWINS: readonly LlamaFixture[] = [
+  {
+    // llama-q4_0-gqa4-h64's shape in F32: head size 64, GQA ratio 4.
+    name: 'llama-f32-gqa4-h64', seed: 2, type: GgmlType.F32,
+    dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, ffn: 384, vocab: 420, ctx: 256, normEps: 1e-6, ropeBase: 500000,
+    residualRms: 0.01,
+    minGap: 12.12,
+    greedyIds: [176, 229, 182, 30, 43, 153, 92, 191, 163, 278, 64, 285, 390, 241, 23, 368, 384, 34, 165, 146, 295, 372,
+      114, 96, 122, 113, 355, 336, 405, 223, 290, 359],
+  },
+  {
+    // llama-q4_k_m's shape in F32: GQA ratio 2, ffn 768.
+    name: 'llama-f32-gqa2-h64-ffn768', seed: 2, type: GgmlType.F32,
+    dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffn: 768, vocab: 420, ctx: 256, normEps: 1e-6, ropeBase: 500000,
+    residualRms: 0.01,
+    minGap: 11.80,
+    greedyIds: [176, 229, 182, 30, 43, 153, 92, 191, 163, 278, 64, 285, 390, 241, 23, 368, 384, 34, 165, 146, 295, 372,
+      114, 96, 122, 113, 355, 336, 405, 223, 290, 359],
+  },
+  {
+    // The base of the Llama-3 twin (arch-fixture.ts variant llama3): llama-q8_0-tied's shape in F32, tied head.
+    name: 'llama-f32-tied-h16', seed: 6, type: GgmlType.F32,
+    dim: 96, nLayers: 3, nHeads: 6, nKvHeads: 3, ffn: 256, vocab: 600, ctx: 256, tiedOutput: true, normEps: 1e-6,
+    ropeBase: 500000, residualRms: 0.01,
+    minGap: 8.15,
+    greedyIds: [265, 49, 190, 412, 537, 560, 293, 183, 431, 88, 78, 89, 427, 74, 351, 439, 552, 8, 32, 536, 358, 341,
+      324, 191, 260, 541, 3, 199, 441, 196, 334, 569],
   },
 ];
 
@@ -354,8 +399,9 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
     return Array.from(v, (x) => x * inv);
   };
 
-  // token_embd: [vocab rows, dim], per-element RMS EMBED_RMS.
-  const embd = matrix(vocab, dim, EMBED_RMS * Math.sqrt(dim));
+  // token_embd: [vocab rows, dim], per-element RMS EMBED_RMS * residualRms.
+  const rms = spec.residualRms ?? 1;
+  const embd = matrix(vocab, dim, EMBED_RMS * rms * Math.sqrt(dim));
   const dirs: number[][] = []; // unit embedding direction per token
   for (let t = 0; t < vocab; t++) dirs.push(unit(embd.subarray(t * dim, (t + 1) * dim)));
 
@@ -385,7 +431,7 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
   }
   // The head reads the final RMSNorm's output, |n| ≈ sqrt(dim). A tied head's rows have norm EMBED_RMS*sqrt(dim),
   // so its output norm weights carry the scale instead: mean LOGIT_SCALE / (EMBED_RMS * dim).
-  const outputNormMean = spec.tiedOutput ? LOGIT_SCALE / (EMBED_RMS * dim) : 1;
+  const outputNormMean = spec.tiedOutput ? LOGIT_SCALE / (EMBED_RMS * rms * dim) : 1;
 
   const tensors: GgufTensor[] = [];
   const add = (name: string, dims: number[], type: number, values: Float32Array) =>
@@ -399,18 +445,18 @@ export function buildLlamaFixture(spec: LlamaFixtureSpec): Uint8Array {
     add(`${p}.attn_q.weight`, [dim, nHeads * headDim], wt('attn_q', l), matrix(nHeads * headDim, dim));
     add(`${p}.attn_k.weight`, [dim, kvDim], wt('attn_k', l), matrix(kvDim, dim));
     add(`${p}.attn_v.weight`, [dim, kvDim], wt('attn_v', l), matrix(kvDim, dim));
-    const oGain = l === 0 ? LAYER0_ATTN_OUT_GAIN : 1;
+    const oGain = (l === 0 ? LAYER0_ATTN_OUT_GAIN : 1) * rms;
     add(`${p}.attn_output.weight`, [nHeads * headDim, dim], wt('attn_output', l), matrix(dim, nHeads * headDim, oGain));
     add(`${p}.ffn_norm.weight`, [dim], GgmlType.F32, normWeights(dim));
     const gate = matrix(ffn, dim);
     const up = matrix(ffn, dim);
-    const down = matrix(dim, ffn); // [dim rows, ffn]: column u is what unit u writes
+    const down = matrix(dim, ffn, rms); // [dim rows, ffn]: column u is what unit u writes
     if (l === 0) {
       // Memory unit u for (a -> b): gate and up rows = (SHARPNESS / sqrt(dim)) * ê_a, so both read
       // SHARPNESS * cos(x, e_a) from the normed input x (|x| ≈ sqrt(dim)); silu(g) * u is then ~SHARPNESS^2 when
       // x is token a and small otherwise. Down column = ê_b * MEMORY_GAIN * EMBED_RMS * sqrt(dim) / SHARPNESS^2.
       const inGain = MEMORY_SHARPNESS / Math.sqrt(dim);
-      const outGain = (MEMORY_GAIN * EMBED_RMS * Math.sqrt(dim)) / MEMORY_SHARPNESS ** 2;
+      const outGain = (MEMORY_GAIN * EMBED_RMS * rms * Math.sqrt(dim)) / MEMORY_SHARPNESS ** 2;
       memory.forEach(([a, b], u) => {
         const into = spec.tiedOutput ? dirs[b] : unit(output!.subarray(b * dim, (b + 1) * dim));
         for (let i = 0; i < dim; i++) {

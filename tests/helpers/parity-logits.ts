@@ -162,6 +162,28 @@ export function smallestGap(steps: readonly ArrayLike<number>[]): { gap: number;
   return { gap, at: gaps.indexOf(gap) };
 }
 
+/**
+ * The guard on a fixture's seed, as tests/model/fixtures.test.ts runs it for LLAMA_FIXTURES: llama.cpp's greedy decode
+ * from [BOS] has clear winners (every top-1/top-2 gap at least GREEDY_MIN_GAP, near the recorded minGap), no
+ * underflowing log-probs, a varied sequence, and the ids recorded in the table.
+ */
+export function expectClearWinners(
+  fx: { name: string; vocab: number; minGap: number; greedyIds: readonly number[] },
+  ref: { ids: readonly number[]; logprobs: readonly Float32Array[] },
+  minGap: number,
+): void {
+  const { gap, at } = smallestGap(ref.logprobs);
+  const report = `${fx.name}: llama.cpp ids [${ref.ids.join(', ')}]; min gap ${gap.toFixed(2)} at step ${at}`;
+  for (const lp of ref.logprobs) {
+    expect(lp.length, report).toBe(fx.vocab);
+    expect(Math.min(...lp), report).toBeGreaterThan(-80);
+  }
+  expect(gap, report).toBeGreaterThanOrEqual(minGap);
+  expect(new Set(ref.ids).size, `not a varied sequence: ${report}`).toBeGreaterThan(16);
+  expect(ref.ids, report).toEqual(fx.greedyIds);
+  expect(Math.abs(gap - fx.minGap), report).toBeLessThan(0.5); // two llama.cpp builds may each sit ~0.2 from f32
+}
+
 /** Our GPU against the exact-f32 CPU reference: far below any tolerance against llama.cpp (measured ≤ 2.1e-5). */
 export const CPU_REFERENCE_MAX = 1e-3;
 

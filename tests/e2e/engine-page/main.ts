@@ -16,12 +16,15 @@ import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
 import { EngineClient, type LoadedModel, type SwarmStatus } from '../../../src/worker/engine-client';
 import { relayBridge } from '../../../src/worker/link-relay';
 
-async function greedy(modelUrl: string, inputIds: number[], maxTokens: number, stages: number): Promise<{ ids: number[]; adapter: string }> {
+/** Greedy ids, the adapter, and the layer span of each Stage the model ran on. */
+async function greedy(
+  modelUrl: string, inputIds: number[], maxTokens: number, stages: number,
+): Promise<{ ids: number[]; adapter: string; spans: number[][] }> {
   const dev = await requestFlockDevice(navigator.gpu);
   const model = await LocalModel.load(dev, new HttpSource(modelUrl), { stages, maxContext: inputIds.length + maxTokens + 1 });
   try {
     const r = await generateAll(model, { inputIds, maxTokens, temperature: 0, ignoreEos: true });
-    return { ids: r.outputIds, adapter: dev.adapterName };
+    return { ids: r.outputIds, adapter: dev.adapterName, spans: model.stages.map((st) => [st.start, st.end]) };
   } finally {
     model.destroy();
     dev.device.destroy();
