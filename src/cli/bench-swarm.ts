@@ -2,7 +2,8 @@
 // hosts and client in this process, real WebRTC through node-datachannel, one Dawn device) against the local run of
 // the same model, the milliseconds each hop adds, and the bytes on the wire per decoded token with f32 and f16
 // frames. Prints a table and JSON (and writes the JSON with --out). Medians of --runs runs; numbers from a shared
-// machine vary. Not a test: it asserts nothing.
+// machine vary. With --churn: what hosts dying and coming back cost a client instead (bench-churn.ts).
+// Not a test: it asserts nothing.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -14,6 +15,7 @@ import { openGguf } from '../model/gguf';
 import { FileSource } from '../model/source-file';
 import { parseSignalUrl } from '../swarm/transport';
 import type { Dtype } from '../swarm/protocol';
+import { benchChurn, churnTable } from './bench-churn';
 import { nodeDevice } from './dawn';
 import { DEFAULT_MODEL } from './default-model';
 import { launchHost, type LaunchedHost } from './host';
@@ -41,8 +43,23 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
       tokens: { type: 'string', default: '48' },
       runs: { type: 'string', default: '3' },
       out: { type: 'string' },
+      churn: { type: 'boolean', default: false },
+      seconds: { type: 'string' },
+      'kill-every': { type: 'string' },
     },
   });
+  if (values.churn) {
+    // the churn mode (bench-churn.ts): hosts as processes, killed and replaced, a client generating throughout
+    const dev = await nodeDevice();
+    const rows = await benchChurn(dev, values.model!, argv);
+    const json = { model: values.model, device: dev.adapterName, mode: 'churn', rows };
+    process.stdout.write(`${churnTable(rows)}\n${JSON.stringify(json)}\n`);
+    if (values.out) {
+      mkdirSync(dirname(values.out), { recursive: true });
+      writeFileSync(values.out, JSON.stringify(json, null, 1) + '\n');
+    }
+    return;
+  }
   const tokens = Number(values.tokens);
   const runs = Number(values.runs);
   const dev = await nodeDevice();

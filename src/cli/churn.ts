@@ -1,7 +1,8 @@
 // Churn for benchmarks and tests: hosts as separate `flock host` processes (each its own Dawn device and WebRTC
 // stack, as on separate machines), a fixed number per span, and a driver that kills one host in turn every
 // killEveryMs (SIGKILL: a crash, no goodbye; or SIGTERM: leaving on purpose) and starts a replacement for its span
-// replaceAfterMs later; a host is killed only while another serves its span (a replacement takes seconds to start). `npm run bench:swarm -- --churn` and tests/swarm/churn.test.ts use it.
+// replaceAfterMs later; a host is killed only while another serves its span (a replacement takes seconds to start).
+// `npm run bench:swarm -- --churn` (bench-churn.ts) and tests/swarm/churn.test.ts use it.
 // Not here: the client, or any assertion.
 
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -18,7 +18,7 @@ import type { Limits } from './protocol';
 import { parseRecord, RECORD_TTL_MS, usableRecords, type PeerRecord } from './records';
 import { RecordTable, type Departure } from './record-table';
 import type { Directory } from './swarm-model';
-import { dial, openPeer, type LinkOptions, type PeerLink, type SignalConfig } from './transport';
+import { dial, openPeer, probe, type LinkOptions, type PeerLink, type ProbeResult, type SignalConfig } from './transport';
 
 /** Rendezvous ids per swarm. 3: one can leave and be replaced while two keep the table. */
 export const RENDEZVOUS = 3;
@@ -211,6 +211,11 @@ export class Discovery implements Directory {
       );
     }
     return p;
+  }
+
+  /** Whether `id` is still on the signalling server (transport.ts probe): a quick answer for a host gone quiet. */
+  probe(id: string, timeoutMs = 5_000): Promise<ProbeResult> {
+    return probe(this.peer, id, timeoutMs);
   }
 
   /** Re-announce now (hosts call this after their free KV changes a lot; tests to speed things up). */

@@ -88,6 +88,7 @@ export const LINK_DOWN_REASONS = [
   'flood', // the peer sent frames faster than the link's rate limit
   'open-timeout', // the data channel never opened
   'unavailable', // the signalling server says the peer is not connected to it (gone, or never there)
+  'leaving', // the peer said it is leaving (a host stopping on purpose)
   'banned', // we refuse this peer for a while
 ] as const;
 export type LinkDownReason = (typeof LINK_DOWN_REASONS)[number];

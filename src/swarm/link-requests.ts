@@ -35,6 +35,8 @@ export class LinkRequests {
         if (m.session === 0) {
           for (const p of this.waiting.values()) p.reject(err);
           this.waiting.clear();
+          // a host that says it is leaving is gone for every session on the link, waiting or not
+          if (m.code === 'shutting-down') this.link.close('leaving', `${this.link.peer} is leaving: ${m.message}`);
           return;
         }
         for (const key of [`open:${m.session}`, `fwd:${m.session}:${m.step}`]) {

@@ -13,6 +13,8 @@ export interface Link {
   readonly isDown: boolean;
   /** resolves (never rejects) with the reason once the link is down, for whatever cause */
   readonly closed: Promise<LinkDownError>;
+  /** ms since anything (a frame, a ping, a pong) was last heard from the peer */
+  readonly silentMs: number;
   /** largest frame this link sends */
   readonly frameBytes: number;
   /** what this link accepts from the peer and encodes for it (the same limits both ways) */

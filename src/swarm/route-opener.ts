@@ -55,7 +55,7 @@ function newSessionId(): number {
 
 /** Whether a failure means the host is gone or full (leave it out for now) rather than misbehaving (ban it). */
 export function isDeparture(e: unknown): boolean {
-  if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
+  if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'leaving' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
   if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full';
   return false;
 }

@@ -7,9 +7,9 @@
 // When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
 // (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone), opens a
 // route for just that hop's span (route-opener.ts: candidates raced, a warm spare first), replays the kept inputs
-// step by step (same shapes as the first time, so the new KV cache is bit-identical) and continues. The output is
-// exactly the fault-free output. With no replacement within recoverTimeoutMs of the failure: NoRouteError, carrying
-// the conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
+// there in chunks of up to maxBatch positions (N decode steps cost N/maxBatch round trips; the new KV cache equals the
+// lost one up to float rounding, as a prefill's equals a decode's) and continues: the ids are the fault-free run's.
+// With no replacement within recoverTimeoutMs of the failure: NoRouteError, carrying the conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
 
 import type { ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
@@ -39,6 +39,8 @@ export interface Directory {
   rttMs?(): Map<string, number>;
   /** a link to `peer` that encodes and accepts frames under `limits` (shared between sessions while it is up) */
   connect(peer: string, limits: Limits): Promise<Link>;
+  /** whether `peer` is still on the signalling server (for a host gone quiet mid-step; transport.ts probe) */
+  probe?(peer: string): Promise<'gone' | 'alive' | 'unknown'>;
 }
 
 export interface SwarmOptions {
@@ -57,6 +59,10 @@ export interface SwarmOptions {
   /** time to wait for `opened` (and for a host's hello) */
   openTimeoutMs: number;
 }
+
+/** A host on the route heard from not at all for this long while a forward waits is asked after. 1.5 s: one and a
+ *  half missed heartbeats at the default 1 s, well before the heartbeat gives up on it (5 s). */
+const SILENT_MS = 1_500;
 
 /** Longest ban of a failing host. 30 min: long enough to stop retrying a broken host, short enough to forgive one. */
 const MAX_BAN_MS = 30 * 60_000;
@@ -287,7 +293,7 @@ class SwarmSequence implements BackendSequence {
     );
     await h.link.sendFrames(frames);
     for (const f of frames) this.m.wire.bytesOut += f.byteLength;
-    const r = await answer;
+    const r = await this.watch(h, answer);
     this.m.log.hopMs.set(h.peer, performance.now() - t0);
     if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
       h.link.close('protocol', 'a result of the wrong shape');
@@ -298,6 +304,32 @@ class SwarmSequence implements BackendSequence {
     h.step++;
     h.inputs.push(x);
     return r.payload;
+  }
+
+  /**
+   * Wait for a hop's answer; while waiting, a host gone quiet (nothing heard, not even a heartbeat, for SILENT_MS)
+   * is asked after at the signalling server, and the hop fails at once when the host is gone there (a killed process
+   * drops off the server immediately; its silent link would take the heartbeat's seconds to be declared dead).
+   * A host that is only slow still sends heartbeats and is left alone: a probe costs it a connection attempt.
+   */
+  private async watch<T>(h: HopSession, answer: Promise<T>): Promise<T> {
+    const dir = this.m.directory;
+    if (!dir.probe) return answer;
+    let done = false;
+    let asked = false;
+    const timer = setInterval(() => {
+      if (asked || h.link.silentMs < SILENT_MS) return;
+      asked = true; // once per forward
+      void dir.probe!(h.peer).then((r) => {
+        if (r === 'gone' && !done) h.link.close('unavailable', `${h.peer} is no longer on the signalling server`);
+      });
+    }, SILENT_MS / 3);
+    try {
+      return await answer;
+    } finally {
+      done = true;
+      clearInterval(timer);
+    }
   }
 
   /**
@@ -316,11 +348,13 @@ class SwarmSequence implements BackendSequence {
     for (;;) {
       const fresh = await this.opener.openRange(old.span, deadline, this.ids, this.stepNo);
       try {
-        // Replay: every kept input, step by step with its original shape, through the new chain.
+        // Replay: the kept inputs, in order, as chunks of up to maxBatch positions through the new chain. Chunks
+        // rather than the original steps: a replay of N decode steps costs N/maxBatch round trips instead of N (the
+        // KV cache it builds equals the original up to float rounding, as a prefill's does a decode's).
         let pos = 0;
-        for (const input of old.inputs) {
-          const n = input.length / this.m.config.dim;
-          let y = input;
+        for (const chunk of replayChunks(old.inputs, this.m.maxBatch, this.m.config.dim)) {
+          const n = chunk.length / this.m.config.dim;
+          let y = chunk;
           for (const h of fresh) y = await this.forwardHop(h, y, n, pos);
           pos += n;
         }
@@ -383,6 +417,21 @@ class SwarmSequence implements BackendSequence {
     for (const h of this.hops) this.opener.close(h);
     this.m.release();
   }
+}
+
+/** Kept inputs (one per step, [n_i, dim] each) joined in order and cut into chunks of at most maxBatch rows. */
+export function replayChunks(inputs: readonly Float32Array[], maxBatch: number, dim: number): Float32Array[] {
+  const total = inputs.reduce((t, x) => t + x.length, 0);
+  const all = new Float32Array(total);
+  let at = 0;
+  for (const x of inputs) {
+    all.set(x, at);
+    at += x.length;
+  }
+  const out: Float32Array[] = [];
+  const per = maxBatch * dim;
+  for (let o = 0; o < total; o += per) out.push(all.subarray(o, Math.min(total, o + per)));
+  return out;
 }
 
 function resultMatches(r: ResultMsg, pos0: number, nTokens: number, dim: number): boolean {

@@ -131,6 +131,34 @@ export async function dial(peer: Peer, remote: string, opts: Partial<LinkOptions
   }
 }
 
+/** What a probe learned about a peer: gone (the signalling server does not know it), alive (a channel opened), or
+ *  nothing within the time given. */
+export type ProbeResult = 'gone' | 'alive' | 'unknown';
+
+/**
+ * Ask the signalling server whether `remote` is still there, by starting a throwaway connection (label 'flock-probe':
+ * hosts close it as soon as it opens). A peer whose process died is gone from the server at once (its WebSocket
+ * closed), so the server answers EXPIRE: 'gone' within its expire_timeout, where a heartbeat would take seconds more.
+ */
+export async function probe(peer: Peer, remote: string, timeoutMs: number): Promise<ProbeResult> {
+  if (peer.destroyed || peer.disconnected) return 'unknown';
+  const conn: DataConnection | undefined = peer.connect(remote, { serialization: 'raw', reliable: true, label: 'flock-probe' });
+  if (!conn) return 'unknown';
+  const settled = new AbortController();
+  try {
+    return await Promise.race([
+      unavailable(peer, remote, settled.signal).catch(() => 'gone' as const),
+      new Promise<ProbeResult>((resolve) => conn.once('open', () => resolve('alive'))),
+      new Promise<ProbeResult>((resolve) => setTimeout(() => resolve('unknown'), timeoutMs)),
+    ]);
+  } finally {
+    settled.abort();
+    // never close a connection mid-negotiation (PeerJS throws from its candidate handler): close once it is open
+    if (conn.open) conn.close();
+    else conn.once('open', () => conn.close());
+  }
+}
+
 /**
  * Rejects when PeerJS reports that `remote` is not on the signalling server (its 'peer-unavailable' error); stops
  * listening when `settled` aborts (the attempt ended either way).
@@ -259,6 +287,10 @@ export class PeerLink implements Link {
 
   get peer(): string {
     return this.conn.peer;
+  }
+
+  get silentMs(): number {
+    return performance.now() - this.lastHeard;
   }
 
   get limits(): Limits {

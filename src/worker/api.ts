@@ -106,6 +106,8 @@ export interface LinkPort {
  *  (`detail`: the page's LinkDownError message without its reason prefix). */
 export type PortToWorker =
   | { t: 'frame'; frame: ArrayBuffer }
+  /** the page's PeerLink heard the peer (heartbeats are answered on the page): `silentMs` ago */
+  | { t: 'alive'; silentMs: number }
   | { t: 'down'; reason: LinkDownReason; detail: string };
 
 /** Worker -> page on a link's port: frames to send (encoded in the worker), or a request to hang up. */
@@ -117,4 +119,6 @@ export type PortToPage =
 export interface SwarmBridge {
   /** a link to `peer` from the page's PeerJS peer (dialled, or shared while it is up), checking frames under `limits` */
   connect(peer: string, limits: Limits): Promise<LinkPort>;
+  /** whether `peer` is still on the signalling server (swarm/transport.ts probe) */
+  probe(peer: string): Promise<'gone' | 'alive' | 'unknown'>;
 }

@@ -33,7 +33,10 @@ export function relayLink(link: PeerLink): LinkPort {
   // a host frame that breaks the protocol: hang up (the worker sees the link go down and re-routes)
   link.onViolation((e) => link.close('protocol', e.message));
   link.relayFrames((frame) => post({ t: 'frame', frame }, [frame]));
+  // heartbeats are answered here; tell the worker the peer is still heard (it asks after a host gone quiet)
+  const alive = setInterval(() => post({ t: 'alive', silentMs: link.silentMs }), link.opts.heartbeatMs);
   void link.closed.then((e) => {
+    clearInterval(alive);
     // the error's message without the reason in front, which the worker's LinkDownError adds again
     const prefix = `${e.reason}: `;
     post({ t: 'down', reason: e.reason, detail: e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message });
@@ -53,5 +56,8 @@ export function relayLink(link: PeerLink): LinkPort {
 
 /** What the engine worker calls to reach a host: dial (or share) a PeerLink under the worker's limits and relay it. */
 export function relayBridge(discovery: Discovery): SwarmBridge {
-  return { connect: async (peer: string, limits: Limits) => relayLink(await discovery.connect(peer, limits)) };
+  return {
+    connect: async (peer: string, limits: Limits) => relayLink(await discovery.connect(peer, limits)),
+    probe: (peer: string) => discovery.probe(peer),
+  };
 }

@@ -16,6 +16,8 @@ export function parsePortMessage(x: unknown): PortToWorker | null {
   switch (x.t) {
     case 'frame':
       return 'frame' in x && x.frame instanceof ArrayBuffer ? { t: 'frame', frame: x.frame } : null;
+    case 'alive':
+      return 'silentMs' in x && typeof x.silentMs === 'number' && Number.isFinite(x.silentMs) && x.silentMs >= 0 ? { t: 'alive', silentMs: x.silentMs } : null;
     case 'down': {
       const reason = 'reason' in x ? LINK_DOWN_REASONS.find((r) => r === x.reason) : undefined;
       const detail = 'detail' in x && typeof x.detail === 'string' ? x.detail : '';
@@ -34,6 +36,8 @@ export class PortLink implements Link {
   private readonly messages = new Listeners<Msg>();
   private readonly violations = new Listeners<ProtocolError | ReassemblyError>();
   private readonly helloSlot = new HelloSlot();
+  /** when the peer was last heard, by the page's account */
+  private heardAt = performance.now();
   private down: LinkDownError | null = null;
   private resolveClosed!: (e: LinkDownError) => void;
 
@@ -51,6 +55,10 @@ export class PortLink implements Link {
 
   get isDown(): boolean {
     return this.down !== null;
+  }
+
+  get silentMs(): number {
+    return performance.now() - this.heardAt;
   }
 
   onMessage(listener: (msg: Msg) => void): () => void {
@@ -99,7 +107,11 @@ export class PortLink implements Link {
     const m = parsePortMessage(data);
     if (!m) return this.die('protocol', `link to ${this.peer}: the page relayed a malformed message`);
     switch (m.t) {
+      case 'alive':
+        this.heardAt = Math.max(this.heardAt, performance.now() - m.silentMs);
+        return;
       case 'frame': {
+        this.heardAt = performance.now();
         let msg: Msg | null;
         try {
           msg = this.decoder.push(m.frame);

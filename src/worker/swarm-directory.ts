@@ -53,6 +53,10 @@ export class RelayedDirectory implements Directory {
     return p;
   }
 
+  probe(peer: string): Promise<'gone' | 'alive' | 'unknown'> {
+    return this.bridge.probe(peer);
+  }
+
   /** Hang up every link (leaving the swarm). */
   close(): void {
     for (const p of this.links.values()) void p.then((l) => l.close('closed', 'left the swarm'), () => {});

@@ -19,10 +19,10 @@ import { llamaGreedy } from '../helpers/llama-ref';
 const SPANS = [{ start: 0, end: 3 }, { start: 3, end: 5 }];
 const TOKENS = 480;
 /**
- * The client's links: a ping every 500 ms, a host silent for 3 s is dead. Faster than the default (1 s / 5 s), but not
- * the harness's 2 s: a host process that just started, on a loaded 2-core machine, can go quiet for 2 s.
+ * The client's links: the default heartbeat (a ping a second, dead after 5 s). A killed host is found faster than
+ * that by asking the signalling server (swarm-model.ts watch); a slow one on a loaded 2-core machine is not cut off.
  */
-const LINK = { heartbeatMs: 500, deadAfterMs: 3_000, openTimeoutMs: 5_000 };
+const LINK = { openTimeoutMs: 5_000 };
 /** hosts announce this often (the client's records follow within a round trip of a change: rendezvous push) */
 const ANNOUNCE_MS = 500;
 
@@ -71,7 +71,7 @@ const stats = (xs: number[]) => {
 };
 
 describe('a swarm that churns', () => {
-  it(`a host killed every 5 s, replaced 1 s later: ${TOKENS} greedy ids equal llama.cpp's`, async () => {
+  it(`a host killed every 5 s, replaced 1 s later: ${TOKENS} greedy ids equal llama.cpp's`, { timeout: 600_000 }, async () => {
     const ch = churn('churn-kill', 'SIGKILL', 5_000);
     await ch.start();
     const c = await client('churn-kill');
@@ -91,11 +91,11 @@ describe('a swarm that churns', () => {
     for (const r of reroutes) expect(r.to.length).toBeGreaterThan(0);
   });
 
-  it('a client that starts while hosts are dying gets a route and the reference ids', async () => {
-    const ch = churn('churn-start', 'SIGKILL', 2_000);
+  it('a client that starts while hosts are dying gets a route and the reference ids', { timeout: 300_000 }, async () => {
+    const ch = churn('churn-start', 'SIGKILL', 5_000);
     await ch.start();
     ch.run();
-    await new Promise((r) => setTimeout(r, 2_500)); // one host is dead, its replacement not yet up
+    await new Promise((r) => setTimeout(r, 5_500)); // one host is dead, its replacement not yet up
     const c = await client('churn-start');
     const res = await drain(generateTokens(c.model, { inputIds: [1], maxTokens: 64, temperature: 0, ignoreEos: true }));
     await ch.stop();
@@ -103,13 +103,13 @@ describe('a swarm that churns', () => {
     expect(res.outputIds).toEqual(reference.slice(0, 64));
   });
 
-  it('a host that leaves on purpose (SIGTERM) costs no wait beyond replaying its hop', async () => {
+  it('a host that leaves on purpose (SIGTERM) costs no wait beyond replaying its hop', { timeout: 300_000 }, async () => {
     const ch = churn('churn-term', 'SIGTERM', 0);
     await ch.start();
     const c = await client('churn-term');
     const it = generateTokens(c.model, { inputIds: [1], maxTokens: 96, temperature: 0, ignoreEos: true });
     const ids: number[] = [];
-    let stepMs = 0;
+    let exitMs = 0;
     let r = await it.next();
     while (!r.done) {
       ids.push(r.value.id);
@@ -120,18 +120,20 @@ describe('a swarm that churns', () => {
         ch.hosts.splice(ch.hosts.indexOf(victim), 1);
         victim.child.kill('SIGTERM');
         await new Promise((res) => victim.child.once('exit', res));
-        stepMs = performance.now() - t;
+        exitMs = performance.now() - t;
       }
       r = await it.next();
     }
     await ch.stop();
     const res = r.value;
     const reroute = c.model.reroutes[0];
-    console.log(`SIGTERM: the host exited in ${stepMs.toFixed(0)} ms; re-route ${JSON.stringify(reroute)}`);
+    console.log(`SIGTERM: the host exited in ${exitMs.toFixed(0)} ms; re-route ${JSON.stringify(reroute)}`);
     expect(res.outputIds).toEqual(reference.slice(0, 96));
     expect(c.model.reroutes).toHaveLength(1);
-    // the client heard the host leave: no heartbeat or timeout wait, only reopening the span and replaying it
-    expect(reroute.reason).toMatch(/shutting-down|closed/);
-    expect(reroute.ms).toBeLessThan(1_500);
+    // the client heard the host leave: no heartbeat or timeout wait, only reopening the span and replaying its 32
+    // steps, which cost what 32 hops of a decode step cost (a step here runs two hops)
+    expect(reroute.reason).toMatch(/leaving/);
+    const stepMs = res.timings.decodeMs / (res.outputIds.length - 1);
+    expect(reroute.ms).toBeLessThan(32 * stepMs + 500);
   });
 });
