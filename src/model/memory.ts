@@ -126,8 +126,11 @@ export function effectiveContext(choice: number, modelCtx: number): number {
   return choice > 0 ? Math.min(choice, modelCtx) : modelCtx;
 }
 
-/** The longest of contextChoices(ctx), at most `upTo`, at which the model fits `limits`; 0 when none does. */
+/** The longest context at which the model fits `limits`: `upTo` itself, or else the longest shorter choice
+ *  (contextChoices); 0 when none fits. */
 export function longestFit(s: MemoryShape, w: WeightSizes, limits: MemoryLimits, upTo: number, maxBatch = DEFAULT_MAX_BATCH): number {
-  const fitting = contextChoices(s.ctx).filter((c) => c <= upTo && memoryProblems(memoryAt(s, w, c, maxBatch), limits).length === 0);
+  const top = Math.min(upTo, s.ctx);
+  const candidates = [...contextChoices(s.ctx).filter((c) => c < top), top];
+  const fitting = candidates.filter((c) => memoryProblems(memoryAt(s, w, c, maxBatch), limits).length === 0);
   return fitting.at(-1) ?? 0;
 }
