@@ -27,6 +27,8 @@ class Walk {
   tensorsLeft = 0;
   /** arrays being read, innermost last: elements not started yet, and each one's least size */
   readonly arrays: { left: number; least: number }[] = [];
+  /** the header is at least this long: the counts' preamble, 16 bytes in v1 and 24 since (set once the version is known) */
+  floor = 16;
 
   constructor(
     private readonly source: ByteSource,
@@ -52,7 +54,7 @@ class Walk {
     if (want > this.fileSize) {
       throw new GgufFormatError(`${this.source.name} ends (at ${this.fileSize} bytes) inside its GGUF header: the file is truncated. Download it again.`);
     }
-    const end = Math.min(this.fileSize, want + this.restLeast());
+    const end = Math.min(this.fileSize, Math.max(want + this.restLeast(), this.floor));
     this.signal?.throwIfAborted();
     const bytes = await this.source.read(this.have, end - this.have, this.signal);
     if (bytes.length !== end - this.have) {
@@ -141,6 +143,7 @@ export async function readGgufHeader(source: ByteSource, fileSize: number, signa
     throw new GgufFormatError(`${source.name} is GGUF version ${version}; Flock reads versions 1 to 3 (little-endian).`);
   }
   w.lenBytes = version === 1 ? 4 : 8;
+  w.floor = version === 1 ? 16 : 24;
   const nTensors = await w.len();
   const nKv = await w.len();
   w.tensorsLeft = nTensors;

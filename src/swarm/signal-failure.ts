@@ -1,8 +1,9 @@
 // Why a signalling server could not be used, named as the user can act on it (SignalError's code): this device is
 // offline; the server does not answer (a wrong address, a server that is down, a network that blocks it); or the
-// server answered and refused. PeerJS reports the first two, and an HTTP error from the server, all as one
-// 'server-error' ("Could not get an ID from the server"), so on such an error we ask the server once ourselves, with
-// the request PeerJS makes for a peer id: no answer is 'unreachable', an answer other than 200 is 'refused'.
+// server answered and refused. PeerJS reports the first two, an HTTP error from the server and the server's own
+// refusals over its socket all as one 'server-error', so on such an error we ask the server once ourselves, with the
+// request PeerJS makes for a peer id: no answer is 'unreachable', an answer other than 200 is 'refused', and a 200
+// means the server itself said no over the socket ('refused' too).
 // Not here: opening peers (transport.ts).
 
 import { SignalError } from './errors';
@@ -57,5 +58,7 @@ export async function signalFailure(cfg: SignalConfig, type: string, message: st
   const check = 'Check its address under "Signalling and ICE servers" and that it is running.';
   if (status === null) return new SignalError('unreachable', `No answer from the signalling server ${w} (${message}). ${check}`);
   if (status !== 200) return new SignalError('refused', `The signalling server ${w} answered HTTP ${status} to a request for a peer id: it refused. ${check}`);
+  // it answers over HTTP: a 'server-error' now is the server's own refusal over the socket (an invalid key, …)
+  if (type === 'server-error') return new SignalError('refused', `The signalling server ${w} refused this peer: ${message}.`);
   return new SignalError('unreachable', `The signalling server ${w} answers, but its connection failed (${type}: ${message}). Try again; if it keeps failing, this network may block WebSockets.`);
 }

@@ -274,6 +274,7 @@ export class ModelPicker {
       this.download.dataset.state = 'done';
       this.cancelButton.disabled = true;
       this.active = undefined;
+      if (this.pending?.key === key) this.pending = undefined; // the cached model's own row shows it from now on
       return await this.useCached(await this.cachedOrThrow(key), retry);
     } catch (e) {
       if (ac.signal.aborted) {
@@ -328,6 +329,7 @@ export class ModelPicker {
     if (!confirm(`Delete ${m.name} (${formatBytes(m.size)}) from this device?`)) return;
     await deleteModel(m.id);
     this.notes.delete(m.id);
+    if (this.pending?.key === m.id) this.pending = undefined;
     await this.refresh();
   }
 }

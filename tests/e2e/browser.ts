@@ -14,6 +14,8 @@ import { build, preview, type PreviewServer } from 'vite';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CHROMIUM_PATH = process.env.FLOCK_CHROMIUM ?? '/usr/bin/chromium';
+/** Where tests put screenshots: test-results/, or docs/ when `npm run screenshots` refreshes the README's pictures. */
+export const SHOT_DIR = path.join(ROOT, process.env.FLOCK_SHOT_DIR ?? 'test-results');
 
 /**
  * Flags for headless Chromium here. `--enable-unsafe-webgpu` is the one that gives a WebGPU adapter (SwiftShader)

@@ -11,11 +11,11 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer';
 import { llamaGreedy } from '../helpers/llama-ref';
-import { ROOT, collectPageErrors, openReady, removeBuild, send, serveApp, startApp, waitForReply, waitForState, type App } from './browser';
+import { ROOT, SHOT_DIR, collectPageErrors, openReady, removeBuild, send, serveApp, startApp, waitForReply, waitForState, type App } from './browser';
 
 const MODEL = path.join(ROOT, 'public/models/stories260K.gguf');
-const SCREENSHOT = path.join(ROOT, 'docs/screenshot-chat.png');
-const SCREENSHOT_NO_GPU = path.join(ROOT, 'docs/screenshot-no-webgpu.png');
+const SCREENSHOT = path.join(SHOT_DIR, 'screenshot-chat.png');
+const SCREENSHOT_NO_GPU = path.join(SHOT_DIR, 'screenshot-no-webgpu.png');
 const PROMPT = 'Once upon a time, a little fox';
 
 let app: App;

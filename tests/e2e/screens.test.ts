@@ -1,18 +1,18 @@
-// End to end in headless Chromium: the page on a phone (390×844) and a desktop (1280×860). With a conversation whose
+// End to end in headless Chromium: the page on a phone (390×844, and 360 px wide) and a desktop (1280×860). With a conversation whose
 // replies hold a long unbroken word, a wide code block and a table, nothing is wider than the viewport (no sideways
 // scroll), every control is inside the viewport, on top (not covered) and, on the phone, at least 44 px tall; the
 // conversation gets most of the phone's height; the chats open from the menu on the phone; Swarm mode with the device
 // offline says it is offline, and switching back to Local clears that; a reload shows the conversation left open.
-// Screenshots go to test-results/ (docs/ pictures are refreshed on purpose, by scripts/screenshots.ts).
+// Screenshots go to test-results/ (`npm run screenshots` writes them to docs/ when the README's pictures are refreshed).
 
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, collectPageErrors, openReady, removeBuild, startApp, type App } from './browser';
+import { SHOT_DIR, collectPageErrors, openReady, removeBuild, startApp, type App } from './browser';
 import { putConversation } from './stored-chat';
 
-const OUT = path.join(ROOT, 'test-results');
+const OUT = SHOT_DIR;
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 860 };
 
@@ -120,6 +120,13 @@ describe('screens', () => {
     expect(status.overflow).toBe('ellipsis');
     expect(status.text).toMatch(/^ready · 2048 tokens of context/);
     expect(status.title).toContain(status.text);
+
+    // the narrowest phones (360 px) too
+    await page.setViewportSize({ width: 360, height: 740 });
+    expect(await overflow(page)).toEqual({ scroll: 0, wide: [] });
+    expect(await badControls(page, ['#menu-toggle', ...CHAT_CONTROLS], 44)).toEqual([]);
+    expect(await page.$$eval('.modes .mode', (bs) => bs.filter((b) => b.scrollWidth > b.clientWidth).length)).toBe(0); // labels not cut
+    await page.setViewportSize(PHONE);
 
     // the chats are behind the menu
     expect(await badControls(page, ['#new-chat'], 0)).not.toEqual([]);
