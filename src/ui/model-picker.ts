@@ -237,7 +237,10 @@ export class ModelPicker {
     const r = await this.check(key, { kind: 'file', file }, file.size, 'none (a file on this device)');
     return this.decide(key, r, async () => {
       const ok = await this.host.load({ kind: 'file', file }, file.name, '');
-      if (ok) this.notes.delete(key);
+      if (ok) {
+        this.notes.delete(key);
+        if (this.pending?.key === key) this.pending = undefined;
+      }
       await this.refresh();
       return ok;
     });
