@@ -22,7 +22,7 @@ const MODES: readonly Mode[] = ['local', 'swarm', 'contribute'];
 const PRIVACY: Record<Mode, string> = {
   local: '<strong>Local:</strong> nothing leaves this device.<span class="more"> The model runs in this tab on your GPU, and your chats are stored only in this browser.</span>',
   swarm: '<strong>Swarm:</strong> your words stay on this device.<span class="more"> Tokenizing, the embedding, the output head and sampling run on this device. Peers in the swarm run the middle layers and see hidden states (numbers), not your text. They could in principle learn something from those numbers: do not chat about secrets with peers you do not trust.</span>',
-  contribute: '<strong>Contribute:</strong> this tab serves layers to others.<span class="more"> It serves layers of the model to other people\'s chats and sees their hidden states, never their text. Your own chats here still run locally.</span>',
+  contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats.<span class="more"> It sees their hidden states, never their text. Your own chats here still run locally.</span>',
 };
 
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
