@@ -8,6 +8,7 @@ import { WebGpuUnavailableError } from './model/errors';
 import { loadSettings } from './storage/settings';
 import { App } from './ui/app';
 import { byId } from './ui/dom';
+import { Layout } from './ui/layout';
 import { ModelStatus } from './ui/model-status';
 import { Notice } from './ui/notice';
 import { registerServiceWorker } from './ui/update';
@@ -32,6 +33,7 @@ function showBroken(e: unknown): void {
 
 async function main(): Promise<void> {
   registerServiceWorker();
+  new Layout();
   const settings = await loadSettings();
   const status = new ModelStatus();
   status.say('requesting the GPU…');

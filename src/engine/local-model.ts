@@ -4,6 +4,7 @@
 import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
+import { DEFAULT_CONTEXT, DEFAULT_MAX_BATCH } from '../model/memory';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { createTokenizer, type Tokenizer } from '../model/tokenizer';
 import { storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
@@ -54,8 +55,8 @@ export class LocalModel implements Backend {
     const config = readConfig(file);
     const tokenizer = createTokenizer(file.metadata);
     const spans = splitLayers(config.nLayers, opts.stages ?? 1);
-    const maxBatch = opts.maxBatch ?? 64;
-    const maxContext = Math.min(opts.maxContext ?? 2048, config.ctx);
+    const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    const maxContext = Math.min(opts.maxContext ?? DEFAULT_CONTEXT, config.ctx);
     const total = file.fileSize - file.dataOffset;
     const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => opts.onProgress?.({ loaded, total }) };
     // validate every tensor (presence, type, shape, bounds) before fetching any weight

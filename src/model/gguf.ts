@@ -1,9 +1,10 @@
-// Reading a GGUF file from any ByteSource: the header through @huggingface/gguf, then validation of every tensor's
+// Reading a GGUF file from any ByteSource: the header (its bytes alone, gguf-header.ts) through @huggingface/gguf, then validation of every tensor's
 // place in the file before anything is allocated, then reads of single tensors' bytes on demand.
 // Not here: what the tensors mean (config.ts) or how they are computed with.
 
 import { gguf, type GGUFParseOutput } from '@huggingface/gguf';
 import { GgufFormatError, TensorBoundsError } from './errors';
+import { readGgufHeader } from './gguf-header';
 import type { ByteSource } from './source';
 
 export type Metadata = Record<string, unknown>;
@@ -29,15 +30,13 @@ export interface GgufFile {
   dataOffset: number;
 }
 
-// A header parse reads the file in chunks of this size (the @huggingface/gguf reader asks for 2 MB ranges); we keep
-// those chunks so tensor reads that fall inside them are not fetched twice.
-const MAGIC = 0x46554747; // "GGUF" little endian
-
-/** Serve the reader's Range requests from a ByteSource, keeping what was fetched. */
-class HeaderCache {
-  readonly chunks: { offset: number; bytes: Uint8Array }[] = [];
+/**
+ * Serve @huggingface/gguf's reads from the header bytes alone. The reader asks for 2 MB ranges; what lies past the
+ * header is never read by its parse, so those bytes are zeros here instead of a fetch of the file's weights.
+ */
+class HeaderBytes {
   constructor(
-    private readonly source: ByteSource,
+    readonly bytes: Uint8Array,
     private readonly fileSize: number,
   ) {}
 
@@ -47,52 +46,41 @@ class HeaderCache {
     if (!m) throw new GgufFormatError('internal: header reader asked for a range without Range header');
     const start = Number(m[1]);
     const end = Math.min(Number(m[2]), this.fileSize - 1);
-    if (start >= this.fileSize) {
-      throw new GgufFormatError(
-        `${this.source.name} ends (at ${this.fileSize} bytes) inside its GGUF header: the file is truncated. Download it again.`,
-      );
-    }
-    const bytes = await this.source.read(start, end - start + 1);
-    if (start === 0 && (bytes.length < 4 || new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) !== MAGIC)) {
-      throw new GgufFormatError(`${this.source.name} is not a GGUF file (its first bytes are not "GGUF"). Choose a .gguf model file.`);
-    }
-    this.chunks.push({ offset: start, bytes });
-    return new Response(bytes as BlobPart, {
-      status: 206,
-      headers: { 'content-range': `bytes ${start}-${end}/${this.fileSize}` },
-    });
+    const out = new Uint8Array(Math.max(0, end - start + 1));
+    if (start < this.bytes.length) out.set(this.bytes.subarray(start, Math.min(end + 1, this.bytes.length)));
+    return new Response(out as BlobPart, { status: 206, headers: { 'content-range': `bytes ${start}-${end}/${this.fileSize}` } });
   };
 
-  /** The bytes [offset, offset+length) if one cached chunk holds them all. */
+  /** The bytes [offset, offset+length) if the header holds them all. */
   slice(offset: number, length: number): Uint8Array | undefined {
-    for (const c of this.chunks) {
-      if (offset >= c.offset && offset + length <= c.offset + c.bytes.length) {
-        return c.bytes.subarray(offset - c.offset, offset - c.offset + length);
-      }
-    }
-    return undefined;
+    return offset + length <= this.bytes.length ? this.bytes.subarray(offset, offset + length) : undefined;
   }
 }
 
-const caches = new WeakMap<GgufFile, HeaderCache>();
+const headers = new WeakMap<GgufFile, HeaderBytes>();
 
-/** Parse and validate a GGUF header. Throws GgufFormatError / TensorBoundsError; never allocates tensor memory. */
-export async function openGguf(source: ByteSource): Promise<GgufFile> {
+/**
+ * Parse and validate a GGUF header, reading the header's bytes and none after them (gguf-header.ts). Throws
+ * GgufFormatError / TensorBoundsError; never allocates tensor memory.
+ */
+export async function openGguf(source: ByteSource, signal?: AbortSignal): Promise<GgufFile> {
   const fileSize = await source.size();
   if (fileSize < 24) {
     throw new GgufFormatError(`${source.name} is ${fileSize} bytes long: too short to be a GGUF file. Choose a complete .gguf model file.`);
   }
-  const cache = new HeaderCache(source, fileSize);
+  const header = new HeaderBytes(await readGgufHeader(source, fileSize, signal), fileSize);
   let parsed: GGUFParseOutput;
   try {
-    // The URI is never contacted: every byte goes through cache.fetch, which reads the ByteSource.
-    parsed = await gguf('https://flock.invalid/model.gguf', { fetch: cache.fetch as typeof fetch });
+    // The URI is never contacted: every byte comes from the header read above.
+    parsed = await gguf('https://flock.invalid/model.gguf', { fetch: header.fetch as typeof fetch });
   } catch (e) {
-    if (e instanceof GgufFormatError) throw e;
     throw new GgufFormatError(`${source.name} is not a readable GGUF file (${(e as Error).message}). Download it again or choose another .gguf file.`);
   }
+  if (parsed.tensorInfoByteRange[1] !== header.bytes.length) {
+    throw new GgufFormatError(`${source.name}: its header ends at byte ${header.bytes.length}, but the parser read to ${parsed.tensorInfoByteRange[1]}: the file is corrupt.`);
+  }
   const dataOffset = Number(parsed.tensorDataOffset);
-  if (parsed.tensorInfoByteRange[1] > fileSize || dataOffset > fileSize) {
+  if (dataOffset > fileSize) {
     throw new GgufFormatError(`${source.name} ends inside its GGUF header: the file is truncated. Download it again.`);
   }
   const tensors = new Map<string, TensorEntry>();
@@ -112,7 +100,7 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     }
   }
   const file: GgufFile = { source, metadata: Object.fromEntries(Object.entries(parsed.metadata)) as Metadata, tensors, fileSize, dataOffset };
-  caches.set(file, cache);
+  headers.set(file, header);
   return file;
 }
 
@@ -126,9 +114,9 @@ export function checkTensorBounds(file: GgufFile, t: TensorEntry, byteLength: nu
   }
 }
 
-/** Read `length` bytes of the file at `offset`, from the header cache when the parse already fetched them. */
+/** Read `length` bytes of the file at `offset` (from the header's bytes when they hold them). */
 export async function readBytes(file: GgufFile, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-  const cached = caches.get(file)?.slice(offset, length);
+  const cached = headers.get(file)?.slice(offset, length);
   if (cached) return cached;
   const bytes = await file.source.read(offset, length, signal);
   if (bytes.length !== length) {

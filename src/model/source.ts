@@ -58,7 +58,9 @@ export class HttpSource implements ByteSource {
     if (length <= 0) return new Uint8Array(0);
     let res: Response;
     try {
-      res = await this.fetchImpl(this.url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` }, signal });
+      // no-store: model bytes bypass the browser's HTTP cache (Flock keeps downloads in its own cache, and a cached
+      // slice makes the browser revalidate it with an extra request before each overlapping read)
+      res = await this.fetchImpl(this.url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` }, signal, cache: 'no-store' });
     } catch (e) {
       if (signal?.aborted) throw e;
       throw new ModelFetchError(`Could not fetch ${this.url}: ${(e as Error).message}. Check the URL and your network.`);

@@ -1,8 +1,10 @@
-// User settings kept on this device (IndexedDB through idb-keyval): system prompt, sampling, the chosen model.
+// User settings kept on this device (IndexedDB through idb-keyval): system prompt, sampling, the chosen model, its
+// context and the memory limit for models, and which conversation was open last.
 // Values read back are checked and fall back to defaults one by one. Not here: applying them (the UI does).
 
 import { createStore, get, set, type UseStore } from 'idb-keyval';
 import { InvalidArgumentError } from '../model/errors';
+import { DEFAULT_CONTEXT } from '../model/memory';
 
 export interface ChatSettings {
   systemPrompt: string;
@@ -13,6 +15,10 @@ export interface ChatSettings {
   seed: number | null;
   /** 'embedded', 'file' is never stored, or a cached model id */
   model: string;
+  /** positions a conversation may hold (0: the model's own context); never more than the model's own */
+  context: number;
+  /** memory a model may use, MB; null: a share of what the browser says this device has */
+  memoryMb: number | null;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ChatSettings> = Object.freeze({
@@ -22,7 +28,14 @@ export const DEFAULT_SETTINGS: Readonly<ChatSettings> = Object.freeze({
   maxTokens: 256,
   seed: null,
   model: 'embedded',
+  context: DEFAULT_CONTEXT,
+  memoryMb: null,
 });
+
+/** The longest context a setting may hold: 2^24 positions, far beyond any model's (Llama 3.1: 131072). */
+const MAX_CONTEXT_SETTING = 1 << 24;
+/** The largest memory limit a setting may hold, MB: 1 TiB. */
+const MAX_MEMORY_MB = 1 << 20;
 
 let store: UseStore | undefined;
 function db(): UseStore {
@@ -45,6 +58,8 @@ export function parseSettings(v: unknown): ChatSettings {
     maxTokens: num(r.maxTokens, (n) => Number.isInteger(n) && n >= 1 && n <= 4096, d.maxTokens),
     seed: typeof r.seed === 'number' && Number.isInteger(r.seed) && r.seed >= 0 && r.seed <= 0xffff_ffff ? r.seed : null,
     model: typeof r.model === 'string' && r.model ? r.model : d.model,
+    context: num(r.context, (n) => Number.isInteger(n) && n >= 0 && n <= MAX_CONTEXT_SETTING, d.context),
+    memoryMb: typeof r.memoryMb === 'number' && Number.isFinite(r.memoryMb) && r.memoryMb > 0 && r.memoryMb <= MAX_MEMORY_MB ? r.memoryMb : null,
   };
 }
 
@@ -54,6 +69,16 @@ export async function loadSettings(): Promise<ChatSettings> {
 
 export async function saveSettings(s: ChatSettings): Promise<void> {
   await set('chat', s, db());
+}
+
+/** The id of the conversation that was open last (the app reopens it), or undefined. */
+export async function loadLastConversation(): Promise<string | undefined> {
+  const v: unknown = await get('last-conversation', db());
+  return typeof v === 'string' && v.length > 0 && v.length <= 100 ? v : undefined;
+}
+
+export async function saveLastConversation(id: string): Promise<void> {
+  await set('last-conversation', id, db());
 }
 
 /** How this device reaches a swarm: the signalling server, ICE servers, the swarm's name, a memory limit to serve. */

@@ -178,7 +178,7 @@ export class Discovery implements Directory {
   async waitFor(ok: (records: PeerRecord[]) => boolean, timeoutMs = 15_000): Promise<void> {
     const t0 = performance.now();
     while (!ok(this.records())) {
-      if (performance.now() - t0 > timeoutMs) throw new SignalError(`Discovery found no suitable peers within ${timeoutMs} ms.`);
+      if (performance.now() - t0 > timeoutMs) throw new SignalError('timeout', `Discovery found no suitable peers within ${timeoutMs} ms.`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

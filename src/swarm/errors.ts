@@ -142,9 +142,25 @@ export class NoRouteError extends FlockError {
   }
 }
 
-/** The signalling server could not be reached, or refused our peer id. */
+/**
+ * Why joining a swarm failed, as the user can act on it: 'offline' (this device has no network), 'unreachable' (no
+ * answer from the signalling server: a wrong address, a server that is down, a network that blocks it), 'refused'
+ * (the server answered and said no), 'config' (a bad address, found before anything connected), 'timeout' (the
+ * swarm did not show what was waited for in time).
+ */
+export const SIGNAL_ERROR_CODES = ['offline', 'unreachable', 'refused', 'config', 'timeout'] as const;
+export type SignalErrorCode = (typeof SIGNAL_ERROR_CODES)[number];
+
+/** The signalling server could not be used (its `code` says why). */
 export class SignalError extends FlockError {
   override name = 'SignalError';
+
+  constructor(
+    readonly code: SignalErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Every error class of the swarm by its literal name (the worker boundary's registry, src/worker/errors.ts). */

@@ -9,6 +9,7 @@ import type { DataConnection } from 'peerjs';
 import { partBytes, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
+import { layerKvBytes } from '../model/memory';
 import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { StageHost, type HostOptions } from './stage-host';
@@ -62,10 +63,8 @@ export function layerBytes(file: GgufFile, config: ModelConfig, l: number): numb
   return partBytes(file, config, { start: l, end: l + 1, head: false });
 }
 
-/** KV cache bytes one layer needs for `maxContext` positions (f32 K and V, as GpuStage keeps them). */
-export function layerKvBytes(config: ModelConfig, maxContext: number): number {
-  return 2 * config.nKvHeads * config.headDim * 4 * maxContext;
-}
+/** KV cache bytes one layer needs for `maxContext` positions (model/memory.ts: the one formula everybody uses). */
+export { layerKvBytes };
 
 /** How many layers fit in `budgetBytes` of GPU memory, weights plus one session's KV cache (0 when none does). */
 export function layersWithin(file: GgufFile, config: ModelConfig, budgetBytes: number, maxContext: number): number {

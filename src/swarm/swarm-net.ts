@@ -19,7 +19,7 @@ export class SwarmNet {
   /** A fresh peer (server-assigned id) and discovery of `swarm`; SignalError when the server cannot be used. */
   static async join(signal: SignalConfig, swarm: string, opts: Partial<Pick<DiscoveryOptions, 'link' | 'announceMs'>> = {}): Promise<SwarmNet> {
     const opened = await openPeer(signal, undefined);
-    if (opened.kind !== 'open') throw new SignalError('The signalling server refused a fresh peer id; try again.');
+    if (opened.kind !== 'open') throw new SignalError('refused', 'The signalling server refused a fresh peer id; try again.');
     try {
       const discovery = await Discovery.start(opened.peer, { signal, swarm, ...opts });
       return new SwarmNet(opened.peer, discovery, swarm);

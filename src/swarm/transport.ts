@@ -13,6 +13,7 @@ import {
 } from './protocol';
 import { HelloSlot, Listeners, type Link } from './link';
 import { MessageDecoder } from './message-decoder';
+import { deviceOffline, isLoopback, offlineError, signalFailure } from './signal-failure';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Signalling configuration.
@@ -37,11 +38,11 @@ export function parseSignalUrl(url: string, iceServers: SignalConfig['iceServers
   try {
     u = new URL(url);
   } catch {
-    throw new SignalError(`"${url}" is not a URL; give the signalling server as ws://HOST:PORT/PATH.`);
+    throw new SignalError('config', `"${url}" is not a URL; give the signalling server as ws://HOST:PORT/PATH.`);
   }
   const secure = u.protocol === 'wss:' || u.protocol === 'https:';
   if (!secure && u.protocol !== 'ws:' && u.protocol !== 'http:') {
-    throw new SignalError(`Signalling URL "${url}" must start with ws://, wss://, http:// or https://.`);
+    throw new SignalError('config', `Signalling URL "${url}" must start with ws://, wss://, http:// or https://.`);
   }
   const port = u.port ? Number(u.port) : secure ? 443 : 80;
   return { host: u.hostname, port, path: u.pathname || '/', secure, key: 'peerjs', iceServers };
@@ -65,11 +66,15 @@ export type PeerOpenResult = { kind: 'open'; peer: Peer } | { kind: 'taken' };
 
 /**
  * Create a PeerJS peer with `id` (or a server-assigned one) and wait until the server accepts it. An id that is
- * taken resolves to {kind: 'taken'} (the rendezvous logic relies on that); other failures throw SignalError.
- * peerjs is imported lazily: in Node its globals (node-webrtc.ts) must be installed first.
+ * taken resolves to {kind: 'taken'} (the rendezvous logic relies on that); other failures throw a SignalError that
+ * names the cause (signal-failure.ts): offline (checked first, for any server not on this machine), unreachable, or
+ * refused. peerjs is imported lazily: in Node its globals (node-webrtc.ts) must be installed first.
  */
 export async function openPeer(cfg: SignalConfig, id: string | undefined, timeoutMs = 10_000): Promise<PeerOpenResult> {
-  const { Peer: PeerCtor } = await import('peerjs');
+  if (deviceOffline() && !isLoopback(cfg.host)) throw offlineError(cfg);
+  const { Peer: PeerCtor } = await import('peerjs').catch((e: unknown) => {
+    throw deviceOffline() ? offlineError(cfg) : e; // a page whose PeerJS chunk is not cached yet cannot load it offline
+  });
   const peer = id === undefined ? new PeerCtor(peerOptions(cfg)) : new PeerCtor(id, peerOptions(cfg));
   return new Promise<PeerOpenResult>((resolve, reject) => {
     const done = (): void => {
@@ -83,7 +88,7 @@ export async function openPeer(cfg: SignalConfig, id: string | undefined, timeou
     const timer = setTimeout(() => {
       done();
       peer.destroy();
-      reject(new SignalError(`The signalling server ${cfg.host}:${cfg.port} did not accept a peer within ${timeoutMs} ms.`));
+      void signalFailure(cfg, 'timeout', `it did not accept a peer within ${timeoutMs} ms`).then(reject);
     }, timeoutMs);
     const onOpen = (): void => {
       done();
@@ -93,10 +98,7 @@ export async function openPeer(cfg: SignalConfig, id: string | undefined, timeou
       done();
       peer.destroy();
       if (e.type === 'unavailable-id') resolve({ kind: 'taken' });
-      else {
-        const where = `${cfg.secure ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}${cfg.path}`;
-        reject(new SignalError(`Signalling failed (${e.type}): ${e.message || `no answer from ${where}`}. Check the signalling server address and that it is running.`));
-      }
+      else void signalFailure(cfg, e.type, e.message).then(reject);
     };
     peer.on('open', onOpen);
     peer.on('error', onError);

@@ -8,7 +8,8 @@ import type { ChatSettings } from '../storage/settings';
 import type { EngineClient, LoadedModel, ModelSpec } from '../worker/engine-client';
 import { ChatController } from './chat-controller';
 import { byId } from './dom';
-import { EMBEDDED_KEY, embeddedSpec, ModelPicker } from './model-picker';
+import { declaredMemoryGb, EMBEDDED_KEY, embeddedSpec, ModelPicker } from './model-picker';
+import { memoryBudget } from './model-report';
 import { ModelStatus } from './model-status';
 import { Notice } from './notice';
 import { SettingsForm } from './settings-form';
@@ -33,7 +34,8 @@ export class App {
     private readonly engine: EngineClient,
     stored: ChatSettings,
   ) {
-    this.settings = new SettingsForm(stored);
+    const declared = memoryBudget(null, declaredMemoryGb());
+    this.settings = new SettingsForm(stored, declared ? declared.bytes / 1e6 : undefined);
     this.chat = new ChatController({
       engine,
       settings: this.settings,
@@ -51,8 +53,9 @@ export class App {
       load: (spec, label, key) => this.load(spec, label, key),
       current: () => this.model?.key ?? '',
       idle: () => this.state === 'ready' && !this.panel?.holdsModel,
-      showError: (e) => this.notice.showError(e),
+      showError: (e) => this.notice.showError(e, 'model'),
       status: (text) => this.status.say(text),
+      settings: this.settings,
     });
     this.panel = new SwarmPanel({
       engine: this.engine,
@@ -66,10 +69,12 @@ export class App {
       modelReady: (m) => this.loaded(m),
       progress: (p) => this.status.progress(p),
       busy: () => this.state === 'generating' || this.state === 'loading',
-      showError: (e) => this.notice.showError(e),
+      showError: (e) => this.notice.showError(e, 'swarm'),
+      clearError: () => this.notice.clear('swarm'),
+      context: () => this.settings.read().context,
     });
     await this.panel.init();
-    this.chat.startNew();
+    await this.chat.resume();
     if (startWith !== EMBEDDED_KEY) {
       const m = await getModel(startWith);
       if (m?.complete && (await this.picker.useCached(m))) return;
@@ -81,15 +86,15 @@ export class App {
   async load(spec: ModelSpec, label: string, key: string): Promise<boolean> {
     if (this.state === 'generating') return false;
     if (this.panel?.holdsModel) {
-      this.notice.show('Leave the swarm to change the model: the hosts serve the model this chat joined with.', 'InvalidArgumentError');
+      this.notice.show('Leave the swarm to change the model: the hosts serve the model this chat joined with.', 'InvalidArgumentError', 'model');
       return false;
     }
     this.model = null;
     this.setState('loading');
     this.status.loading(label);
-    this.notice.clear();
+    this.notice.clear('model');
     try {
-      const m = await this.engine.load(spec, key, (p) => this.status.progress(p));
+      const m = await this.engine.load(spec, key, (p) => this.status.progress(p), { context: this.settings.read().context });
       this.loaded(m);
       if (key) this.settings.rememberModel(key);
       return true;
@@ -97,7 +102,7 @@ export class App {
       this.model = await this.engine.loaded(); // a failed load leaves the previous model in place
       if (this.model) this.status.ready(this.model);
       else this.status.notLoaded();
-      this.notice.showError(e);
+      this.notice.showError(e, 'model');
       this.setState('ready');
       return false;
     }

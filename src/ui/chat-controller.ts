@@ -1,6 +1,6 @@
 // The conversation on screen and what the chat buttons do: send, stream the reply through the engine's chat API
 // (the same `chat.completions.create` that `flock chat` and API users call), stop, regenerate, new chat, and the
-// past chats (open, rename, export, delete), saved as they change. Not here: loading models (app.ts), the DOM of
+// past chats (open, rename, export, delete), saved as they change; a reload reopens the chat that was open. Not here: loading models (app.ts), the DOM of
 // messages (chat-view.ts), storage formats (storage/conversations.ts).
 
 import type { ChatCompletionMessageParam } from '@mlc-ai/web-llm';
@@ -9,6 +9,7 @@ import {
   deleteConversation, exportConversation, getConversation, listConversations, newConversation, renameConversation, saveConversation,
   titleFrom, type Conversation, type SavedMessage,
 } from '../storage/conversations';
+import { loadLastConversation, saveLastConversation } from '../storage/settings';
 import { ChatView } from './chat-view';
 import { byId, saveFile } from './dom';
 import { formatRate } from './format';
@@ -74,23 +75,38 @@ export class ChatController {
     void this.refreshList();
   }
 
-  startNew(): void {
+  startNew(focus = true): void {
     if (this.busy) return;
     this.conv = newConversation(this.host.modelName());
+    void saveLastConversation(this.conv.id);
     this.view.showMessages([]);
-    this.host.notice.clear();
+    this.host.notice.clear('chat');
     this.refresh();
-    this.promptBox.focus();
+    if (focus) this.promptBox.focus();
   }
 
-  async open(id: string): Promise<void> {
-    if (this.busy) return;
+  /**
+   * Show the conversation the user left: the one open last (a new chat that was never saved stays a new chat), or,
+   * when none was recorded, the most recent one; a new chat when there are none.
+   */
+  async resume(): Promise<void> {
+    const last = await loadLastConversation();
+    const id = last ?? (await listConversations())[0]?.id;
+    if (id && (await this.open(id))) return;
+    this.startNew(false);
+  }
+
+  /** Open a past chat; false when it is not there (deleted, or never saved). */
+  async open(id: string): Promise<boolean> {
+    if (this.busy) return false;
     const c = await getConversation(id);
-    if (!c) return;
+    if (!c) return false;
     this.conv = c;
+    void saveLastConversation(c.id);
     this.view.showMessages(c.messages.filter((m) => m.role !== 'system'));
-    this.host.notice.clear();
+    this.host.notice.clear('chat');
     this.refresh();
+    return true;
   }
 
   private async send(): Promise<void> {
@@ -123,7 +139,7 @@ export class ChatController {
     const messages: ChatCompletionMessageParam[] = [];
     if (s.systemPrompt.trim()) messages.push({ role: 'system', content: s.systemPrompt });
     for (const m of this.conv.messages) messages.push(m.role === 'user' ? { role: 'user', content: m.content } : { role: 'assistant', content: m.content });
-    this.host.notice.clear();
+    this.host.notice.clear('chat');
     this.busy = true;
     this.host.generating(true);
     const streaming = this.view.startReply();
@@ -161,7 +177,7 @@ export class ChatController {
     } catch (e) {
       streaming.fail();
       this.view.removeLast();
-      this.host.notice.showError(e);
+      this.host.notice.showError(e, 'chat');
     } finally {
       this.busy = false;
       this.host.generating(false);

@@ -1,17 +1,22 @@
 // The model picker dialog: the embedded stories260K, the Hugging Face catalog, models downloaded from a pasted
-// URL, and a local file. It runs downloads (progress with bytes, rate and time left; cancel; resume), checks a
-// file's header to say whether this build can run it, verifies a cached file before use (damaged pieces are
-// fetched again), shows storage use and asks for persistent storage.
-// Not here: loading into the GPU (main.ts's `load`, which runs in the engine worker) or the chat.
+// URL, and a local file. Nothing is downloaded or loaded before its header says it can run here: every path (the
+// catalog's Download and Resume, a URL, a file, a cached model) reads the header first (the engine worker's
+// inspect) and shows what it found, the memory it needs at the chosen context against this device, and the verdict;
+// a model that does not fit is refused with the reason, one that fits only with a shorter context offers that
+// context. It runs downloads (progress with bytes, rate and time left; cancel; resume), verifies a cached file
+// before use (damaged pieces are fetched again), shows storage use and asks for persistent storage.
+// Not here: loading into the GPU (app.ts's `load`, which runs in the engine worker) or the chat.
 
 import {
   deleteModel, downloadModel, downloadedBytes, listModels, modelIdForUrl, requestPersistentStorage, storageInfo, verifyModel,
   type CachedModel,
 } from '../storage/model-cache';
-import type { EngineClient, ModelReport, ModelSpec } from '../worker/engine-client';
+import type { EngineClient, InspectRequest, ModelReport, ModelSpec } from '../worker/engine-client';
 import { CATALOG } from './catalog';
 import { byId, h } from './dom';
 import { formatBytes, formatDownload } from './format';
+import { memoryBudget, reportEl, verdictText } from './model-report';
+import type { SettingsForm } from './settings-form';
 
 export const EMBEDDED_KEY = 'embedded';
 
@@ -25,6 +30,8 @@ export interface PickerHost {
   showError(e: unknown): void;
   /** a short line next to the model name (what the picker is doing) */
   status(text: string): void;
+  /** the chosen context and memory limit (read when judging and loading a model) */
+  settings: SettingsForm;
 }
 
 interface Row {
@@ -33,6 +40,23 @@ interface Row {
   detail: string;
   url?: string;
   cached?: CachedModel;
+}
+
+/** A row's verdict: a line of text, or a header report; and what the user may do about it. */
+interface Note {
+  text: string;
+  kind: 'ok' | 'bad' | 'info';
+  report?: ModelReport;
+  /** what the "Download" line of the report says when nothing needs downloading */
+  downloadWord?: string;
+  /** e.g. "Use 1024 tokens of context": sets it, then does what was asked */
+  offer?: { label: string; run: () => void };
+}
+
+/** The memory the browser says this device has, GB (Chrome, Edge: navigator.deviceMemory), or undefined. */
+export function declaredMemoryGb(): number | undefined {
+  const v: unknown = (navigator as Navigator & { deviceMemory?: unknown }).deviceMemory;
+  return typeof v === 'number' && v > 0 ? v : undefined;
 }
 
 export class ModelPicker {
@@ -45,8 +69,10 @@ export class ModelPicker {
   private readonly cancelButton = byId('download-cancel', HTMLButtonElement);
   private readonly storageLine = byId('storage-line', HTMLElement);
   private readonly persistButton = byId('persist', HTMLButtonElement);
-  /** per-row verdicts from header checks and downloads, shown until the next refresh of that row */
-  private readonly notes = new Map<string, { text: string; kind: 'ok' | 'bad' | 'info' }>();
+  /** per-row verdicts from header checks and downloads */
+  private readonly notes = new Map<string, Note>();
+  /** a URL or file being checked that has no row of its own yet */
+  private pending: Row | undefined;
   private active: AbortController | undefined;
 
   constructor(
@@ -64,14 +90,23 @@ export class ModelPicker {
         this.host.showError(new Error('Paste an http(s) address of a .gguf file.'));
         return;
       }
-      void this.fetchAndUse(url, decodeURIComponent(new URL(url).pathname.split('/').pop() || url));
+      const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
+      void modelIdForUrl(url).then((key) => {
+        this.pending = { key, name, detail: new URL(url).host, url };
+        return this.fetchAndUse(url, name);
+      });
     });
     byId('model-file', HTMLInputElement).addEventListener('change', (ev) => {
       const input = ev.currentTarget;
       if (!(input instanceof HTMLInputElement)) return;
       const file = input.files?.[0];
-      if (file) void this.host.load({ kind: 'file', file }, file.name, '').then(() => this.refresh());
+      if (file) void this.openFile(file);
       input.value = '';
+    });
+    // a new context or memory limit changes every verdict: they are read again on the next check
+    host.settings.onModelLimitsChange(() => {
+      this.notes.clear();
+      void this.refresh();
     });
   }
 
@@ -90,6 +125,8 @@ export class ModelPicker {
       byUrl.delete(c.url);
     }
     for (const m of byUrl.values()) rows.push({ key: m.id, name: m.name, detail: `${new URL(m.url).host} · ${formatBytes(m.size)}`, url: m.url, cached: m });
+    const pending = this.pending;
+    if (pending && !rows.some((r) => r.key === pending.key)) rows.splice(1, 0, pending);
     this.list.replaceChildren(...rows.map((r) => this.rowEl(r)));
     const s = await storageInfo();
     this.storageLine.textContent =
@@ -110,6 +147,8 @@ export class ModelPicker {
     let status = '';
     if (r.key === EMBEDDED_KEY) {
       if (!inUse) button('use', 'Use', () => void this.host.load(embeddedSpec(), 'stories260K', EMBEDDED_KEY).then(() => this.refresh()));
+    } else if (!r.url) {
+      // a file from this device: its verdict (and any offer) is all there is
     } else {
       const m = r.cached;
       if (m?.complete) {
@@ -120,49 +159,104 @@ export class ModelPicker {
         button('download', 'Resume', () => void this.fetchAndUse(m.url, m.name));
       } else if (r.url) {
         const url = r.url;
-        button('check', 'Check', () => void this.check(r.key, url));
+        button('check', 'Check', () => void this.check(r.key, { kind: 'url', url, name: r.name }));
         button('download', 'Download', () => void this.fetchAndUse(url, r.name));
       }
       if (m) button('delete', 'Delete', () => void this.remove(m), busy || inUse);
     }
     if (inUse) status = status ? `in use · ${status}` : 'in use';
     const note = this.notes.get(r.key);
+    if (note?.offer) {
+      const offer = note.offer;
+      button('offer primary', offer.label, () => offer.run());
+    }
     return h(
       'li',
       { 'data-key': r.key, 'data-url': r.url, class: inUse ? 'in-use' : undefined },
       h('div', { class: 'name' }, h('strong', {}, r.name), h('span', { class: 'muted small' }, ` ${r.detail}`)),
       h('div', { class: 'status small' }, status),
-      h('div', { class: `verdict small ${note?.kind ?? ''}` }, note?.text ?? ''),
+      h('div', { class: `verdict small ${note?.kind ?? ''}`, 'data-verdict': note?.report?.verdict }, note?.text ?? ''),
+      ...(note?.report ? [reportEl(note.report, declaredMemoryGb(), note.downloadWord ?? 'none')] : []),
       h('div', { class: 'buttons' }, ...buttons),
     );
   }
 
-  private note(key: string, text: string, kind: 'ok' | 'bad' | 'info'): void {
-    this.notes.set(key, { text, kind });
+  private note(key: string, text: string, kind: Note['kind'], more: Partial<Note> = {}): void {
+    this.notes.set(key, { text, kind, ...more });
   }
 
-  /** Fetch only the header and say whether this build can run the file. */
-  private async check(key: string, url: string): Promise<ModelReport | undefined> {
+  /** What a header check is judged against: the chosen context and the memory budget. */
+  private request(cachedBytes: number): InspectRequest {
+    const s = this.host.settings.read();
+    return { context: s.context, budget: memoryBudget(s.memoryMb, declaredMemoryGb()), cachedBytes };
+  }
+
+  /** Read only the header of `spec`, judge it, and show the report in row `key`. */
+  private async check(key: string, spec: ModelSpec, cachedBytes = 0, downloadWord = 'none'): Promise<ModelReport | undefined> {
+    if (spec.kind === 'url' && !navigator.onLine) {
+      this.note(key, 'This device is offline: reading a model from the network needs a connection.', 'bad');
+      await this.refresh();
+      return undefined;
+    }
     this.note(key, 'Reading the file header…', 'info');
     await this.refresh();
     try {
-      const r = await this.engine.inspect({ kind: 'url', url, name: url });
-      this.note(key, reportText(r), r.runnable ? 'ok' : 'bad');
+      const r = await this.engine.inspect(spec, this.request(cachedBytes));
+      this.note(key, verdictText(r), r.verdict === 'fits' ? 'ok' : 'bad', { report: r, downloadWord });
       return r;
     } catch (e) {
-      this.note(key, `Could not read the header: ${(e as Error).message}`, 'bad');
+      const offline = !navigator.onLine ? ' This device is offline.' : '';
+      this.note(key, `Could not read the header: ${(e as Error).message}${offline}`, 'bad');
       return undefined;
     } finally {
       await this.refresh();
     }
   }
 
-  /** Download (or resume) into the cache, verify, and load when this build can run it. */
-  private async fetchAndUse(url: string, name: string, retry = true): Promise<boolean> {
+  /**
+   * Go on with `proceed` when the report says the model fits; when it fits only with a shorter context, offer that
+   * context (choosing it goes on); otherwise stop, the row saying why. True when `proceed` ran and succeeded.
+   */
+  private async decide(key: string, r: ModelReport | undefined, proceed: () => Promise<boolean>): Promise<boolean> {
+    if (r?.verdict === 'shorter') {
+      const note = this.notes.get(key);
+      const fit = r.fitContext;
+      if (note) note.offer = { label: `Use ${fit} tokens of context`, run: () => void this.host.settings.setContext(fit).then(proceed) };
+      this.host.status(`${r.name.split('/').pop()} fits only with ${fit} tokens of context`);
+      await this.refresh();
+      return false;
+    }
+    if (r?.verdict !== 'fits') return false;
+    return proceed();
+  }
+
+  /** A .gguf file from this device: check its header, then load it. */
+  private async openFile(file: File): Promise<boolean> {
+    const key = `file:${file.name}:${file.size}`;
+    this.pending = { key, name: file.name, detail: `a file on this device · ${formatBytes(file.size)}` };
+    const r = await this.check(key, { kind: 'file', file }, file.size, 'none (a file on this device)');
+    return this.decide(key, r, async () => {
+      const ok = await this.host.load({ kind: 'file', file }, file.name, '');
+      if (ok) {
+        this.notes.delete(key);
+        if (this.pending?.key === key) this.pending = undefined;
+      }
+      await this.refresh();
+      return ok;
+    });
+  }
+
+  /** Check the header, then download (or resume) into the cache, verify, and load. */
+  private async fetchAndUse(url: string, name: string, retry = true, checked = false): Promise<boolean> {
     if (this.active) return false;
+    const key = await modelIdForUrl(url);
+    if (!checked) {
+      const have = (await listModels()).find((m) => m.id === key);
+      const r = await this.check(key, { kind: 'url', url, name }, have ? downloadedBytes(have) : 0);
+      return this.decide(key, r, () => this.fetchAndUse(url, name, retry, true));
+    }
     const ac = new AbortController();
     this.active = ac;
-    const key = await modelIdForUrl(url);
     this.download.hidden = false;
     this.downloadName.textContent = name;
     this.downloadText.textContent = 'starting…';
@@ -183,6 +277,7 @@ export class ModelPicker {
       this.download.dataset.state = 'done';
       this.cancelButton.disabled = true;
       this.active = undefined;
+      if (this.pending?.key === key) this.pending = undefined; // the cached model's own row shows it from now on
       return await this.useCached(await this.cachedOrThrow(key), retry);
     } catch (e) {
       if (ac.signal.aborted) {
@@ -217,7 +312,7 @@ export class ModelPicker {
       this.note(m.id, `${v.reason} Fetching them again…`, 'info');
       this.host.status(`${v.reason} Fetching them again…`);
       await this.refresh();
-      return this.fetchAndUse(m.url, m.name, false); // verifies again, then loads
+      return this.fetchAndUse(m.url, m.name, false, true); // the header was judged already; verifies again, then loads
     }
     if (!v.ok) {
       this.note(m.id, `This file cannot be used: ${v.reason}`, 'bad');
@@ -225,21 +320,19 @@ export class ModelPicker {
       await this.refresh();
       return false;
     }
-    const report = await this.engine.inspect({ kind: 'cached', id: m.id });
-    this.note(m.id, `Verified. ${reportText(report)}`, report.runnable ? 'ok' : 'bad');
-    if (!report.runnable) {
+    const report = await this.check(m.id, { kind: 'cached', id: m.id }, m.size, 'none (downloaded)');
+    return this.decide(m.id, report, async () => {
+      const ok = await this.host.load({ kind: 'cached', id: m.id }, m.name, m.id);
       await this.refresh();
-      return false;
-    }
-    const ok = await this.host.load({ kind: 'cached', id: m.id }, m.name, m.id);
-    await this.refresh();
-    return ok;
+      return ok;
+    });
   }
 
   private async remove(m: CachedModel): Promise<void> {
     if (!confirm(`Delete ${m.name} (${formatBytes(m.size)}) from this device?`)) return;
     await deleteModel(m.id);
     this.notes.delete(m.id);
+    if (this.pending?.key === m.id) this.pending = undefined;
     await this.refresh();
   }
 }
@@ -248,9 +341,4 @@ export class ModelPicker {
  *  (Range reads through some servers, vite preview among them, answer gzip-encoded slices of the wrong size.) */
 export function embeddedSpec(): ModelSpec {
   return { kind: 'whole', url: new URL('./models/stories260K.gguf', location.href).href, name: 'stories260K' };
-}
-
-export function reportText(r: ModelReport): string {
-  const what = `${r.arch}, ${r.tokenizer} tokenizer, tensors ${r.tensorTypes.join('/')}`;
-  return r.runnable ? `This build can run it (${what}).` : `This build cannot run it yet (${what}): ${r.reason}`;
 }

@@ -9,6 +9,7 @@ import { formatBytes, formatProgress } from './format';
 export class ModelStatus {
   private readonly name = byId('model-name', HTMLElement);
   private readonly status = byId('model-status', HTMLElement);
+  private readonly button = byId('open-models', HTMLButtonElement);
   private readonly load = byId('load', HTMLElement);
   private readonly bar = byId('load-progress', HTMLProgressElement);
   private readonly bytes = byId('load-bytes', HTMLElement);
@@ -40,10 +41,13 @@ export class ModelStatus {
   ready(m: LoadedModel): void {
     this.name.textContent = m.name;
     this.status.textContent = m.mode === 'local'
-      ? `ready · ${m.arch}, ${m.nLayers} layers, ${formatBytes(m.weightBytes)} of weights, loaded in ${Math.round(m.loadMs)} ms`
-      : `swarm · head on this device (${formatBytes(m.weightBytes)}), ${m.nLayers} layers on peers`;
+      ? `ready · ${m.context} tokens of context · ${formatBytes(m.weightBytes)} of weights · ${m.arch}, ${m.nLayers} layers · loaded in ${Math.round(m.loadMs)} ms`
+      : `swarm · ${m.context} tokens of context · head on this device (${formatBytes(m.weightBytes)}), ${m.nLayers} layers on peers`;
+    this.status.dataset.context = String(m.context);
+    this.button.title = `${m.name}: ${this.status.textContent}`;
     this.templateNote.hidden = m.chatTemplate;
     this.templateNote.textContent = m.chatTemplate ? '' : `${m.name}: ${FALLBACK_DESCRIPTION}.`;
+    this.templateNote.title = this.templateNote.textContent;
   }
 
   notLoaded(text = 'not loaded'): void {

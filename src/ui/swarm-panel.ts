@@ -20,9 +20,9 @@ export type Mode = 'local' | 'swarm' | 'contribute';
 const MODES: readonly Mode[] = ['local', 'swarm', 'contribute'];
 
 const PRIVACY: Record<Mode, string> = {
-  local: '<strong>Local:</strong> nothing leaves this device. The model runs in this tab on your GPU, and your chats are stored only in this browser.',
-  swarm: '<strong>Swarm:</strong> your words stay here: tokenizing, the embedding, the output head and sampling run on this device. Peers in the swarm run the middle layers and see hidden states (numbers), not your text. They could in principle learn something from those numbers: do not chat about secrets with peers you do not trust.',
-  contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats. It sees their hidden states, never their text. Your own chats here still run locally.',
+  local: '<strong>Local:</strong> nothing leaves this device.<span class="more"> The model runs in this tab on your GPU, and your chats are stored only in this browser.</span>',
+  swarm: '<strong>Swarm:</strong> your words stay on this device.<span class="more"> Tokenizing, the embedding, the output head and sampling run on this device. Peers in the swarm run the middle layers and see hidden states (numbers), not your text. They could in principle learn something from those numbers: do not chat about secrets with peers you do not trust.</span>',
+  contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats.<span class="more"> It sees their hidden states, never their text. Your own chats here still run locally.</span>',
 };
 
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
@@ -47,6 +47,10 @@ export interface PanelHost {
   progress(p: LoadProgress | null): void;
   busy(): boolean;
   showError(e: unknown): void;
+  /** the swarm's error no longer applies (the mode changed, or a join worked) */
+  clearError(): void;
+  /** the context chosen for chats (0: the model's own) */
+  context(): number;
 }
 
 export class SwarmPanel {
@@ -126,6 +130,7 @@ export class SwarmPanel {
   private async switchTo(mode: Mode): Promise<void> {
     if (mode === this.mode || this.host.busy()) return;
     await this.leave();
+    this.host.clearError();
     this.mode = mode;
     this.show();
   }
@@ -165,6 +170,7 @@ export class SwarmPanel {
     }
     await this.saveFields();
     this.els.join.disabled = true;
+    this.host.clearError();
     try {
       parseIceServers(this.settings.iceServers); // a bad line is named before anything connects
       if (this.mode === 'swarm') await this.joinAsClient();
@@ -191,7 +197,10 @@ export class SwarmPanel {
     this.status('loading the model\'s head (embeddings and output) on this device…');
     this.localBefore = local;
     this.host.swarmLoading();
-    const head = await this.host.engine.joinSwarm(local.spec, local.key, proxy(relayBridge(net.discovery)), (p) => this.host.progress(p));
+    const context = this.host.context();
+    const head = await this.host.engine.joinSwarm(local.spec, local.key, proxy(relayBridge(net.discovery)), (p) => this.host.progress(p), {
+      maxContext: context > 0 ? context : Number.MAX_SAFE_INTEGER,
+    });
     this.host.progress(null);
     this.head = head;
     this.host.modelReady(head);

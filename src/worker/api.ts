@@ -3,6 +3,7 @@
 // swarm link's port. Not here: behaviour; the worker is engine.worker.ts and the page's side is engine-client.ts.
 
 import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
+import type { MemoryLimits, MemoryNeed, MemoryProblem } from '../model/memory';
 import type { LoadProgress } from '../model/source';
 import type { LinkDownReason } from '../swarm/errors';
 import type { Limits } from '../swarm/protocol';
@@ -16,6 +17,29 @@ export type { ModelSpec, LoadProgress };
 export interface DeviceInfo {
   adapterName: string;
   hasF16: boolean;
+  /** the device's largest buffer and largest storage binding, bytes (the adapter's own limits, requested whole) */
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+/** How a model is loaded: the context the user chose (0: the model's own; never more than the model's own). */
+export interface LoadRequest {
+  context: number;
+}
+
+/** The memory this app may use for one model, and where that number comes from. */
+export interface MemoryBudget {
+  bytes: number;
+  /** 'setting': the user's memory limit; 'declared': a share of the memory the browser says this device has */
+  source: 'setting' | 'declared';
+}
+
+/** What a header check is asked: the context to judge at, the budget, and how much of the file is already here. */
+export interface InspectRequest extends LoadRequest {
+  /** null: no budget is known (the browser does not say how much memory the device has, and the user set none) */
+  budget: MemoryBudget | null;
+  /** bytes of this file already in the download cache: a download needs only the rest */
+  cachedBytes: number;
 }
 
 /** The model the worker has loaded: the worker owns this, the page reads it. */
@@ -29,6 +53,8 @@ export interface LoadedModel {
   name: string;
   arch: string;
   nLayers: number;
+  /** positions a conversation may hold (the context chosen, at most the model's own) */
+  context: number;
   /** bytes of weights on this device */
   weightBytes: number;
   loadMs: number;
@@ -40,15 +66,44 @@ export interface LoadedModel {
   modelHash: string;
 }
 
-/** What this build can do with a GGUF file, decided from its header alone. */
+/**
+ * Whether a GGUF file can run here, decided from its header alone: can this build run its architecture, tokenizer
+ * and tensor types; how much memory it needs at the context asked for against this device's limits; whether its
+ * download fits the free storage.
+ *   'fits': it runs at the context asked for; 'shorter': only at `fitContext`; 'too-big': at no context;
+ *   'cannot-run': this build does not run it (`reason`); 'no-space': the download does not fit the free storage.
+ */
+export type ModelVerdict = 'fits' | 'shorter' | 'too-big' | 'cannot-run' | 'no-space';
+
 export interface ModelReport {
+  verdict: ModelVerdict;
   runnable: boolean;
-  /** why not, in words, when not runnable */
+  /** why this build cannot run it, in words (verdict 'cannot-run') */
   reason: string;
+  name: string;
   arch: string;
   tokenizer: string;
   tensorTypes: string[];
+  /** the file's size in bytes */
   size: number;
+  /** elements of every tensor */
+  params: number;
+  /** the model's own context (its metadata), 0 when unreadable */
+  modelContext: number;
+  /** bytes a download still needs */
+  downloadBytes: number;
+  /** storage this site may still use (navigator.storage.estimate()), null when the browser does not say */
+  freeStorage: number | null;
+  limits: MemoryLimits;
+  budget: MemoryBudget | null;
+  /** the context judged (the one asked for, at most the model's own) */
+  context: number;
+  /** memory needed at `context`; null when the model cannot run */
+  memory: MemoryNeed | null;
+  /** what does not fit at `context` */
+  problems: MemoryProblem[];
+  /** the longest context the picker offers that fits (0: none) */
+  fitContext: number;
 }
 
 /** What a streamed reply sends to the page, in order on one channel: chunks, then its end or its error. */
@@ -71,7 +126,7 @@ export type SwarmJoinOptions = Partial<Pick<SwarmOptions, 'dtype' | 'hopTimeoutM
 export interface EngineApi {
   init(): Promise<DeviceInfo>;
   /** load `spec` whole onto this device; replaces whatever was loaded */
-  load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void): Promise<LoadedModel>;
+  load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void, request?: LoadRequest): Promise<LoadedModel>;
   /** load the Head of `spec` (embeddings, output head, tokenizer) and chat through the swarm's hosts from now on */
   joinSwarm(spec: ModelSpec, key: string, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void, options?: SwarmJoinOptions): Promise<LoadedModel>;
   /** drop the swarm Head; chat needs a local model loaded again */
@@ -86,7 +141,8 @@ export interface EngineApi {
   createChat(request: ChatCompletionRequestBase, onEvent: (e: ChatEvent) => void): Promise<FlockCompletion | null>;
   /** end the reply being generated (it finishes with finish_reason 'abort'), or the load in progress */
   interrupt(): void;
-  inspect(spec: ModelSpec): Promise<ModelReport>;
+  /** read only the header of `spec` and judge it (ModelReport); fetches no weight */
+  inspect(spec: ModelSpec, request: InspectRequest): Promise<ModelReport>;
   /** the page's latest view of the swarm: live records of our model's hosts, heartbeat round trips by peer */
   setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): void;
   swarmStatus(): SwarmStatus | null;

@@ -10,7 +10,8 @@ import type {
 } from '../engine/chat-api';
 import type { PeerRecord } from '../swarm/records';
 import type {
-  ChatEvent, DeviceInfo, EngineApi, LoadedModel, LoadProgress, ModelReport, ModelSpec, SwarmBridge, SwarmJoinOptions, SwarmStatus,
+  ChatEvent, DeviceInfo, EngineApi, InspectRequest, LoadedModel, LoadProgress, LoadRequest, ModelReport, ModelSpec, SwarmBridge, SwarmJoinOptions,
+  SwarmStatus,
 } from './api';
 import { installErrorTransfer, reviveError } from './errors';
 
@@ -103,8 +104,8 @@ export class EngineClient implements ChatEngine {
     return this.remote.init();
   }
 
-  load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void): Promise<LoadedModel> {
-    return this.remote.load(spec, key, proxy(onProgress));
+  load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void, request?: LoadRequest): Promise<LoadedModel> {
+    return this.remote.load(spec, key, proxy(onProgress), request);
   }
 
   /** `bridge` must already be a comlink proxy (the worker calls it back for every link it needs). */
@@ -126,8 +127,9 @@ export class EngineClient implements ChatEngine {
     return this.remote.interrupt();
   }
 
-  inspect(spec: ModelSpec): Promise<ModelReport> {
-    return this.remote.inspect(spec);
+  /** Read only the header of `spec` and judge whether it runs here (no weight is fetched). */
+  inspect(spec: ModelSpec, request: InspectRequest): Promise<ModelReport> {
+    return this.remote.inspect(spec, request);
   }
 
   setSwarmRecords(records: PeerRecord[], rttMs: [string, number][]): Promise<void> {

@@ -14,12 +14,15 @@ import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
+import { DEFAULT_CONTEXT } from '../model/memory';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { sourceFor } from '../storage/model-source';
 import { openSwarmClient } from '../swarm/open-client';
 import { modelHashOf } from '../swarm/records';
 import type { SwarmModel } from '../swarm/swarm-model';
-import type { ChatEvent, DeviceInfo, EngineApi, LoadedModel, ModelReport, ModelSpec, SwarmBridge, SwarmJoinOptions, SwarmStatus } from './api';
+import type {
+  ChatEvent, DeviceInfo, EngineApi, InspectRequest, LoadedModel, LoadRequest, ModelReport, ModelSpec, SwarmBridge, SwarmJoinOptions, SwarmStatus,
+} from './api';
 import { asError, installErrorTransfer, serializeError } from './errors';
 import { inspectSource } from './inspect';
 import { RelayedDirectory } from './swarm-directory';
@@ -36,6 +39,17 @@ interface Loaded {
   cache?: PrefixCache;
   /** Swarm mode: the records and links the page relays */
   directory?: RelayedDirectory;
+}
+
+/** A context choice as LocalModel's maxContext: 0 (the model's own) is "as much as the model holds". */
+function contextLimit(choice: number): number {
+  return choice > 0 ? choice : Number.MAX_SAFE_INTEGER;
+}
+
+/** Storage this site may still use, from the browser's estimate; null when it gives none. */
+async function freeStorage(): Promise<number | null> {
+  const est = await self.navigator.storage?.estimate?.().catch(() => undefined);
+  return est?.quota !== undefined ? Math.max(0, est.quota - (est.usage ?? 0)) : null;
 }
 
 function nameOf(spec: ModelSpec, source: ByteSource): string {
@@ -61,22 +75,23 @@ class EngineWorker implements EngineApi {
 
   async init(): Promise<DeviceInfo> {
     this.dev ??= await requestFlockDevice(self.navigator.gpu);
-    return { adapterName: this.dev.adapterName, hasF16: this.dev.hasF16 };
+    const lim = this.dev.device.limits;
+    return { adapterName: this.dev.adapterName, hasF16: this.dev.hasF16, maxBufferSize: lim.maxBufferSize, maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize };
   }
 
   loaded(): LoadedModel | null {
     return this.current?.info ?? null;
   }
 
-  async load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void): Promise<LoadedModel> {
+  async load(spec: ModelSpec, key: string, onProgress: (p: LoadProgress) => void, request: LoadRequest = { context: DEFAULT_CONTEXT }): Promise<LoadedModel> {
     return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress) });
+      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
       const cache = new PrefixCache();
       const chat = new FlockChatEngine(model, { cache });
       const info: LoadedModel = {
-        mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers,
+        mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
         chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file),
       };
@@ -94,7 +109,7 @@ class EngineWorker implements EngineApi {
       const model = await openSwarmClient({ dev, file, directory, swarm, signal, onProgress: throttled(onProgress) });
       const chat = new FlockChatEngine(model);
       const info: LoadedModel = {
-        mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers,
+        mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.head.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
         chatTemplate: !chat.template.isFallback, modelHash: model.modelHash,
       };
@@ -120,8 +135,13 @@ class EngineWorker implements EngineApi {
     this.current?.chat.interruptGenerate();
   }
 
-  async inspect(spec: ModelSpec): Promise<ModelReport> {
-    return inspectSource(await sourceFor(spec));
+  async inspect(spec: ModelSpec, request: InspectRequest): Promise<ModelReport> {
+    const dev = this.dev;
+    if (!dev) throw new InvalidArgumentError('init() must run before a model is inspected.');
+    const lim = dev.device.limits;
+    return inspectSource(await sourceFor(spec), request, {
+      maxBufferSize: lim.maxBufferSize, maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize, freeStorage: await freeStorage(),
+    });
   }
 
   setSwarmRecords(records: unknown, rttMs: unknown): void {

@@ -1,12 +1,14 @@
-// End to end: past chats in headless Chromium with real IndexedDB. A chat survives a reload, can be renamed and
-// exported as valid JSON, and deleting it removes it for good. Markdown from the model is sanitized: a stored
-// conversation crafted with <img onerror>, <script>, javascript: links and event handlers renders inert.
+// End to end: past chats in headless Chromium with real IndexedDB. A reload shows the chat that was open (an empty
+// new chat stays a new chat); a chat can be renamed and exported as valid JSON, and deleting it removes it for good.
+// Markdown from the model is sanitized: a stored conversation crafted with <img onerror>, <script>, javascript: links
+// and event handlers renders inert.
 
 import { readFile } from 'node:fs/promises';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_FORMAT, importConversation } from '../../src/storage/conversations';
 import { collectPageErrors, openReady, removeBuild, send, startApp, waitForReply, type App } from './browser';
+import { putConversation } from './stored-chat';
 
 let app: App;
 beforeAll(async () => {
@@ -18,28 +20,6 @@ afterAll(async () => {
 });
 
 const chatTitles = (page: Page) => page.$$eval('#chat-list li .title', (els) => els.map((e) => e.textContent ?? ''));
-
-/** Put a conversation record straight into the app's IndexedDB store (as idb-keyval lays it out). */
-async function putConversation(page: Page, record: unknown): Promise<void> {
-  await page.evaluate(
-    (rec) =>
-      new Promise<void>((resolve, reject) => {
-        const open = indexedDB.open('flock-conversations');
-        open.onupgradeneeded = () => open.result.createObjectStore('conversations');
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const tx = open.result.transaction('conversations', 'readwrite');
-          tx.objectStore('conversations').put(rec, (rec as { id: string }).id);
-          tx.oncomplete = () => {
-            open.result.close();
-            resolve();
-          };
-          tx.onerror = () => reject(tx.error);
-        };
-      }),
-    record,
-  );
-}
 
 describe('past chats', () => {
   it('survive a reload, can be renamed and exported as JSON, and delete removes them', async () => {
@@ -56,11 +36,22 @@ describe('past chats', () => {
     await page.reload();
     await openReady(page, app.served.url);
     expect(await chatTitles(page)).toEqual(['Lily had a red ball']);
-    expect(await page.locator('#messages .msg').count()).toBe(0); // a reload starts a new chat…
+    // a reload shows the conversation that was open, and the list marks it as the current one
+    await page.waitForSelector('#messages .msg.assistant');
+    expect(await page.locator('#messages .msg').count()).toBe(2);
+    expect(await page.textContent('#messages .msg.assistant .content')).toBe(reply.text);
+    expect(await page.locator('#chat-list li.current .title').textContent()).toBe('Lily had a red ball');
+    // a new chat left empty is where the user left too: a reload shows it empty, without adding to the list
+    await page.click('#new-chat');
+    await page.reload();
+    await openReady(page, app.served.url);
+    expect(await page.locator('#messages .msg').count()).toBe(0);
+    expect(await chatTitles(page)).toEqual(['Lily had a red ball']);
     await page.click('#chat-list li .title');
     await page.waitForSelector('#messages .msg.assistant');
-    expect(await page.locator('#messages .msg').count()).toBe(2); // …and the old one opens from the list
-    expect(await page.textContent('#messages .msg.assistant .content')).toBe(reply.text);
+    await page.reload();
+    await openReady(page, app.served.url);
+    await page.waitForSelector('#messages .msg.assistant'); // and the chat opened from the list is the one shown next time
 
     page.once('dialog', (d) => void d.accept('Red ball story'));
     await page.click('#chat-list li .rename');

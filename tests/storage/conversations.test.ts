@@ -44,4 +44,11 @@ describe('settings', () => {
     expect(s).toEqual({ ...DEFAULT_SETTINGS, temperature: 0, seed: 7, systemPrompt: 'Be brief.' });
     expect(parseSettings({ seed: null }).seed).toBeNull();
   });
+
+  it('keeps a context choice (0: the model\'s own) and a memory limit in MB, or falls back', () => {
+    expect(parseSettings({ context: 1024, memoryMb: 3.5 })).toMatchObject({ context: 1024, memoryMb: 3.5 });
+    expect(parseSettings({ context: 0 }).context).toBe(0);
+    for (const context of [-1, 1.5, '2048', 2 ** 30]) expect(parseSettings({ context }).context).toBe(DEFAULT_SETTINGS.context);
+    for (const memoryMb of [0, -5, Number.NaN, '100', 2 ** 21]) expect(parseSettings({ memoryMb }).memoryMb).toBeNull();
+  });
 });

@@ -43,7 +43,7 @@ const SAMPLES: Record<string, () => Error> = {
   RemoteError: () => new RemoteError('kv-full', 'peer-8', 'no KV left'),
   HopTimeoutError: () => new HopTimeoutError('no answer in 10 s'),
   NoRouteError: () => new NoRouteError('No peer serves layers [2, 4)', { start: 2, end: 4 }, [1, 400, 22, 7]),
-  SignalError: () => new SignalError('no answer from ws://127.0.0.1:9/'),
+  SignalError: () => new SignalError('unreachable', 'no answer from ws://127.0.0.1:9/'),
 };
 
 function sample(name: string): Error {
