@@ -230,8 +230,24 @@ function writeValue(out: ByteSink, v: GgufValue, where: string): void {
   else writeScalar(out, v.type, v.value, where);
 }
 
-/** Serialize a GGUF v3 file. Tensor data follows the header in the order given, each start aligned. */
-export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uint8Array {
+/** A tensor's entry in the header: what `ggufHeader` needs without the data. */
+export type GgufTensorInfo = Omit<GgufTensor, 'data'>;
+
+export interface GgufHeader {
+  /** magic, metadata, tensor infos, and the padding up to the data section */
+  bytes: Uint8Array;
+  /** each tensor's offset in the data section, in the order given (multiples of `alignment`) */
+  offsets: number[];
+  alignment: number;
+  /** bytes of the data section: the last tensor's offset plus its size */
+  dataBytes: number;
+}
+
+/**
+ * The header of a GGUF v3 file: everything before the data section. Writers of files larger than memory (the
+ * benchmark's models) write this, then each tensor's bytes at its offset, padding between them with zeros.
+ */
+export function ggufHeader(metadata: GgufMetadata, tensors: readonly GgufTensorInfo[], alignment?: number): GgufHeader {
   // Alignment: the metadata's `general.alignment` (a u32) wins; the argument must agree with it when both are given.
   const keys = new Set<string>();
   for (const [key] of metadata) {
@@ -258,7 +274,7 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
 
   // Tensor offsets are relative to the start of the data section; every one a multiple of the alignment.
   const names = new Set<string>();
-  const offsets: bigint[] = [];
+  const offsets: number[] = [];
   let dataSize = 0;
   for (const t of tensors) {
     if (names.has(t.name)) throw new Error(`tensor ${t.name} appears twice`);
@@ -266,13 +282,9 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
     if (new TextEncoder().encode(t.name).length > 63) {
       throw new Error(`tensor name ${t.name} is longer than ggml's 63-byte limit`);
     }
-    const want = ggmlTensorBytes(t.type, t.dims, t.name);
-    if (t.data.length !== want) {
-      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
-    }
     dataSize += (align - (dataSize % align)) % align;
-    offsets.push(BigInt(dataSize));
-    dataSize += want;
+    offsets.push(dataSize);
+    dataSize += ggmlTensorBytes(t.type, t.dims, t.name);
   }
 
   const out = new ByteSink();
@@ -291,15 +303,24 @@ export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uin
     out.u32(t.dims.length);
     for (const d of t.dims) out.u64(BigInt(d));
     out.u32(t.type);
-    out.u64(offsets[i]);
+    out.u64(BigInt(offsets[i]));
   });
-  // Data section, its start aligned in the file, each tensor at its offset.
+  // The data section starts aligned in the file.
   out.padTo(align);
-  const dataStart = out.length;
-  tensors.forEach((t, i) => {
-    out.padTo(align);
-    if (BigInt(out.length - dataStart) !== offsets[i]) throw new Error('gguf-writer: offset bookkeeping is off');
-    out.bytes(t.data);
-  });
-  return out.result();
+  return { bytes: out.result(), offsets, alignment: align, dataBytes: dataSize };
+}
+
+/** Serialize a GGUF v3 file. Tensor data follows the header in the order given, each start aligned. */
+export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uint8Array {
+  for (const t of tensors) {
+    const want = ggmlTensorBytes(t.type, t.dims, t.name);
+    if (t.data.length !== want) {
+      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
+    }
+  }
+  const header = ggufHeader(metadata, tensors, alignment);
+  const out = new Uint8Array(header.bytes.length + header.dataBytes); // zeroed: the padding between tensors
+  out.set(header.bytes);
+  tensors.forEach((t, i) => out.set(t.data, header.bytes.length + header.offsets[i]));
+  return out;
 }
