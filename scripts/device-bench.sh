@@ -74,10 +74,12 @@ command -v vulkaninfo >/dev/null && step vulkaninfo 20 vulkaninfo --summary
 
 status=0
 # correctness on this GPU: greedy ids from BOS against the reference continuation (llama.cpp's, in tests/fixtures),
-# in one Stage and in five chained Stages
+# in one Stage and in five chained Stages, decoding 4 and 16 steps per submission (ids chosen on the GPU)
 for stages in 1 5; do
+  ahead=$([ "$stages" = 1 ] && echo 4 || echo 16)
   step "greedy ids, $stages stage(s)" 60 sh -c 'out=$1; shift; exec "$@" >"$out"' sh "$OUT/greedy-stages$stages.json" \
-    "$NODE" "$DIR/js/main.mjs" generate --model public/models/stories260K.gguf --temperature 0 --max-tokens 255 --stages "$stages" --json || status=1
+    "$NODE" "$DIR/js/main.mjs" generate --model public/models/stories260K.gguf --temperature 0 --max-tokens 255 --stages "$stages" \
+    --decode-ahead "$ahead" --json || status=1
   python3 - "$OUT/greedy-stages$stages.json" tests/fixtures/stories260K.greedy.json <<'PY' || status=1
 import json, sys
 got = json.load(open(sys.argv[1]))['output_ids']
@@ -111,7 +113,7 @@ step 'write 1B model' 60 "$NODE" "$DIR/js/bench-model.mjs" 1b "$M1B" || { status
 if [ -f "$M1B" ]; then
   # shellcheck disable=SC2086
   step 'bench 1B' 170 "$NODE" "$DIR/js/main.mjs" bench --model "$M1B" --contexts 128,4096 --tokens 64 --vulkan-tokens 64 \
-    --runs 3 --profile --cpu-threads "$THREADS" --cpu-max-context 128 $PEAK_ARG --out "$OUT/bench-1b.json" || status=1
+    --decode-ahead 0,4 --runs 3 --profile --cpu-threads "$THREADS" --cpu-max-context 128 $PEAK_ARG --out "$OUT/bench-1b.json" || status=1
 fi
 rm -f "$M1B"
 

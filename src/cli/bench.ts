@@ -10,11 +10,12 @@ import { dirname, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { FileSource } from '../model/source-file';
+import { DEFAULT_DECODE_AHEAD, type GenerationResult } from '../engine/generate';
 import { generateAll, LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
 import { InvalidArgumentError } from '../model/errors';
 import { encodeReadback, storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
-import { GpuProfiler, type KindTime } from '../gpu/profiler';
+import { GpuProfiler, PROFILER_MAX_DISPATCHES, type KindTime } from '../gpu/profiler';
 import { DEFAULT_MODEL } from './default-model';
 
 const run = promisify(execFile);
@@ -94,12 +95,15 @@ export async function runBench(argv: string[]): Promise<void> {
       'matvec-steps': { type: 'string' },
       /** time every dispatch of 16 decode steps with GPU timestamps and print GPU time by kernel */
       profile: { type: 'boolean', default: false },
+      /** greedy steps queued per submission, comma-separated to compare (0: one step and one readback per token) */
+      'decode-ahead': { type: 'string', default: String(DEFAULT_DECODE_AHEAD) },
       /** no warm-up generation before the timed runs (large models on SwiftShader, where one step takes minutes) */
       'no-warmup': { type: 'boolean', default: false },
     },
   });
   const models = values.model?.length ? values.model : [DEFAULT_MODEL];
   const contexts = (values.contexts ?? values.prompt!).split(',').map((c) => wholeArg('contexts', c.trim(), 1));
+  const aheads = values['decode-ahead']!.split(',').map((a) => wholeArg('decode-ahead', a.trim(), 0));
   const decodeLen = wholeArg('tokens', values.tokens, 2);
   const runs = wholeArg('runs', values.runs, 1);
   const cpuThreads = wholeArg('cpu-threads', values['cpu-threads'], 1);
@@ -118,63 +122,74 @@ export async function runBench(argv: string[]): Promise<void> {
     for (const c of contexts) if (!fits.includes(c)) process.stdout.write(`${basename(path)}: context ${c} + ${decodeLen} exceeds the model's ${model.maxContext}; skipped\n`);
     // warm-up: a prefill long enough for the prefill kernels, then decode steps
     if (!values['no-warmup']) await generateAll(model, { inputIds: benchPrompt(bos, vocab, Math.min(8, fits[0] ?? 8)), maxTokens: 2, temperature: 0, ignoreEos: true });
-    const ours = new Map<number, { speed: Speed; per: GpuCounters }>();
+    const ours = new Map<string, { speed: Speed; per: GpuCounters }>();
     for (const c of fits) {
-      const opts = { inputIds: benchPrompt(bos, vocab, c), maxTokens: decodeLen, temperature: 0, ignoreEos: true };
-      const results = [];
-      for (let i = 0; i < runs; i++) results.push(await generateAll(model, opts));
-      ours.set(c, {
-        speed: {
-          prefillTokensPerSecond: median(results.map((r) => r.timings.prefillTokensPerSecond)),
-          decodeTokensPerSecond: median(results.map((r) => r.timings.decodeTokensPerSecond)),
-        },
-        per: results[0].perDecodeStep,
-      });
+      // runs of the decode-ahead settings alternate, so a shared machine's changing load falls on each alike
+      const results = new Map<number, GenerationResult[]>(aheads.map((a) => [a, []]));
+      for (let i = 0; i < runs; i++) {
+        for (const decodeAhead of aheads) {
+          const opts = { inputIds: benchPrompt(bos, vocab, c), maxTokens: decodeLen, temperature: 0, ignoreEos: true, decodeAhead };
+          results.get(decodeAhead)!.push(await generateAll(model, opts));
+        }
+      }
+      for (const [decodeAhead, rs] of results) {
+        ours.set(`${c}:${decodeAhead}`, {
+          speed: {
+            prefillTokensPerSecond: median(rs.map((r) => r.timings.prefillTokensPerSecond)),
+            decodeTokensPerSecond: median(rs.map((r) => r.timings.decodeTokensPerSecond)),
+          },
+          per: rs[0].perDecodeStep,
+        });
+      }
     }
     const syncMs = await roundTripMs(dev);
-    const profile = values.profile ? await profileDecode(dev, model, bos) : undefined;
+    const firstRun = ours.values().next().value;
+    const profile = values.profile && firstRun ? await profileDecode(dev, model, bos, firstRun.per.dispatches) : undefined;
     const modelWeightBytes = model.weightBytes;
     model.destroy();
     for (const c of fits) {
-      const { speed, per } = ours.get(c)!;
       const cpu = c <= cpuMaxContext
         ? await llamaCpp(path, { backend: 'cpu', prompt: c, decode: decodeLen, threads: cpuThreads, runs })
         : { error: `skipped above --cpu-max-context ${cpuMaxContext}` };
       const vulkan = await llamaCpp(path, { backend: 'vulkan', prompt: c, decode: Number(values['vulkan-tokens']), threads: cpuThreads, runs });
       const ratio = (a: Speed, b: Speed | { error: string }, k: keyof Speed) => ('error' in b ? null : a[k] / b[k]);
-      const gbps = (per.weightBytesRead * speed.decodeTokensPerSecond) / 1e9;
-      rows.push({
-        model: basename(path),
-        device: dev.adapterName,
-        matvecSteps: dev.matvecSteps,
-        context: c,
-        promptTokens: c,
-        decodeTokens: decodeLen,
-        loadMs,
-        flock: speed,
-        llamaCpu: cpu,
-        llamaVulkan: vulkan,
-        ratios: {
-          prefillVsCpu: ratio(speed, cpu, 'prefillTokensPerSecond'),
-          decodeVsCpu: ratio(speed, cpu, 'decodeTokensPerSecond'),
-          prefillVsVulkan: ratio(speed, vulkan, 'prefillTokensPerSecond'),
-          decodeVsVulkan: ratio(speed, vulkan, 'decodeTokensPerSecond'),
-        },
-        ...(profile && c === fits[0] ? { gpuProfile: profile } : {}),
-        perDecodeToken: {
-          ms: 1000 / speed.decodeTokensPerSecond,
-          syncRoundTripMs: syncMs,
-          encodeMs: per.encodeMs,
-          submits: per.submits,
-          readbacks: per.readbacks,
-          dispatches: per.dispatches,
-          weightBytesRead: per.weightBytesRead,
-          modelWeightBytes,
-          readOverModel: per.weightBytesRead / modelWeightBytes,
-          achievedGBps: gbps,
-          ...(peakGBps ? { peakGBps, shareOfPeak: gbps / peakGBps } : {}),
-        },
-      });
+      for (const decodeAhead of aheads) {
+        const { speed, per } = ours.get(`${c}:${decodeAhead}`)!;
+        const gbps = (per.weightBytesRead * speed.decodeTokensPerSecond) / 1e9;
+        rows.push({
+          model: basename(path),
+          device: dev.adapterName,
+          matvecSteps: dev.matvecSteps,
+          context: c,
+          decodeAhead,
+          promptTokens: c,
+          decodeTokens: decodeLen,
+          loadMs,
+          flock: speed,
+          llamaCpu: cpu,
+          llamaVulkan: vulkan,
+          ratios: {
+            prefillVsCpu: ratio(speed, cpu, 'prefillTokensPerSecond'),
+            decodeVsCpu: ratio(speed, cpu, 'decodeTokensPerSecond'),
+            prefillVsVulkan: ratio(speed, vulkan, 'prefillTokensPerSecond'),
+            decodeVsVulkan: ratio(speed, vulkan, 'decodeTokensPerSecond'),
+          },
+          ...(profile && c === fits[0] && decodeAhead === aheads[0] ? { gpuProfile: profile } : {}),
+          perDecodeToken: {
+            ms: 1000 / speed.decodeTokensPerSecond,
+            syncRoundTripMs: syncMs,
+            encodeMs: per.encodeMs,
+            submits: per.submits,
+            readbacks: per.readbacks,
+            dispatches: per.dispatches,
+            weightBytesRead: per.weightBytesRead,
+            modelWeightBytes,
+            readOverModel: per.weightBytesRead / modelWeightBytes,
+            achievedGBps: gbps,
+            ...(peakGBps ? { peakGBps, shareOfPeak: gbps / peakGBps } : {}),
+          },
+        });
+      }
     }
   }
   printTable(rows);
@@ -183,22 +198,25 @@ export async function runBench(argv: string[]): Promise<void> {
   process.stdout.write(`\nJSON written to ${values.out}\n`);
 }
 
-/** Decode steps the profile times (every one of them decode-shaped: a one-token prompt, then one token per step). */
-const PROFILE_STEPS = 16;
-
-/** GPU time per decode step by kernel kind, from timestamp queries (null fields when the adapter has none). */
-async function profileDecode(dev: FlockDevice, model: LocalModel, bos: number): Promise<{ kinds: KindTime[]; gpuUsPerStep: number } | { error: string }> {
+/**
+ * GPU time per decode step by kernel kind, from timestamp queries (null fields when the adapter has none). Times up
+ * to 16 steps, every one of them decode-shaped (a one-token prompt, then one token per step), as many as the
+ * profiler's query set holds at `dispatchesPerStep` (an 8B model has ~290 dispatches a step).
+ */
+async function profileDecode(dev: FlockDevice, model: LocalModel, bos: number, dispatchesPerStep: number): Promise<{ kinds: KindTime[]; gpuUsPerStep: number; steps: number } | { error: string }> {
   if (!dev.device.features.has('timestamp-query')) return { error: 'this adapter offers no timestamp-query' };
+  const steps = Math.max(1, Math.min(16, Math.floor(PROFILER_MAX_DISPATCHES / Math.ceil(dispatchesPerStep + 1))));
   const profiler = new GpuProfiler(dev);
   dev.profiler = profiler;
   try {
-    await generateAll(model, { inputIds: [bos], maxTokens: PROFILE_STEPS, temperature: 0, ignoreEos: true });
+    await generateAll(model, { inputIds: [bos], maxTokens: steps, temperature: 0, ignoreEos: true });
   } finally {
     dev.profiler = undefined;
   }
-  const kinds = (await profiler.read()).map((k) => ({ ...k, dispatches: k.dispatches / PROFILE_STEPS, us: k.us / PROFILE_STEPS }));
+  if (profiler.dropped > 0) return { error: `${profiler.dropped} dispatches did not fit the profiler's query set` };
+  const kinds = (await profiler.read()).map((k) => ({ ...k, dispatches: k.dispatches / steps, us: k.us / steps }));
   profiler.destroy();
-  return { kinds, gpuUsPerStep: kinds.reduce((s, k) => s + k.us, 0) };
+  return { kinds, gpuUsPerStep: kinds.reduce((s, k) => s + k.us, 0), steps };
 }
 
 /**
@@ -229,8 +247,8 @@ function fmt(x: unknown, digits = 1): string {
 
 function printTable(rows: Record<string, unknown>[]): void {
   const lines = [
-    '| model | context | engine | prefill tok/s | decode tok/s |',
-    '|---|---:|---|---:|---:|',
+    '| model | context | decode ahead | engine | prefill tok/s | decode tok/s |',
+    '|---|---:|---:|---|---:|---:|',
   ];
   const notes = new Set<string>();
   const details: string[] = [];
@@ -238,13 +256,14 @@ function printTable(rows: Record<string, unknown>[]): void {
     const get = (k: string) => r[k] as Speed | { error: string };
     for (const [name, key] of [['Flock (WebGPU/Dawn)', 'flock'], ['llama.cpp CPU', 'llamaCpu'], ['llama.cpp Vulkan', 'llamaVulkan']] as const) {
       const s = get(key);
-      lines.push(`| ${r.model} | ${r.context} | ${name} | ${'error' in s ? 'n/a' : fmt(s.prefillTokensPerSecond)} | ${'error' in s ? 'n/a' : fmt(s.decodeTokensPerSecond)} |`);
+      if (key !== 'flock' && r.decodeAhead !== rows.find((q) => q.model === r.model && q.context === r.context)?.decodeAhead) continue;
+      lines.push(`| ${r.model} | ${r.context} | ${key === 'flock' ? r.decodeAhead : ''} | ${name} | ${'error' in s ? 'n/a' : fmt(s.prefillTokensPerSecond)} | ${'error' in s ? 'n/a' : fmt(s.decodeTokensPerSecond)} |`);
       if ('error' in s) notes.add(`${name}: ${s.error}`);
     }
     const ra = r.ratios as Record<string, number | null>;
     const p = r.perDecodeToken as Record<string, number>;
     details.push('');
-    details.push(`${r.model} at ${r.context} tokens of context:`);
+    details.push(`${r.model} at ${r.context} tokens of context, ${r.decodeAhead} decode steps ahead:`);
     details.push(`ratios (Flock / llama.cpp): prefill vs CPU ${fmt(ra.prefillVsCpu, 3)}, decode vs CPU ${fmt(ra.decodeVsCpu, 3)}, ` +
       `prefill vs Vulkan ${fmt(ra.prefillVsVulkan, 3)}, decode vs Vulkan ${fmt(ra.decodeVsVulkan, 3)}`);
     details.push(`per decode token: ${fmt(p.submits, 2)} submissions, ${fmt(p.readbacks, 2)} readbacks, ${fmt(p.dispatches, 0)} dispatches, ` +

@@ -1,14 +1,16 @@
 // A model running on this device: one Head plus one or more Stages chained in-process. Each generation step is one
-// submission (embed, every Stage, head, top-k) and one small readback. The loop itself lives in generate.ts.
+// submission (embed, every Stage, head, top-k) and one small readback; greedy decoding can instead queue several
+// steps per submission, each embedding the id the GPU chose in the step before (decodeAhead), and read their ids
+// back together. The loop itself lives in generate.ts.
 
 import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
 import type { ByteSource } from '../model/source';
 import { createTokenizer, type Tokenizer } from '../model/tokenizer';
-import { storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
-import { GpuHead, type Candidates } from '../gpu/head';
-import { GpuStage, type StageSession } from '../gpu/stage';
+import { encodeReadback, storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
+import { checkChosenIds, GpuHead, type Candidates } from '../gpu/head';
+import { GpuStage, MAX_STEPS_PER_SUBMISSION, type StageSession } from '../gpu/stage';
 import type { LoadCounter } from '../gpu/weights';
 import {
   drain, encodePrompt, generateTokens, type Backend, type BackendSequence, type GenerateOptions, type GeneratedToken,
@@ -40,6 +42,8 @@ export class LocalModel implements Backend {
   private busy = false;
   /** hidden states [maxBatch, dim], shared by the Head and every Stage of this model */
   private readonly X: GPUBuffer;
+  /** ids chosen by greedy steps queued together [MAX_STEPS_PER_SUBMISSION] u32 (decodeAhead) */
+  private readonly chosen: GPUBuffer;
 
   private constructor(
     readonly dev: FlockDevice,
@@ -52,6 +56,7 @@ export class LocalModel implements Backend {
     readonly maxContext: number,
   ) {
     this.X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4);
+    this.chosen = storageBuffer(dev, 'chosen ids', MAX_STEPS_PER_SUBMISSION * 4);
   }
 
   static async load(dev: FlockDevice, source: ByteSource, opts: LoadOptions = {}): Promise<LocalModel> {
@@ -112,6 +117,23 @@ export class LocalModel implements Backend {
         submit(this.dev, enc);
         return read ? await read() : undefined;
       },
+      // Greedy steps queued together: step j embeds the id step j - 1 chose on the GPU (the first embeds `first`, or,
+      // when undefined, the id the previous call's last step chose), so nothing waits for the CPU between steps.
+      decodeAhead: async (first: number | undefined, count: number): Promise<Uint32Array> => {
+        if (!Number.isInteger(count) || count < 1 || count > MAX_STEPS_PER_SUBMISSION) {
+          throw new InvalidArgumentError(`decodeAhead runs 1..${MAX_STEPS_PER_SUBMISSION} steps per submission, not ${count}.`);
+        }
+        const enc = this.dev.device.createCommandEncoder({ label: `decode ahead ${count}` });
+        for (let j = 0; j < count; j++) {
+          if (j === 0 && first !== undefined) this.head.encodeEmbed(enc, X, [first]);
+          else this.head.encodeEmbedChosen(enc, X);
+          this.stages.forEach((st, i) => st.encode(enc, sessions[i], X, 1, j));
+          this.head.encodeGreedyId(enc, X, 0, this.chosen, j);
+        }
+        const read = encodeReadback(this.dev, enc, this.chosen, count * 4);
+        submit(this.dev, enc);
+        return checkChosenIds(new Uint32Array(await read()));
+      },
       truncate: (length: number) => sessions.forEach((s, i) => this.stages[i].truncate(s, length)),
       close: () => {
         sessions.forEach((s, i) => this.stages[i].closeSession(s));
@@ -136,6 +158,7 @@ export class LocalModel implements Backend {
 
   destroy(): void {
     this.X.destroy();
+    this.chosen.destroy();
     this.head.destroy();
     for (const s of this.stages) s.destroy();
   }

@@ -37,6 +37,13 @@ interface Layer {
 
 const ROLES: readonly WeightRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
+/**
+ * Most steps of one session recorded into one submission. Each step's parameters (n, pos0) go to their own slot of
+ * the session's parameter table and are copied into the uniform before the step's passes, so steps queued together
+ * (decode ahead, src/engine/local-model.ts) each see their own position.
+ */
+export const MAX_STEPS_PER_SUBMISSION = 16;
+
 export class StageSession {
   /** positions filled so far (the next token's position) */
   length = 0;
@@ -47,10 +54,12 @@ export class StageSession {
     readonly kc: GPUBuffer[],
     readonly vc: GPUBuffer[],
     readonly params: GPUBuffer,
+    /** MAX_STEPS_PER_SUBMISSION slots of PARAMS_BYTES, copied into `params` step by step */
+    readonly paramTable: GPUBuffer,
     readonly maxPos: number,
   ) {}
   destroy(): void {
-    for (const b of [...this.kc, ...this.vc, this.params]) b.destroy();
+    for (const b of [...this.kc, ...this.vc, this.params, this.paramTable]) b.destroy();
     this.io?.destroy();
     this.opsCache.clear();
   }
@@ -125,7 +134,10 @@ export class GpuStage {
       vc.push(storageBuffer(this.dev, `v cache ${l}`, kvBytes));
     }
     const params = this.dev.device.createBuffer({ label: 'stage params', size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    const s = new StageSession(kc, vc, params, maxPos);
+    const table = this.dev.device.createBuffer({
+      label: 'stage params table', size: PARAMS_BYTES * MAX_STEPS_PER_SUBMISSION, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    const s = new StageSession(kc, vc, params, table, maxPos);
     this.sessions.add(s);
     return s;
   }
@@ -183,18 +195,23 @@ export class GpuStage {
 
   /**
    * Encode this stage's layers for n tokens at positions s.length.. into `enc`, updating X in place.
-   * Writes the session's step parameters now: encode a session at most once per submission.
+   * `slot` numbers the steps of this session within one submission (0, 1, … < MAX_STEPS_PER_SUBMISSION): each
+   * step's parameters are written to their own slot now and copied into the uniform inside the command buffer.
    */
-  encode(enc: GPUCommandEncoder, s: StageSession, X: GPUBuffer, n: number): void {
+  encode(enc: GPUCommandEncoder, s: StageSession, X: GPUBuffer, n: number, slot = 0): void {
     if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) {
       throw new InvalidArgumentError(`A stage runs 1..${this.maxBatch} tokens at a time, not ${n}.`);
+    }
+    if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_STEPS_PER_SUBMISSION) {
+      throw new InvalidArgumentError(`A submission holds at most ${MAX_STEPS_PER_SUBMISSION} steps of a session (slot ${slot}).`);
     }
     if (s.length + n > s.maxPos) {
       throw new ContextOverflowError(
         `The conversation needs ${s.length + n} positions but the context holds ${s.maxPos}. Start a new chat or shorten the prompt.`,
       );
     }
-    this.dev.device.queue.writeBuffer(s.params, 0, encodeParams({ n, pos0: s.length }));
+    this.dev.device.queue.writeBuffer(s.paramTable, slot * PARAMS_BYTES, encodeParams({ n, pos0: s.length }));
+    enc.copyBufferToBuffer(s.paramTable, slot * PARAMS_BYTES, s.params, 0, PARAMS_BYTES);
     let cached = s.opsCache.get(X);
     if (!cached) s.opsCache.set(X, (cached = {}));
     const tiled = n > MATVEC_MAX_N;

@@ -80,6 +80,11 @@ export class UnsupportedChatFeatureError extends FlockError {
   override name = 'UnsupportedChatFeatureError';
 }
 
+/** A step's logits held no number to choose from (every one NaN): broken weights or a device fault. */
+export class InvalidLogitsError extends FlockError {
+  override name = 'InvalidLogitsError';
+}
+
 const byName: Record<string, new (message: string) => FlockError> = {
   ChatTemplateError,
   ChatTemplateRenderError,
@@ -95,6 +100,7 @@ const byName: Record<string, new (message: string) => FlockError> = {
   ModelFetchError,
   WebGpuUnavailableError,
   InvalidArgumentError,
+  InvalidLogitsError,
 };
 
 /** Rebuild a named error that crossed a boundary as `{name, message}`; unknown names become a plain FlockError. */

@@ -71,6 +71,8 @@ async function chatWithTemplate(engine: FlockChatEngine, req: ChatRequest, signa
       seed: req.seed,
     });
     let text = '';
+    // token events travel on the callback's own port: the last must reach the page before the result does
+    let delivered: unknown;
     let finish: ChatResult['finishReason'] = 'stop';
     let usage: { completion_tokens: number; extra?: { decode_tokens_per_s?: number; time_to_first_token_s?: number } } | undefined;
     for await (const chunk of stream) {
@@ -78,11 +80,12 @@ async function chatWithTemplate(engine: FlockChatEngine, req: ChatRequest, signa
       const piece = c?.delta.content ?? '';
       if (piece) {
         text += piece;
-        onToken({ id: -1, text: piece });
+        delivered = onToken({ id: -1, text: piece });
       }
       if (c?.finish_reason) finish = c.finish_reason === 'abort' ? 'abort' : c.finish_reason === 'length' ? 'length' : 'stop';
       if (chunk.usage) usage = chunk.usage;
     }
+    await delivered;
     return {
       text,
       outputIds: [],
@@ -158,10 +161,13 @@ const api: EngineApi = {
         cache: model instanceof LocalModel ? cache : undefined,
       });
       let r = await it.next();
+      // token events travel on the callback's own port: the last must reach the page before the result does
+      let delivered: unknown;
       while (!r.done) {
-        onToken({ id: r.value.id, text: r.value.text });
+        delivered = onToken({ id: r.value.id, text: r.value.text });
         r = await it.next();
       }
+      await delivered;
       const res = r.value;
       return {
         text: res.text,

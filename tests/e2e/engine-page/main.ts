@@ -1,9 +1,13 @@
 // A test page for the engine's browser build, without the app around it: loads a model from a URL with the page's
-// WebGPU device and runs greedy decoding from given ids. Tests call `window.flockEngineTest.greedy(...)`.
+// WebGPU device and runs greedy decoding from given ids. Tests call `window.flockEngineTest.greedy(...)`;
+// scripts/bench-page.ts calls `bench(...)`, which runs the engine benchmark in a Web Worker (bench-worker.ts).
 
+import { wrap } from 'comlink';
 import { generateAll, LocalModel } from '../../../src/engine/local-model';
 import { requestFlockDevice } from '../../../src/gpu/device';
 import { HttpSource } from '../../../src/model/source';
+import type { EngineBenchOptions, EngineBenchResult } from './bench-core';
+import type { BenchWorkerApi } from './bench-worker';
 
 async function greedy(modelUrl: string, inputIds: number[], maxTokens: number, stages: number): Promise<{ ids: number[]; adapter: string }> {
   const dev = await requestFlockDevice(navigator.gpu);
@@ -17,5 +21,14 @@ async function greedy(modelUrl: string, inputIds: number[], maxTokens: number, s
   }
 }
 
-Object.assign(window, { flockEngineTest: { greedy } });
+async function bench(modelUrl: string, opts: EngineBenchOptions): Promise<EngineBenchResult> {
+  const worker = new Worker(new URL('./bench-worker.ts', import.meta.url), { type: 'module' });
+  try {
+    return await wrap<BenchWorkerApi>(worker).bench(modelUrl, opts);
+  } finally {
+    worker.terminate();
+  }
+}
+
+Object.assign(window, { flockEngineTest: { greedy, bench } });
 document.body.dataset.ready = 'true';
