@@ -149,6 +149,8 @@ export class GpuHead {
     const Pk = passes.map((p, i) => this.param(`topk${i}`, { n: 1, pos0: 0, a: p.count }));
     if (!sel) {
       const ops: Op[] = [];
+      // the final norm stays a kernel of its own: fused into the output head, each of vocab / rows-per-workgroup
+      // workgroups would repeat its reduction (40 % slower on SwiftShader for a 32,000-row head, measured)
       ops.push(makeOp(this.dev, { op: 'rmsnorm', dim, eps: this.cfg.normEps, singleRow: true }, [X, this.outNorm, this.xn, Pn], () => [1, 1, 1]));
       ops.push(...matmulOps(this.dev, this.output, this.xn, this.logits, Pn, false, false));
       if (doPenalty) {

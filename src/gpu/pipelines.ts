@@ -5,6 +5,7 @@ import type { FlockDevice } from './device';
 import { attentionWgsl, type AttentionVariant } from './kernels/attention';
 import { embedWgsl, type EmbedVariant } from './kernels/embed';
 import { matmulWgsl, type MatmulVariant } from './kernels/matmul';
+import { matvecMultiWgsl, type MatvecMultiVariant } from './kernels/matvec-multi';
 import { rmsNormWgsl, type RmsNormVariant } from './kernels/rmsnorm';
 import { ropeKvWgsl, type RopeKvVariant } from './kernels/rope-kv';
 import { swigluWgsl, type SwigluVariant } from './kernels/swiglu';
@@ -12,6 +13,7 @@ import { penaltyWgsl, topKWgsl, type PenaltyVariant, type TopKVariant } from './
 
 export type KernelVariant =
   | MatmulVariant
+  | MatvecMultiVariant
   | RmsNormVariant
   | RopeKvVariant
   | AttentionVariant
@@ -25,6 +27,8 @@ export function kernelSource(v: KernelVariant): string {
     case 'matvec':
     case 'tiled':
       return matmulWgsl(v);
+    case 'matvec_multi':
+      return matvecMultiWgsl(v);
     case 'rmsnorm':
       return rmsNormWgsl(v);
     case 'rope_kv':
@@ -85,7 +89,9 @@ export function makeOp(
     layout: pipeline.getBindGroupLayout(0),
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  const kind = 'type' in v && typeof v.type === 'string' ? `${v.op} ${v.type}` : v.op;
+  const kind = v.op === 'matvec_multi'
+    ? `matvec ${[...new Set(v.mats.map((m) => m.type))].join('+')}`
+    : 'type' in v && typeof v.type === 'string' ? `${v.op} ${v.type}` : v.op;
   return { pipeline, bindGroup, grid, weightBytes, kind };
 }
 
