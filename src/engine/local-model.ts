@@ -6,10 +6,12 @@
 import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
+import { candidateCount, normalizeSampling } from '../model/sampler';
 import type { ByteSource } from '../model/source';
 import { createTokenizer, type Tokenizer } from '../model/tokenizer';
 import { encodeReadback, storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
 import { checkChosenIds, GpuHead, type Candidates } from '../gpu/head';
+import { compilePipelines, type KernelVariant } from '../gpu/pipelines';
 import { GpuStage, MAX_STEPS_PER_SUBMISSION, type StageSession } from '../gpu/stage';
 import type { LoadCounter } from '../gpu/weights';
 import {
@@ -21,8 +23,12 @@ import { splitLayers } from './spans';
 export type { GenerateOptions, GeneratedToken, GenerationResult } from './generate';
 
 export interface LoadProgress {
+  /** weight bytes read and uploaded so far, of `total` */
   loaded: number;
   total: number;
+  /** GPU pipelines compiled so far, of `pipelines` known so far (they compile while later weights upload) */
+  compiled: number;
+  pipelines: number;
 }
 
 export interface LoadOptions {
@@ -36,6 +42,11 @@ export interface LoadOptions {
   maxPartBytes?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Compile every GPU pipeline the model runs while it loads (default true), so the first reply after load costs
+   * what any reply of its length costs; false leaves each to its first use (benchmarks compare the two).
+   */
+  compilePipelines?: boolean;
 }
 
 export class LocalModel implements Backend {
@@ -54,8 +65,9 @@ export class LocalModel implements Backend {
     readonly stages: GpuStage[],
     readonly maxBatch: number,
     readonly maxContext: number,
+    X: GPUBuffer,
   ) {
-    this.X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4);
+    this.X = X;
     this.chosen = storageBuffer(dev, 'chosen ids', MAX_STEPS_PER_SUBMISSION * 4);
   }
 
@@ -67,22 +79,49 @@ export class LocalModel implements Backend {
     const maxBatch = opts.maxBatch ?? 64;
     const maxContext = Math.min(opts.maxContext ?? 2048, config.ctx);
     const total = file.fileSize - file.dataOffset;
-    const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => opts.onProgress?.({ loaded, total }) };
+    const progress: LoadProgress = { loaded: 0, total, compiled: 0, pipelines: 0 };
+    const report = () => opts.onProgress?.({ ...progress });
+    const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => { progress.loaded = loaded; report(); } };
     // validate every tensor (presence, type, shape, bounds) before fetching any weight
     partTensors(file, config, { start: 0, end: config.nLayers, head: true });
     const common = { maxBatch, maxPartBytes: opts.maxPartBytes, counter, signal: opts.signal };
+    const X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4); // X: [maxBatch, dim]
+    // each part's pipelines compile while the next part's weights upload
+    const compiling: Promise<void>[] = [];
+    const compile = (variants: KernelVariant[]) => {
+      if (opts.compilePipelines === false) return;
+      let counted = 0;
+      const p = compilePipelines(dev, variants, (done, n) => {
+        if (done === 0) progress.pipelines += n;
+        progress.compiled += done - counted;
+        counted = done;
+        report();
+      });
+      p.catch(() => {}); // awaited below; a failed load must not leave it unhandled
+      compiling.push(p);
+    };
     let head: GpuHead | undefined;
     const stages: GpuStage[] = [];
     try {
       head = await GpuHead.load(dev, file, config, common);
-      for (const s of spans) stages.push(await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext }));
+      // greedy (1 candidate) and the sampler's default top-k
+      compile(head.kernelVariants(X, [1, candidateCount(normalizeSampling({}), config.vocab)]));
+      for (const s of spans) {
+        const stage = await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext });
+        stages.push(stage);
+        compile(stage.kernelVariants(X));
+      }
+      await Promise.all(compiling);
     } catch (e) {
+      await Promise.allSettled(compiling);
       head?.destroy();
       for (const s of stages) s.destroy();
+      X.destroy();
       throw e;
     }
-    opts.onProgress?.({ loaded: total, total });
-    return new LocalModel(dev, file, config, tokenizer, head, stages, maxBatch, maxContext);
+    progress.loaded = total;
+    report();
+    return new LocalModel(dev, file, config, tokenizer, head, stages, maxBatch, maxContext, X);
   }
 
   /** Token ids for a prompt: BOS (when the vocabulary wants it) then the text as plain text. */

@@ -11,7 +11,7 @@ import type { GgufFile } from '../model/gguf';
 import { encodeReadback, storageBuffer, submit, type FlockDevice } from './device';
 import { encodeParams, PARAMS_BYTES, type StepParams } from './kernels/params';
 import { TOPK_CHUNK, TOPK_MAX } from './kernels/topk';
-import { encodeOps, makeOp, type Op } from './pipelines';
+import { encodeOps, makeOp, type KernelVariant, type Op } from './pipelines';
 import { matmulOps, uploadMatrix, uploadVector, type GpuMatrix, type LoadCounter } from './weights';
 
 export interface HeadOptions {
@@ -77,12 +77,17 @@ export class GpuHead {
 
   /** A uniform buffer per use, written before each submission. */
   private param(key: string, p: StepParams): GPUBuffer {
+    const b = this.paramBuffer(key);
+    this.dev.device.queue.writeBuffer(b, 0, encodeParams(p));
+    return b;
+  }
+
+  private paramBuffer(key: string): GPUBuffer {
     let b = this.params.get(key);
     if (!b) {
       b = this.dev.device.createBuffer({ label: `head params ${key}`, size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
       this.params.set(key, b);
     }
-    this.dev.device.queue.writeBuffer(b, 0, encodeParams(p));
     return b;
   }
 
@@ -106,16 +111,31 @@ export class GpuHead {
   }
 
   private encodeEmbedIds(enc: GPUCommandEncoder, X: GPUBuffer, n: number): void {
-    const P = this.param('embed', { n, pos0: 0 });
+    this.param('embed', { n, pos0: 0 });
+    encodeOps(this.dev, enc, this.embedOps(X), n, 'embed');
+  }
+
+  private embedOps(X: GPUBuffer): Op[] {
     let ops = this.embedOpsCache.get(X);
     if (!ops) {
       const dim = this.cfg.dim;
+      const P = this.paramBuffer('embed'); // written by each encode
       ops = this.embedding.parts.map((part) =>
         makeOp(this.dev, { op: 'embed', type: this.embedding.type, dim, rows: part.rows, rowBase: part.rowBase },
           [part.buffer, this.idsBuf, X, P], (nn) => [Math.ceil(dim / 4 / 64), nn, 1]));
       this.embedOpsCache.set(X, ops);
     }
-    encodeOps(this.dev, enc, ops, n, 'embed');
+    return ops;
+  }
+
+  /**
+   * The kernel variants a generation on X runs here: the embedding, and selection with each candidate count in `ks`
+   * (1 for greedy, the sampler's default top-k), with and without the repetition penalty. For compilePipelines.
+   */
+  kernelVariants(X: GPUBuffer, ks: readonly number[]): KernelVariant[] {
+    const ops = [...this.embedOps(X)];
+    for (const k of ks) for (const penalty of [1, 1.1]) ops.push(...this.selectOps(X, 0, k, [0], penalty).ops);
+    return ops.map((op) => op.variant);
   }
 
   private pairsBuffer(i: number): GPUBuffer {

@@ -13,7 +13,7 @@ import {
   encodeReadback, storageBuffer, submit, uploadBuffer, writeBufferPadded, type FlockDevice,
 } from './device';
 import { encodeParams, PARAMS_BYTES } from './kernels/params';
-import { encodeOps, makeOp, type Op } from './pipelines';
+import { encodeOps, makeOp, type KernelVariant, type Op } from './pipelines';
 import {
   MATVEC_MAX_N, matmulOps, matvecMultiOps, uploadMatrix, uploadVector, type FusedInput, type GpuMatrix, type LoadCounter,
 } from './weights';
@@ -203,6 +203,16 @@ export class GpuStage {
       }
     });
     return ops;
+  }
+
+  /** The kernel variants this stage runs, decoding and prefilling (for compilePipelines). */
+  kernelVariants(X: GPUBuffer): KernelVariant[] {
+    const s = this.createSession(1); // the ops need a session's buffers; nothing runs
+    try {
+      return [false, true].flatMap((tiled) => this.buildOps(s, X, tiled).map((op) => op.variant));
+    } finally {
+      this.closeSession(s);
+    }
   }
 
   /**

@@ -121,7 +121,7 @@ const api: EngineApi = {
           const now = performance.now();
           if (now - last > 33 || p.loaded >= p.total) {
             last = now;
-            onProgress({ loaded: p.loaded, total: p.total });
+            onProgress({ loaded: p.loaded, total: p.total, compiled: p.compiled, pipelines: p.pipelines });
           }
         },
       });

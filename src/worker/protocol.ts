@@ -28,6 +28,9 @@ export interface ModelInfo {
 export interface LoadProgress {
   loaded: number;
   total: number;
+  /** a local model's GPU pipelines compiled so far, of `pipelines` (they compile during loading, before "ready") */
+  compiled?: number;
+  pipelines?: number;
 }
 
 export interface ChatTurn {

@@ -1,7 +1,8 @@
 // One engine benchmark that runs the same way in Node (Dawn) and in the page (a Web Worker, as the app runs the
-// engine), so scripts/bench-page.ts can put the two side by side from one run: the model's load time, the first
-// reply after "ready" against the same prompt once warm, and prefill/decode speed with the GPU work per decode token
-// for each decode-ahead setting (runs of the settings alternate, so a shared machine's load falls on each alike).
+// engine), so scripts/bench-page.ts can put the two side by side from one run: the model's load time (with or
+// without compiling its pipelines then), the first reply after "ready" against the same prompt once warm, and
+// prefill/decode speed with the GPU work per decode token for each decode-ahead setting (runs of the settings
+// alternate, so a shared machine's load falls on each alike).
 
 import { generateAll, LocalModel, type GenerationResult } from '../../../src/engine/local-model';
 import type { FlockDevice, GpuCounters } from '../../../src/gpu/device';
@@ -15,6 +16,8 @@ export interface EngineBenchOptions {
   runs: number;
   /** decode-ahead settings to compare (0: one step and one readback per token) */
   aheads: number[];
+  /** compile every pipeline while loading (the default), or at first use */
+  compilePipelines: boolean;
 }
 
 export interface EngineBenchRow {
@@ -27,6 +30,9 @@ export interface EngineBenchRow {
 
 export interface EngineBenchResult {
   adapter: string;
+  compilePipelines: boolean;
+  /** pipelines compiled while loading */
+  pipelines: number;
   /** LocalModel.load until it resolves ("ready"), ms */
   loadMs: number;
   /** the first reply after ready (FIRST_PROMPT ids, FIRST_TOKENS tokens): its first token and its whole time, ms */
@@ -49,7 +55,12 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 export async function benchEngine(dev: FlockDevice, source: ByteSource, o: EngineBenchOptions): Promise<EngineBenchResult> {
   const t0 = performance.now();
-  const model = await LocalModel.load(dev, source, { maxContext: Math.max(FIRST_PROMPT, ...o.contexts) + Math.max(FIRST_TOKENS, o.tokens) + 8 });
+  let pipelines = 0;
+  const model = await LocalModel.load(dev, source, {
+    maxContext: Math.max(FIRST_PROMPT, ...o.contexts) + Math.max(FIRST_TOKENS, o.tokens) + 8,
+    compilePipelines: o.compilePipelines,
+    onProgress: (p) => (pipelines = p.pipelines),
+  });
   const loadMs = performance.now() - t0;
   try {
     const bos = model.tokenizer.bosId ?? 1;
@@ -79,7 +90,7 @@ export async function benchEngine(dev: FlockDevice, source: ByteSource, o: Engin
         });
       }
     }
-    return { adapter: dev.adapterName, loadMs, firstReply, warmReply, rows };
+    return { adapter: dev.adapterName, compilePipelines: o.compilePipelines, pipelines, loadMs, firstReply, warmReply, rows };
   } finally {
     model.destroy();
   }
