@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Runs `flock bench` on a GPU machine that has no node, npm or network, from the bundle that
-# scripts/device-bundle.sh built (.devbench/ and .gl/ in the repo root). Run it from the repo root with $OUT set to an
-# output folder: it writes device-bench.log, bench-stories260k.json and bench-q4km.json there.
-#   (a) stories260K (public/models/stories260K.gguf), the default bench settings
-#   (b) the 190M-parameter Q4_K_M-layout model, generated here by scripts/bench-model.ts, as `npm run bench:q4km`
-# Every step has a time limit and a failing step does not stop the next: the whole script ends within ~6.5 minutes.
+# Runs the GPU checks and benchmarks on a GPU machine that has no node, npm or network, from the bundle that
+# scripts/device-bundle.sh built (.devbench/ and .gl/ in the repo root). Run it from the repo root; it writes
+# device-bench.log and JSON to $OUT (default docs/bench-gpu/, where the results are committed):
+#   greedy-stages{1,5}.json  stories260K's 255 greedy ids from BOS, 1 and 5 Stages, checked against llama.cpp's
+#                            reference continuation (tests/fixtures/stories260K.greedy.json) before anything is timed
+#   bench-1b.json            Llama-3.2-1B's shapes in Q4_K_M (scripts/bench-model.ts 1b): decode after 128 and 4,096
+#                            tokens of context against llama.cpp's Vulkan and CPU builds, GPU profile per kernel,
+#                            achieved bandwidth against the GPU's peak
+#   bench-8b.json            Llama-3.1-8B's shapes, the same (llama.cpp CPU left out: minutes per run)
+#   bench-stories260k.json, bench-q4km.json   the earlier models, when time is left
+# Every step has a time limit and a failing step does not stop the next: the whole script ends within
+# DEVBENCH_BUDGET_S (default 540 s, under the device tool's 600 s per command).
 # Local testing: DEVBENCH_SKIP_DPKG=1 leaves / alone (no .deb unpacking); DEVBENCH_DIR picks the unpack folder.
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/devbench-out}
+OUT=${OUT:-docs/bench-gpu}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/device-bench.log") 2>&1
 DIR=${DEVBENCH_DIR:-/tmp/devbench}
 MODELS=${DEVBENCH_MODELS:-/tmp/devbench-models}
-DEADLINE=$((SECONDS + ${DEVBENCH_BUDGET_S:-390}))
+DEADLINE=$((SECONDS + ${DEVBENCH_BUDGET_S:-540}))
 
 # step NAME SECONDS CMD...: runs CMD under `timeout` (its whole process group), capped by the time left overall
 step() {
@@ -68,10 +74,12 @@ command -v vulkaninfo >/dev/null && step vulkaninfo 20 vulkaninfo --summary
 
 status=0
 # correctness on this GPU: greedy ids from BOS against the reference continuation (llama.cpp's, in tests/fixtures),
-# in one Stage and in five chained Stages
+# in one Stage and in five chained Stages, decoding 4 and 16 steps per submission (ids chosen on the GPU)
 for stages in 1 5; do
+  ahead=$([ "$stages" = 1 ] && echo 4 || echo 16)
   step "greedy ids, $stages stage(s)" 60 sh -c 'out=$1; shift; exec "$@" >"$out"' sh "$OUT/greedy-stages$stages.json" \
-    "$NODE" "$DIR/js/main.mjs" generate --model public/models/stories260K.gguf --temperature 0 --max-tokens 255 --stages "$stages" --json || status=1
+    "$NODE" "$DIR/js/main.mjs" generate --model public/models/stories260K.gguf --temperature 0 --max-tokens 255 --stages "$stages" \
+    --decode-ahead "$ahead" --json || status=1
   python3 - "$OUT/greedy-stages$stages.json" tests/fixtures/stories260K.greedy.json <<'PY' || status=1
 import json, sys
 got = json.load(open(sys.argv[1]))['output_ids']
@@ -83,20 +91,50 @@ sys.exit(0 if first is None and n == len(want) else 1)
 PY
 done
 
-step 'bench stories260K' 120 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf --profile \
-  --out "$OUT/bench-stories260k.json" || status=1
+# peak memory bandwidth of the GPU, GB/s (vendor figures), for the share of it decode reaches
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$GPU_NAME" in
+  *H200*) PEAK=4800 ;;
+  *H100*NVL*) PEAK=3900 ;;
+  *H100*PCIe*) PEAK=2000 ;;
+  *H100*) PEAK=3350 ;;
+  *A100*80GB*) PEAK=2039 ;;
+  *A100*) PEAK=1555 ;;
+  *) PEAK= ;;
+esac
+echo "GPU: ${GPU_NAME:-unknown}, peak ${PEAK:-unknown} GB/s"
+PEAK_ARG=${PEAK:+--peak-gbps $PEAK}
+THREADS=$(nproc)
 
 mkdir -p "$MODELS"
+# the Llama-3.2-1B-shaped model: decode at 128 and 4,096 tokens of context, llama.cpp CPU (all cores) at 128 only
+M1B=$MODELS/bench-llama-3.2-1b-q4_k_m.gguf
+step 'write 1B model' 60 "$NODE" "$DIR/js/bench-model.mjs" 1b "$M1B" || { status=1; rm -f "$M1B"; }
+if [ -f "$M1B" ]; then
+  # shellcheck disable=SC2086
+  step 'bench 1B' 170 "$NODE" "$DIR/js/main.mjs" bench --model "$M1B" --contexts 128,4096 --tokens 64 --vulkan-tokens 64 \
+    --decode-ahead 0,4 --runs 3 --profile --cpu-threads "$THREADS" --cpu-max-context 128 $PEAK_ARG --out "$OUT/bench-1b.json" || status=1
+fi
+rm -f "$M1B"
+
+# the Llama-3.1-8B-shaped model (~4.9 GB): one run per context, no CPU build
+M8B=$MODELS/bench-llama-3.1-8b-q4_k_m.gguf
+step 'write 8B model' 90 "$NODE" "$DIR/js/bench-model.mjs" 8b "$M8B" || { status=1; rm -f "$M8B"; }
+if [ -f "$M8B" ]; then
+  # shellcheck disable=SC2086
+  step 'bench 8B' 200 "$NODE" "$DIR/js/main.mjs" bench --model "$M8B" --contexts 128,4096 --tokens 32 --vulkan-tokens 32 \
+    --runs 1 --profile --cpu-max-context 0 $PEAK_ARG --out "$OUT/bench-8b.json" || status=1
+fi
+rm -f "$M8B"
+
+# the earlier models, for comparison with docs/bench-h100, while time is left
+step 'bench stories260K' 60 "$NODE" "$DIR/js/main.mjs" bench --model public/models/stories260K.gguf --profile \
+  --out "$OUT/bench-stories260k.json" || status=1
 Q4KM=$MODELS/bench-llama-q4_k_m-190m.gguf
-step 'generate 190M Q4_K_M model' 100 "$NODE" "$DIR/js/bench-model.mjs" "$Q4KM" || { status=1; rm -f "$Q4KM"; }
+step 'write 190M Q4_K_M model' 60 "$NODE" "$DIR/js/bench-model.mjs" 190m "$Q4KM" || { status=1; rm -f "$Q4KM"; }
 if [ -f "$Q4KM" ]; then
-  step 'bench 190M Q4_K_M' 160 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 --profile \
+  step 'bench 190M Q4_K_M' 60 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 --profile \
     --out "$OUT/bench-q4km.json" || status=1
-  # DEVBENCH_STEPS="16 4 1": the 190M bench again per matvec split (vec4 steps per thread), to compare them
-  for s in ${DEVBENCH_STEPS:-}; do
-    step "bench 190M Q4_K_M, matvec steps $s" 60 "$NODE" "$DIR/js/main.mjs" bench --model "$Q4KM" --prompt 32 --tokens 64 --runs 3 --profile \
-      --matvec-steps "$s" --out "$OUT/bench-q4km-steps$s.json" || status=1
-  done
 fi
 
 for f in "$OUT"/bench-*.json; do

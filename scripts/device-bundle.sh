@@ -14,10 +14,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 LIMIT_MIB=55
 
-# the bundle folders travel as `carry` paths, never with git
-mkdir -p .git/info
-touch .git/info/exclude
-for p in /.devbench/ /.gl/; do grep -qxF "$p" .git/info/exclude || echo "$p" >>.git/info/exclude; done
+# the bundle folders travel as `carry` paths, never with git (.gitignore lists them)
 
 STAGE=$(mktemp -d /tmp/devbench-stage.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT

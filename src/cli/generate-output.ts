@@ -13,6 +13,7 @@ export interface SamplingArgs {
   'min-p'?: string;
   'repeat-penalty'?: string;
   seed?: string;
+  'decode-ahead'?: string;
 }
 
 export function num(v: string | undefined, name: string): number | undefined {
@@ -33,6 +34,7 @@ export function generateOptionsFrom(values: SamplingArgs): GenerateOptions {
     minP: num(values['min-p'], 'min-p'),
     repeatPenalty: num(values['repeat-penalty'], 'repeat-penalty'),
     seed: num(values.seed, 'seed'),
+    decodeAhead: num(values['decode-ahead'], 'decode-ahead'),
   };
 }
 

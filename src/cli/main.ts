@@ -14,8 +14,9 @@ export const DEFAULT_MODEL = fileURLToPath(new URL('../../public/models/stories2
 const USAGE = `Usage:
   flock generate [--model PATH|URL] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-k K]
                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--stages K] [--json]
+                 [--decode-ahead N]   greedy steps queued per submission (default 4; 0: one step per token)
   flock chat     [--model PATH|URL] [--system TEXT] [--temperature T] [--max-tokens N] ...   (see flock chat --help)
-  flock bench    [--model PATH ...] [--out FILE] [--prompt N] [--tokens N]
+  flock bench    [--model PATH ...] [--out FILE] [--contexts N,N] [--tokens N] [--decode-ahead N,N] [--profile]
 
 The default model is the embedded stories260K. Without --prompt, generation starts from BOS alone.`;
 
@@ -32,6 +33,7 @@ async function generate(argv: string[]): Promise<void> {
       'min-p': { type: 'string' },
       'repeat-penalty': { type: 'string' },
       seed: { type: 'string' },
+      'decode-ahead': { type: 'string' },
       stages: { type: 'string', default: '1' },
       'max-context': { type: 'string' },
       json: { type: 'boolean', default: false },

@@ -1,13 +1,19 @@
 // The generation loop, shared by every backend (a local model, a swarm session): prompt checks, prefill in chunks,
 // then one step per token with sampling on GPU-selected candidates, streaming text, stop conditions and statistics.
 // A backend only has to run token ids through all layers and return top candidates for the last row.
+// Greedy decoding on a backend that can choose on its device (decodeAhead) does not wait for each token: steps are
+// queued ahead in submissions of several, each step embedding the id the one before chose on the GPU, and ids are
+// read back a submission at a time while the next runs. End-of-generation ids, stop checks and aborts apply as ids
+// arrive, in the same order as step by step; steps that ran past the end are dropped, and the sequence is cut back
+// to the positions whose ids the generation kept, so a prefix cache holds exactly what one-step decoding leaves.
 
 import type { ModelConfig } from '../model/config';
 import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
-import { candidateCount, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../model/sampler';
+import { candidateCount, isGreedy, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../model/sampler';
 import { TokenDecoder, type Tokenizer } from '../model/tokenizer';
 import type { GpuCounters } from '../gpu/device';
 import type { Candidates } from '../gpu/head';
+import { MAX_STEPS_PER_SUBMISSION } from '../gpu/stage';
 
 export interface StepSelect {
   /** candidates to return (0 = every logit) */
@@ -23,6 +29,12 @@ export interface BackendSequence {
   step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
   /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
   truncate?(length: number): void;
+  /**
+   * Greedy steps queued ahead (backends that choose on their device: local models): run `count` steps in one
+   * submission, the first on `first` (undefined: on the id the previous call's last step chose), each later one on
+   * the id chosen by the step before; resolves to the `count` chosen ids. Positions advance by `count` at once.
+   */
+  decodeAhead?(first: number | undefined, count: number): Promise<Uint32Array>;
   close(): void;
 }
 
@@ -68,7 +80,17 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   ignoreEos?: boolean;
   /** reuse the KV cache of the previous generation for the ids this input shares with it */
   cache?: PrefixCache;
+  /**
+   * Greedy decoding without a round trip per token, where the backend allows it: steps per submission (1..16),
+   * 0 = one step and one readback per token. Default DEFAULT_DECODE_AHEAD.
+   */
+  decodeAhead?: number;
 }
+
+/** Greedy decode steps per submission by default (decodeAhead). */
+export const DEFAULT_DECODE_AHEAD = 4;
+/** Submissions of queued steps in flight at once: one runs while the ids of the one before are read. */
+const AHEAD_DEPTH = 2;
 
 export interface GeneratedToken {
   id: number;
@@ -107,6 +129,10 @@ export function encodePrompt(tokenizer: Tokenizer, prompt: string): number[] {
 export function prepareInput(backend: Backend, opts: GenerateOptions): number[] {
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 0) {
     throw new InvalidArgumentError(`maxTokens must be a whole number >= 0, got ${opts.maxTokens}`);
+  }
+  const ahead = opts.decodeAhead;
+  if (ahead !== undefined && !(Number.isInteger(ahead) && ahead >= 0 && ahead <= MAX_STEPS_PER_SUBMISSION)) {
+    throw new InvalidArgumentError(`decodeAhead must be a whole number in 0..${MAX_STEPS_PER_SUBMISSION}, got ${ahead}`);
   }
   let input = opts.inputIds ? [...opts.inputIds] : encodePrompt(backend.tokenizer, opts.prompt ?? '');
   if (input.length === 0) {
@@ -180,7 +206,13 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
     }
     tFirst = performance.now();
     cAfterFirst = backend.counters();
-    // decode: one token per step
+    // decode: one token per step, or (greedy, decodeAhead) several steps queued ahead of the ids read so far
+    const ahead = aheadSteps(opts, sampling, seq);
+    const queue: Promise<Uint32Array>[] = [];
+    let ready: number[] = [];
+    let queued = 0;
+    // steps this generation may run: one per token after the first, within the context
+    const budget = Math.min(opts.maxTokens - 1, maxPos - input.length);
     while (next !== undefined) {
       if (!opts.ignoreEos && backend.tokenizer.isEndOfGeneration(next)) {
         finishReason = 'stop';
@@ -196,12 +228,29 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
         finishReason = 'abort';
         break;
       }
-      if (seq.length >= maxPos) {
+      // positions that hold kept ids: the last token has not run yet
+      if (input.length + output.length - 1 >= maxPos) {
         finishReason = 'context';
         break;
       }
-      next = await step([next], true);
+      if (ahead > 0) {
+        if (ready.length === 0) {
+          while (queue.length < AHEAD_DEPTH && queued < budget) {
+            const n = Math.min(ahead, budget - queued);
+            const ids = seq.decodeAhead!(queued === 0 ? next : undefined, n);
+            ids.catch(() => {}); // awaited below, or dropped with the steps past the end
+            queue.push(ids);
+            queued += n;
+          }
+          ready = Array.from(await queue.shift()!);
+        }
+        next = ready.shift();
+      } else {
+        next = await step([next], true);
+      }
     }
+    // steps queued past the end ran on ids the generation did not keep: forget their positions
+    if (seq.length > history.length) seq.truncate?.(history.length);
     const tail = decoder.flush();
     text += tail;
     if (opts.cache && seq.truncate) {
@@ -233,6 +282,13 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
       encodeMs: per('encodeMs'),
     },
   };
+}
+
+/** Greedy steps per submission for this generation: 0 unless greedy without a penalty on a backend that can. */
+function aheadSteps(opts: GenerateOptions, sampling: SamplingParams, seq: BackendSequence): number {
+  const n = opts.decodeAhead ?? DEFAULT_DECODE_AHEAD;
+  const penalty = sampling.repeatPenalty !== 1 && sampling.repeatLastN > 0; // needs the CPU's view of the history
+  return seq.decodeAhead && isGreedy(sampling) && !penalty ? n : 0;
 }
 
 /** Run a generator to its end and return its result. */

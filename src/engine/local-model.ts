@@ -1,15 +1,19 @@
 // A model running on this device: one Head plus one or more Stages chained in-process. Each generation step is one
-// submission (embed, every Stage, head, top-k) and one small readback. The loop itself lives in generate.ts.
+// submission (embed, every Stage, head, top-k) and one small readback; greedy decoding can instead queue several
+// steps per submission, each embedding the id the GPU chose in the step before (decodeAhead), and read their ids
+// back together. The loop itself lives in generate.ts.
 
 import { partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf, type GgufFile } from '../model/gguf';
 import { DEFAULT_CONTEXT, DEFAULT_MAX_BATCH } from '../model/memory';
+import { candidateCount, normalizeSampling } from '../model/sampler';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { createTokenizer, type Tokenizer } from '../model/tokenizer';
-import { storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
-import { GpuHead, type Candidates } from '../gpu/head';
-import { GpuStage, type StageSession } from '../gpu/stage';
+import { encodeReadback, storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
+import { checkChosenIds, GpuHead, type Candidates } from '../gpu/head';
+import { compilePipelines, type KernelVariant } from '../gpu/pipelines';
+import { GpuStage, MAX_STEPS_PER_SUBMISSION, type StageSession } from '../gpu/stage';
 import type { LoadCounter } from '../gpu/weights';
 import {
   drain, encodePrompt, generateTokens, type Backend, type BackendSequence, type GenerateOptions, type GeneratedToken,
@@ -30,12 +34,19 @@ export interface LoadOptions {
   maxPartBytes?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Compile every GPU pipeline the model runs while it loads (default true), so the first reply after load costs
+   * what any reply of its length costs; false leaves each to its first use (benchmarks compare the two).
+   */
+  compilePipelines?: boolean;
 }
 
 export class LocalModel implements Backend {
   private busy = false;
   /** hidden states [maxBatch, dim], shared by the Head and every Stage of this model */
   private readonly X: GPUBuffer;
+  /** ids chosen by greedy steps queued together [MAX_STEPS_PER_SUBMISSION] u32 (decodeAhead) */
+  private readonly chosen: GPUBuffer;
 
   private constructor(
     readonly dev: FlockDevice,
@@ -46,8 +57,10 @@ export class LocalModel implements Backend {
     readonly stages: GpuStage[],
     readonly maxBatch: number,
     readonly maxContext: number,
+    X: GPUBuffer,
   ) {
-    this.X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4);
+    this.X = X;
+    this.chosen = storageBuffer(dev, 'chosen ids', MAX_STEPS_PER_SUBMISSION * 4);
   }
 
   static async load(dev: FlockDevice, source: ByteSource, opts: LoadOptions = {}): Promise<LocalModel> {
@@ -58,22 +71,49 @@ export class LocalModel implements Backend {
     const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     const maxContext = Math.min(opts.maxContext ?? DEFAULT_CONTEXT, config.ctx);
     const total = file.fileSize - file.dataOffset;
-    const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => opts.onProgress?.({ loaded, total }) };
+    const progress: Required<LoadProgress> = { loaded: 0, total, compiled: 0, pipelines: 0 };
+    const report = () => opts.onProgress?.({ ...progress });
+    const counter: LoadCounter = { loaded: 0, onBytes: (loaded) => { progress.loaded = loaded; report(); } };
     // validate every tensor (presence, type, shape, bounds) before fetching any weight
     partTensors(file, config, { start: 0, end: config.nLayers, head: true });
     const common = { maxBatch, maxPartBytes: opts.maxPartBytes, counter, signal: opts.signal };
+    const X = storageBuffer(dev, 'hidden', maxBatch * config.dim * 4); // X: [maxBatch, dim]
+    // each part's pipelines compile while the next part's weights upload
+    const compiling: Promise<void>[] = [];
+    const compile = (variants: KernelVariant[]) => {
+      if (opts.compilePipelines === false) return;
+      let counted = 0;
+      const p = compilePipelines(dev, variants, (done, n) => {
+        if (done === 0) progress.pipelines += n;
+        progress.compiled += done - counted;
+        counted = done;
+        report();
+      });
+      p.catch(() => {}); // awaited below; a failed load must not leave it unhandled
+      compiling.push(p);
+    };
     let head: GpuHead | undefined;
     const stages: GpuStage[] = [];
     try {
       head = await GpuHead.load(dev, file, config, common);
-      for (const s of spans) stages.push(await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext }));
+      // greedy (1 candidate) and the sampler's default top-k
+      compile(head.kernelVariants(X, [1, candidateCount(normalizeSampling({}), config.vocab)]));
+      for (const s of spans) {
+        const stage = await GpuStage.load(dev, file, config, s.start, s.end, { ...common, maxContext });
+        stages.push(stage);
+        compile(stage.kernelVariants(X));
+      }
+      await Promise.all(compiling);
     } catch (e) {
+      await Promise.allSettled(compiling);
       head?.destroy();
       for (const s of stages) s.destroy();
+      X.destroy();
       throw e;
     }
-    opts.onProgress?.({ loaded: total, total });
-    return new LocalModel(dev, file, config, tokenizer, head, stages, maxBatch, maxContext);
+    progress.loaded = total;
+    report();
+    return new LocalModel(dev, file, config, tokenizer, head, stages, maxBatch, maxContext, X);
   }
 
   /** Token ids for a prompt: BOS (when the vocabulary wants it) then the text as plain text. */
@@ -108,6 +148,23 @@ export class LocalModel implements Backend {
         submit(this.dev, enc);
         return read ? await read() : undefined;
       },
+      // Greedy steps queued together: step j embeds the id step j - 1 chose on the GPU (the first embeds `first`, or,
+      // when undefined, the id the previous call's last step chose), so nothing waits for the CPU between steps.
+      decodeAhead: async (first: number | undefined, count: number): Promise<Uint32Array> => {
+        if (!Number.isInteger(count) || count < 1 || count > MAX_STEPS_PER_SUBMISSION) {
+          throw new InvalidArgumentError(`decodeAhead runs 1..${MAX_STEPS_PER_SUBMISSION} steps per submission, not ${count}.`);
+        }
+        const enc = this.dev.device.createCommandEncoder({ label: `decode ahead ${count}` });
+        for (let j = 0; j < count; j++) {
+          if (j === 0 && first !== undefined) this.head.encodeEmbed(enc, X, [first]);
+          else this.head.encodeEmbedChosen(enc, X);
+          this.stages.forEach((st, i) => st.encode(enc, sessions[i], X, 1, j));
+          this.head.encodeGreedyId(enc, X, 0, this.chosen, j);
+        }
+        const read = encodeReadback(this.dev, enc, this.chosen, count * 4);
+        submit(this.dev, enc);
+        return checkChosenIds(new Uint32Array(await read()));
+      },
       truncate: (length: number) => sessions.forEach((s, i) => this.stages[i].truncate(s, length)),
       close: () => {
         sessions.forEach((s, i) => this.stages[i].closeSession(s));
@@ -132,6 +189,7 @@ export class LocalModel implements Backend {
 
   destroy(): void {
     this.X.destroy();
+    this.chosen.destroy();
     this.head.destroy();
     for (const s of this.stages) s.destroy();
   }

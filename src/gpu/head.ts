@@ -1,15 +1,17 @@
 // The Head's GPU part: token embedding lookup, final norm, output head, repetition penalty and top-k selection.
 // A decode step ends here with k (logit, id) candidates copied for readback: 8·k bytes instead of the vocabulary.
-// The sampler (src/model/sampler.ts) finishes the choice on the CPU. The Head never leaves the user's device.
+// The sampler (src/model/sampler.ts) finishes the choice on the CPU. For greedy decoding the choice is the top-1
+// candidate, so the GPU can make it alone: encodeGreedyId copies the chosen id into the embedding's id buffer, and
+// the next step embeds it without the CPU (decode ahead). The Head never leaves the user's device.
 
 import type { ModelConfig } from '../model/config';
 import { partTensors } from '../model/config';
-import { InvalidArgumentError } from '../model/errors';
+import { InvalidArgumentError, InvalidLogitsError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
 import { encodeReadback, storageBuffer, submit, type FlockDevice } from './device';
 import { encodeParams, PARAMS_BYTES, type StepParams } from './kernels/params';
 import { TOPK_CHUNK, TOPK_MAX } from './kernels/topk';
-import { encodeOps, makeOp, type Op } from './pipelines';
+import { encodeOps, makeOp, type KernelVariant, type Op } from './pipelines';
 import { matmulOps, uploadMatrix, uploadVector, type GpuMatrix, type LoadCounter } from './weights';
 
 export interface HeadOptions {
@@ -22,6 +24,15 @@ export interface HeadOptions {
 export interface Candidates {
   ids: Uint32Array;
   logits: Float32Array;
+}
+
+/** The id top-k gives a removed or padding entry (kernels/topk.ts), and encodeGreedyId a step whose logits are all NaN. */
+export const NO_ID = 0xffffffff;
+
+/** Ids chosen on the GPU (encodeGreedyId), checked: a NaN-only step is an InvalidLogitsError. */
+export function checkChosenIds(ids: Uint32Array): Uint32Array {
+  if (ids.includes(NO_ID)) throw new InvalidLogitsError('Every logit of a step is NaN: the model file or the device produced invalid numbers.');
+  return ids;
 }
 
 /** Most ids the penalty kernel takes per step (repeat-last-n windows are far smaller). */
@@ -66,12 +77,17 @@ export class GpuHead {
 
   /** A uniform buffer per use, written before each submission. */
   private param(key: string, p: StepParams): GPUBuffer {
+    const b = this.paramBuffer(key);
+    this.dev.device.queue.writeBuffer(b, 0, encodeParams(p));
+    return b;
+  }
+
+  private paramBuffer(key: string): GPUBuffer {
     let b = this.params.get(key);
     if (!b) {
       b = this.dev.device.createBuffer({ label: `head params ${key}`, size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
       this.params.set(key, b);
     }
-    this.dev.device.queue.writeBuffer(b, 0, encodeParams(p));
     return b;
   }
 
@@ -83,16 +99,43 @@ export class GpuHead {
       if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocab) throw new InvalidArgumentError(`token id ${id} is outside the vocabulary (${this.cfg.vocab})`);
     }
     this.dev.device.queue.writeBuffer(this.idsBuf, 0, new Uint32Array(ids));
-    const P = this.param('embed', { n, pos0: 0 });
+    this.encodeEmbedIds(enc, X, n);
+  }
+
+  /**
+   * Embed the one id the last encodeGreedyId left in the id buffer, on the GPU: no upload, so it can follow a step
+   * that is still running. Call encodeEmbed once before, for the first id.
+   */
+  encodeEmbedChosen(enc: GPUCommandEncoder, X: GPUBuffer): void {
+    this.encodeEmbedIds(enc, X, 1);
+  }
+
+  private encodeEmbedIds(enc: GPUCommandEncoder, X: GPUBuffer, n: number): void {
+    this.param('embed', { n, pos0: 0 });
+    encodeOps(this.dev, enc, this.embedOps(X), n, 'embed');
+  }
+
+  private embedOps(X: GPUBuffer): Op[] {
     let ops = this.embedOpsCache.get(X);
     if (!ops) {
       const dim = this.cfg.dim;
+      const P = this.paramBuffer('embed'); // written by each encode
       ops = this.embedding.parts.map((part) =>
         makeOp(this.dev, { op: 'embed', type: this.embedding.type, dim, rows: part.rows, rowBase: part.rowBase },
           [part.buffer, this.idsBuf, X, P], (nn) => [Math.ceil(dim / 4 / 64), nn, 1]));
       this.embedOpsCache.set(X, ops);
     }
-    encodeOps(this.dev, enc, ops, n, 'embed');
+    return ops;
+  }
+
+  /**
+   * The kernel variants a generation on X runs here: the embedding, and selection with each candidate count in `ks`
+   * (1 for greedy, the sampler's default top-k), with and without the repetition penalty. For compilePipelines.
+   */
+  kernelVariants(X: GPUBuffer, ks: readonly number[]): KernelVariant[] {
+    const ops = [...this.embedOps(X)];
+    for (const k of ks) for (const penalty of [1, 1.1]) ops.push(...this.selectOps(X, 0, k, [0], penalty).ops);
+    return ops.map((op) => op.variant);
   }
 
   private pairsBuffer(i: number): GPUBuffer {
@@ -100,13 +143,8 @@ export class GpuHead {
     return (this.pairs[i] ??= storageBuffer(this.dev, `topk pairs ${i}`, words * 4));
   }
 
-  /**
-   * Encode: final norm of row `row` of X, logits, penalty on `penaltyIds`, top-k. Returns a function to call after
-   * submission that yields the candidates (best first). k = 0 or k > TOPK_MAX returns every logit instead.
-   */
-  encodeSelect(
-    enc: GPUCommandEncoder, X: GPUBuffer, row: number, k: number, penaltyIds: readonly number[], penalty: number,
-  ): () => Promise<Candidates> {
+  /** The ops of a selection (final norm of row `row`, logits, penalty, top-k) and the buffer holding its result. */
+  private selectOps(X: GPUBuffer, row: number, k: number, penaltyIds: readonly number[], penalty: number): { ops: Op[]; out: GPUBuffer; all: boolean } {
     const { vocab, dim } = this.cfg;
     if (penaltyIds.length > MAX_PENALTY_IDS) throw new InvalidArgumentError(`at most ${MAX_PENALTY_IDS} penalised ids`);
     const all = k <= 0 || k > TOPK_MAX || k >= vocab;
@@ -131,6 +169,8 @@ export class GpuHead {
     const Pk = passes.map((p, i) => this.param(`topk${i}`, { n: 1, pos0: 0, a: p.count }));
     if (!sel) {
       const ops: Op[] = [];
+      // the final norm stays a kernel of its own: fused into the output head, each of vocab / rows-per-workgroup
+      // workgroups would repeat its reduction (40 % slower on SwiftShader for a 32,000-row head, measured)
       ops.push(makeOp(this.dev, { op: 'rmsnorm', dim, eps: this.cfg.normEps, singleRow: true }, [X, this.outNorm, this.xn, Pn], () => [1, 1, 1]));
       ops.push(...matmulOps(this.dev, this.output, this.xn, this.logits, Pn, false, false));
       if (doPenalty) {
@@ -145,8 +185,20 @@ export class GpuHead {
       sel = { ops, out: input };
       byKey.set(key, sel);
     }
+    return { ...sel, all };
+  }
+
+  /**
+   * Encode: final norm of row `row` of X, logits, penalty on `penaltyIds`, top-k. Returns a function to call after
+   * submission that yields the candidates (best first). k = 0 or k > TOPK_MAX returns every logit instead.
+   */
+  encodeSelect(
+    enc: GPUCommandEncoder, X: GPUBuffer, row: number, k: number, penaltyIds: readonly number[], penalty: number,
+  ): () => Promise<Candidates> {
+    const { vocab } = this.cfg;
+    const sel = this.selectOps(X, row, k, penaltyIds, penalty);
     encodeOps(this.dev, enc, sel.ops, 1, 'head');
-    if (all) {
+    if (sel.all) {
       const read = encodeReadback(this.dev, enc, this.logits, vocab * 4);
       return async () => {
         const logits = new Float32Array(await read());
@@ -161,12 +213,25 @@ export class GpuHead {
       const f = new Float32Array(words.buffer);
       let m = 0;
       for (let i = 0; i < k; i++) {
-        if (words[2 * i + 1] === 0xffffffff) continue;
+        if (words[2 * i + 1] === NO_ID) continue;
         ids[m] = words[2 * i + 1];
         logits[m++] = f[2 * i];
       }
+      if (m === 0) throw new InvalidLogitsError('Every logit of this step is NaN: the model file or the device produced invalid numbers.');
       return { ids: ids.subarray(0, m), logits: logits.subarray(0, m) };
     };
+  }
+
+  /**
+   * Encode a greedy choice for row `row` of X without a readback: the top-1 id (ties to the lower id, as the CPU
+   * sampler breaks them) goes into the embedding's id buffer, for encodeEmbedChosen, and into word `slot` of `ids`.
+   * An id of 0xffffffff there means every logit was NaN (checkChosenIds).
+   */
+  encodeGreedyId(enc: GPUCommandEncoder, X: GPUBuffer, row: number, ids: GPUBuffer, slot: number): void {
+    const sel = this.selectOps(X, row, 1, [], 1);
+    encodeOps(this.dev, enc, sel.ops, 1, 'head');
+    enc.copyBufferToBuffer(sel.out, 4, this.idsBuf, 0, 4); // the pair is (logit bits, id): the id is word 1
+    enc.copyBufferToBuffer(sel.out, 4, ids, slot * 4, 4);
   }
 
   /** Logits of every row of X [n, dim] (tests and scoring; one submission, reads back n·vocab floats). */

@@ -7,6 +7,8 @@ import type { FlockDevice } from './device';
 
 /** WebGPU's largest query set. Two timestamps per dispatch. */
 const MAX_QUERIES = 4096;
+/** Dispatches one profiler times before its next read(). */
+export const PROFILER_MAX_DISPATCHES = MAX_QUERIES / 2;
 
 export interface KindTime {
   kind: string;

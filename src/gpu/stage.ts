@@ -13,8 +13,10 @@ import {
   encodeReadback, storageBuffer, submit, uploadBuffer, writeBufferPadded, type FlockDevice,
 } from './device';
 import { encodeParams, PARAMS_BYTES } from './kernels/params';
-import { encodeOps, makeOp, type Op } from './pipelines';
-import { MATVEC_MAX_N, matmulOps, uploadMatrix, uploadVector, type FusedInput, type GpuMatrix, type LoadCounter } from './weights';
+import { encodeOps, makeOp, type KernelVariant, type Op } from './pipelines';
+import {
+  MATVEC_MAX_N, matmulOps, matvecMultiOps, uploadMatrix, uploadVector, type FusedInput, type GpuMatrix, type LoadCounter,
+} from './weights';
 
 export interface StageOptions {
   /** most tokens per forward call (prefill chunk); default 64 */
@@ -37,6 +39,13 @@ interface Layer {
 
 const ROLES: readonly WeightRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
+/**
+ * Most steps of one session recorded into one submission. Each step's parameters (n, pos0) go to their own slot of
+ * the session's parameter table and are copied into the uniform before the step's passes, so steps queued together
+ * (decode ahead, src/engine/local-model.ts) each see their own position.
+ */
+export const MAX_STEPS_PER_SUBMISSION = 16;
+
 export class StageSession {
   /** positions filled so far (the next token's position) */
   length = 0;
@@ -47,10 +56,12 @@ export class StageSession {
     readonly kc: GPUBuffer[],
     readonly vc: GPUBuffer[],
     readonly params: GPUBuffer,
+    /** MAX_STEPS_PER_SUBMISSION slots of PARAMS_BYTES, copied into `params` step by step */
+    readonly paramTable: GPUBuffer,
     readonly maxPos: number,
   ) {}
   destroy(): void {
-    for (const b of [...this.kc, ...this.vc, this.params]) b.destroy();
+    for (const b of [...this.kc, ...this.vc, this.params, this.paramTable]) b.destroy();
     this.io?.destroy();
     this.opsCache.clear();
   }
@@ -125,7 +136,10 @@ export class GpuStage {
       vc.push(storageBuffer(this.dev, `v cache ${l}`, kvBytes));
     }
     const params = this.dev.device.createBuffer({ label: 'stage params', size: PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    const s = new StageSession(kc, vc, params, maxPos);
+    const table = this.dev.device.createBuffer({
+      label: 'stage params table', size: PARAMS_BYTES * MAX_STEPS_PER_SUBMISSION, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    const s = new StageSession(kc, vc, params, table, maxPos);
     this.sessions.add(s);
     return s;
   }
@@ -150,16 +164,23 @@ export class GpuStage {
     this.layers.forEach((L, i) => {
       const mm = (role: WeightRole, x: GPUBuffer, y: GPUBuffer, acc: boolean, input?: FusedInput) =>
         matmulOps(dev, L.w[role], x, y, P, tiled, acc, L.bias[role], input);
-      // Decode (matvec) fuses each RMSNorm into the products that read it and SwiGLU into Wdown's input: the same
-      // arithmetic in the same order, 3 dispatches fewer per layer. Prefill (tiled) keeps them as separate ops.
-      const attnIn = tiled ? undefined : ({ kind: 'norm', weight: L.attnNorm, eps: cfg.normEps } as const);
-      const ffnIn = tiled ? undefined : ({ kind: 'norm', weight: L.ffnNorm, eps: cfg.normEps } as const);
-      const xa = tiled ? S.xn : X;
+      // Decode (matvec) fuses each RMSNorm into the products that read it, SwiGLU into Wdown's input, and runs Q, K
+      // and V as one dispatch and gate and up as one (kernels/matvec-multi.ts): the same arithmetic in the same order,
+      // 5 dispatches fewer per layer. The residual adds are the o and down products accumulating into X. Prefill
+      // (tiled) keeps them as separate ops.
+      const attnNorm = { weight: L.attnNorm, eps: cfg.normEps };
+      const ffnNorm = { weight: L.ffnNorm, eps: cfg.normEps };
       // attention block: x += Wo · attn(rope(Wq·norm(x)), cache ← rope(Wk·norm(x)), Wv·norm(x))
-      if (tiled) ops.push(norm(L.attnNorm)); // xn: [n, dim]
-      ops.push(...mm('q', xa, S.q, false, attnIn)); // q: [n, nHeads * hd]
-      ops.push(...mm('k', xa, S.k, false, attnIn)); // k: [n, nKvHeads * hd]
-      ops.push(...mm('v', xa, S.v, false, attnIn)); // v: [n, nKvHeads * hd]
+      if (tiled) {
+        ops.push(norm(L.attnNorm)); // xn: [n, dim]
+        ops.push(...mm('q', S.xn, S.q, false)); // q: [n, nHeads * hd]
+        ops.push(...mm('k', S.xn, S.k, false)); // k: [n, nKvHeads * hd]
+        ops.push(...mm('v', S.xn, S.v, false)); // v: [n, nKvHeads * hd]
+      } else {
+        ops.push(...matvecMultiOps(dev, [
+          { W: L.w.q, Y: S.q, bias: L.bias.q }, { W: L.w.k, Y: S.k, bias: L.bias.k }, { W: L.w.v, Y: S.v, bias: L.bias.v },
+        ], X, P, attnNorm)); // q, k, v of norm(x)
+      }
       ops.push(makeOp(dev, { op: 'rope_kv', nHeads, nKvHeads, headDim: hd, ropeDim: cfg.ropeDim, ...(cfg.ropeNeox ? { neox: true } : {}) },
         [S.q, S.k, S.v, s.kc[i], s.vc[i], this.rope, P],
         (n) => [Math.ceil(((nHeads + nKvHeads) * hd) / 2 / 64), n, 1]));
@@ -167,34 +188,52 @@ export class GpuStage {
         [S.q, s.kc[i], s.vc[i], S.att, P], (n) => [nHeads, n, 1])); // att: [n, nHeads * hd]
       ops.push(...mm('o', S.att, X, true)); // x += att · Woᵀ
       // feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
-      if (tiled) ops.push(norm(L.ffnNorm));
-      ops.push(...mm('gate', xa, S.g, false, ffnIn)); // g: [n, ffn]
-      ops.push(...mm('up', xa, S.u, false, ffnIn)); // u: [n, ffn]
       if (tiled) {
+        ops.push(norm(L.ffnNorm));
+        ops.push(...mm('gate', S.xn, S.g, false)); // g: [n, ffn]
+        ops.push(...mm('up', S.xn, S.u, false)); // u: [n, ffn]
         ops.push(makeOp(dev, { op: 'swiglu', ffn }, [S.g, S.u, P], (n) => {
           const groups = Math.ceil((n * ffn) / 64); // the kernel spreads 1024 workgroups per row of the grid
           return [Math.min(groups, 1024), Math.ceil(groups / 1024), 1];
         }));
+        ops.push(...mm('down', S.g, X, true)); // x += silu(g) * u · Wdownᵀ
+      } else {
+        ops.push(...matvecMultiOps(dev, [{ W: L.w.gate, Y: S.g }, { W: L.w.up, Y: S.u }], X, P, ffnNorm)); // g, u of norm(x)
+        ops.push(...mm('down', S.g, X, true, { kind: 'glu', U: S.u })); // x += silu(g) * u · Wdownᵀ
       }
-      ops.push(...mm('down', S.g, X, true, tiled ? undefined : { kind: 'glu', U: S.u })); // x += silu(g) * u · Wdownᵀ
     });
     return ops;
   }
 
+  /** The kernel variants this stage runs, decoding and prefilling (for compilePipelines). */
+  kernelVariants(X: GPUBuffer): KernelVariant[] {
+    const s = this.createSession(1); // the ops need a session's buffers; nothing runs
+    try {
+      return [false, true].flatMap((tiled) => this.buildOps(s, X, tiled).map((op) => op.variant));
+    } finally {
+      this.closeSession(s);
+    }
+  }
+
   /**
    * Encode this stage's layers for n tokens at positions s.length.. into `enc`, updating X in place.
-   * Writes the session's step parameters now: encode a session at most once per submission.
+   * `slot` numbers the steps of this session within one submission (0, 1, … < MAX_STEPS_PER_SUBMISSION): each
+   * step's parameters are written to their own slot now and copied into the uniform inside the command buffer.
    */
-  encode(enc: GPUCommandEncoder, s: StageSession, X: GPUBuffer, n: number): void {
+  encode(enc: GPUCommandEncoder, s: StageSession, X: GPUBuffer, n: number, slot = 0): void {
     if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) {
       throw new InvalidArgumentError(`A stage runs 1..${this.maxBatch} tokens at a time, not ${n}.`);
+    }
+    if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_STEPS_PER_SUBMISSION) {
+      throw new InvalidArgumentError(`A submission holds at most ${MAX_STEPS_PER_SUBMISSION} steps of a session (slot ${slot}).`);
     }
     if (s.length + n > s.maxPos) {
       throw new ContextOverflowError(
         `The conversation needs ${s.length + n} positions but the context holds ${s.maxPos}. Start a new chat or shorten the prompt.`,
       );
     }
-    this.dev.device.queue.writeBuffer(s.params, 0, encodeParams({ n, pos0: s.length }));
+    this.dev.device.queue.writeBuffer(s.paramTable, slot * PARAMS_BYTES, encodeParams({ n, pos0: s.length }));
+    enc.copyBufferToBuffer(s.paramTable, slot * PARAMS_BYTES, s.params, 0, PARAMS_BYTES);
     let cached = s.opsCache.get(X);
     if (!cached) s.opsCache.set(X, (cached = {}));
     const tiled = n > MATVEC_MAX_N;

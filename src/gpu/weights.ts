@@ -8,6 +8,7 @@ import { blockFormat, byteSize, dequantize, type TensorTypeName } from '../model
 import { storageBuffer, uploadBuffer, writeBufferPadded, type FlockDevice } from './device';
 import { makeOp, grid2d, type Op } from './pipelines';
 import { MATVEC_WG, matvecThreadsPerRow, TILE_R, TILE_T } from './kernels/matmul';
+import { matvecMultiGroups, matvecMultiStorageBuffers, type MatvecMultiVariant } from './kernels/matvec-multi';
 import { rowBytes } from './kernels/weights-wgsl';
 
 export interface WeightPart {
@@ -90,6 +91,59 @@ export async function uploadVector(dev: FlockDevice, file: GgufFile, t: TensorEn
     counter.onBytes?.(counter.loaded);
   }
   return uploadBuffer(dev, t.name, dequantize(f, bytes, 0, t.nElems));
+}
+
+/** One matrix of a fused matvec: weights, the buffer its outputs go to, and an optional per-row bias. */
+export interface MatvecTarget {
+  W: GpuMatrix;
+  Y: GPUBuffer;
+  bias?: GPUBuffer;
+}
+
+/**
+ * Ops computing Y_i = X @ W_i^T for matrices that share X (and its norm): as few matvec_multi dispatches as the
+ * device's storage-buffer limit allows, in the order given. A matrix split over several buffers (larger than one
+ * binding) keeps its own matmulOps. Outputs are bit-identical to matmulOps per matrix (kernels/matvec-multi.ts).
+ */
+export function matvecMultiOps(
+  dev: FlockDevice, targets: readonly MatvecTarget[], X: GPUBuffer, params: GPUBuffer, norm?: { weight: GPUBuffer; eps: number },
+): Op[] {
+  const K = targets[0].W.K;
+  if (targets.some((t) => t.W.K !== K)) throw new InvalidArgumentError('Fused matrices must share their row length.');
+  const limit = dev.device.limits.maxStorageBuffersPerShaderStage;
+  const threads = matvecThreadsPerRow(K, dev.matvecSteps);
+  const ops: Op[] = [];
+  let group: MatvecTarget[] = [];
+  const flush = () => {
+    if (group.length === 1) {
+      const t = group[0];
+      ops.push(...matmulOps(dev, t.W, X, t.Y, params, false, false, t.bias, norm ? { kind: 'norm', ...norm } : undefined));
+    } else if (group.length > 1) {
+      const v: MatvecMultiVariant = {
+        op: 'matvec_multi', K, threads,
+        mats: group.map((t) => ({ type: t.W.type, rows: t.W.rows, ...(t.bias ? { bias: true } : {}) })),
+        ...(norm ? { input: { kind: 'norm' as const, eps: norm.eps } } : {}),
+      };
+      const buffers = [X, params, ...(norm ? [norm.weight] : []), ...group.flatMap((t) => [t.W.parts[0].buffer, t.Y, ...(t.bias ? [t.bias] : [])])];
+      const count = matvecMultiGroups(v).reduce((a, b) => a + b, 0);
+      const bytes = group.reduce((a, t) => a + t.W.bytes, 0);
+      ops.push(makeOp(dev, v, buffers, (n) => [...grid2d(count), n], (n) => bytes * n));
+    }
+    group = [];
+  };
+  for (const t of targets) {
+    if (t.W.parts.length > 1) {
+      flush();
+      group = [t];
+      flush();
+      continue;
+    }
+    const mats = [...group, t].map((g) => ({ type: g.W.type, rows: g.W.rows, bias: g.bias !== undefined }));
+    if (matvecMultiStorageBuffers(mats, norm !== undefined) > limit) flush();
+    group.push(t);
+  }
+  flush();
+  return ops;
 }
 
 /** Largest batch the decode kernel (matvec) handles; larger batches use the tiled kernel. */

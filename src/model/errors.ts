@@ -80,6 +80,11 @@ export class UnsupportedChatFeatureError extends FlockError {
   override name = 'UnsupportedChatFeatureError';
 }
 
+/** A step's logits held no number to choose from (every one NaN): broken weights or a device fault. */
+export class InvalidLogitsError extends FlockError {
+  override name = 'InvalidLogitsError';
+}
+
 /** Every error class of this layer by its literal name (the worker boundary's registry, src/worker/errors.ts). */
 export const MODEL_ERRORS = {
   FlockError,
@@ -97,4 +102,5 @@ export const MODEL_ERRORS = {
   ModelFetchError,
   WebGpuUnavailableError,
   InvalidArgumentError,
+  InvalidLogitsError,
 } as const;

@@ -4,10 +4,14 @@
 
 import { ModelFetchError } from './errors';
 
-/** How much of a model's bytes are loaded (onto the GPU, or into memory), for progress bars. */
+/** How much of a model is loaded (its bytes onto the GPU, or into memory), for progress bars. */
 export interface LoadProgress {
+  /** weight bytes read and uploaded so far, of `total` */
   loaded: number;
   total: number;
+  /** GPU pipelines compiled so far, of `pipelines` known so far (they compile while later weights upload) */
+  compiled?: number;
+  pipelines?: number;
 }
 
 export interface ByteSource {

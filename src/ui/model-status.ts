@@ -29,7 +29,8 @@ export class ModelStatus {
     if (!p) return;
     this.bar.max = Math.max(1, p.total);
     this.bar.value = Math.min(p.loaded, this.bar.max);
-    this.bytes.textContent = formatProgress(p.loaded, p.total);
+    const compiling = p.pipelines ? ` · GPU programs ${p.compiled ?? 0} of ${p.pipelines}` : '';
+    this.bytes.textContent = formatProgress(p.loaded, p.total) + compiling;
   }
 
   /** A short line next to the model's name. */

@@ -63,7 +63,7 @@ function throttled(onProgress: (p: LoadProgress) => void): (p: LoadProgress) => 
     const now = performance.now();
     if (now - last < PROGRESS_MS && p.loaded < p.total) return;
     last = now;
-    onProgress({ loaded: p.loaded, total: p.total });
+    onProgress({ loaded: p.loaded, total: p.total, compiled: p.compiled, pipelines: p.pipelines });
   };
 }
 

@@ -12,7 +12,7 @@ import { attentionWgsl } from '../../src/gpu/kernels/attention';
 import { TOPK_CHUNK, TOPK_MAX } from '../../src/gpu/kernels/topk';
 import { grid2d, makeOp, type Op } from '../../src/gpu/pipelines';
 import { MATVEC_WG, matmulWgsl, matvecThreadsPerRow } from '../../src/gpu/kernels/matmul';
-import { matmulOps, uploadMatrix } from '../../src/gpu/weights';
+import { matmulOps, matvecMultiOps, uploadMatrix } from '../../src/gpu/weights';
 import { GgmlType } from '../../src/model/quant';
 import { applyRope, rmsNorm } from '../../src/model/reference';
 import { ropeTable } from '../../src/model/rope';
@@ -146,6 +146,91 @@ describe('matmul (CPU twin: dequantize + f64 product)', () => {
     }
     it('is refused for the tiled kernel', () => {
       expect(() => matmulWgsl({ op: 'tiled', type: 'f32', K: 8, rows: 8, rowBase: 0, outStride: 8, accumulate: false, input: { kind: 'glu' } })).toThrow(/matvec/);
+    });
+  });
+
+  // Decode runs Q, K and V (and gate and up) as one dispatch: matvec_multi. Oracle: one matvec per matrix (checked
+  // against the CPU twin above), bit for bit: each row's arithmetic is the same in the same order. Mixed weight types
+  // (as Q4_K_M mixes them), rows that do not fill a workgroup, a bias on some matrices, the fused norm on and off,
+  // 1 and 4 tokens, the SwiftShader and GPU thread splits; a matrix in several buffers and the storage-buffer limit
+  // split the group into several dispatches.
+  describe('matvec_multi equals one matvec per matrix, bit for bit', () => {
+    // three matrices fill the 8 storage buffers with the norm (X, Wn, 3 x (W, Y)); two leave room for biases
+    const MIXES = [
+      { name: 'q4_0 + q8_0 + f16 (K 160)', K: 160, bias: false, mats: [{ id: GgmlType.Q4_0, rows: 70 }, { id: GgmlType.Q8_0, rows: 21 }, { id: GgmlType.F16, rows: 33 }] },
+      { name: 'q4_k + q4_k + q6_k (K 512)', K: 512, bias: false, mats: [{ id: GgmlType.Q4_K, rows: 40 }, { id: GgmlType.Q4_K, rows: 9 }, { id: GgmlType.Q6_K, rows: 9 }] },
+      { name: 'f32 x 2 with biases, unaligned (K 13)', K: 13, bias: true, mats: [{ id: GgmlType.F32, rows: 70 }, { id: GgmlType.F32, rows: 5 }] },
+    ];
+    for (const mix of MIXES) {
+      it(mix.name, async () => {
+        const { K } = mix;
+        const n = 4;
+        const mats = await Promise.all(mix.mats.map(async (m, i) => {
+          const bytes = quantize(m.id, gpuRandom(m.rows * K, 90 + i + m.id, 0.5));
+          const file = gpuMemoryFile([{ name: `w${i}`, dims: [K, m.rows], type: m.id, data: bytes }]);
+          return uploadMatrix(dev, file, file.tensors.get(`w${i}`)!, 1 << 30);
+        }));
+        const X = gpuUpload(dev, gpuRandom(n * K, 95, 3));
+        const Wn = gpuUpload(dev, gpuRandom(K, 96));
+        const biases = mats.map((M, i) => (mix.bias ? gpuUpload(dev, gpuRandom(M.rows, 97 + i)) : undefined));
+        const P = gpuParams(dev, { n, pos0: 0 });
+        for (const d of [dev, { ...dev, matvecSteps: 4 }]) {
+          for (const norm of [undefined, { weight: Wn, eps: 1e-5 }]) {
+            for (const nn of [1, n]) {
+              gpuWriteParams(dev, P, { n: nn, pos0: 0 });
+              const sep: Float32Array[] = [];
+              for (const [i, M] of mats.entries()) {
+                const Y = gpuFilled(dev, n * M.rows, 7);
+                sep.push(await gpuRun(d, matmulOps(d, M, X, Y, P, false, false, biases[i], norm ? { kind: 'norm', ...norm } : undefined), nn, Y, nn * M.rows));
+                Y.destroy();
+              }
+              const Ys = mats.map((M) => gpuFilled(dev, n * M.rows, 7));
+              const ops = matvecMultiOps(d, mats.map((W, i) => ({ W, Y: Ys[i], bias: biases[i] })), X, P, norm);
+              expect(ops.length).toBe(1);
+              await gpuRun(d, ops, nn, Ys[0], 1);
+              for (const [i, M] of mats.entries()) {
+                const got = await gpuRead(dev, Ys[i], nn * M.rows);
+                expect(gpuMaxAbsDiff(got, sep[i]), `${mix.name} matrix ${i} steps=${d.matvecSteps} norm=${!!norm} n=${nn}`).toBe(0);
+              }
+              for (const Y of Ys) Y.destroy();
+            }
+          }
+        }
+        for (const M of mats) for (const p of M.parts) p.buffer.destroy();
+        for (const b of [X, Wn, P, ...biases]) b?.destroy();
+        expectNoGpuErrors();
+      });
+    }
+
+    it('splits into several dispatches at the storage-buffer limit and around a matrix in several buffers', async () => {
+      const K = 64;
+      const file = gpuMemoryFile([{ name: 'w', dims: [K, 40], type: GgmlType.F32, data: quantize(GgmlType.F32, gpuRandom(40 * K, 98)) }]);
+      const whole = await uploadMatrix(dev, file, file.tensors.get('w')!, 1 << 30);
+      const split = await uploadMatrix(dev, file, file.tensors.get('w')!, 16 + 16 * K * 4);
+      expect(split.parts.length).toBe(3);
+      const X = gpuUpload(dev, gpuRandom(K, 99));
+      const P = gpuParams(dev, { n: 1, pos0: 0 });
+      const B = gpuUpload(dev, gpuRandom(40, 100));
+      const Y = () => gpuFilled(dev, 40, 0);
+      const limit = dev.device.limits.maxStorageBuffersPerShaderStage;
+      // matrices with a bias take 3 storage buffers each, X takes 1: floor((limit - 1) / 3) per dispatch
+      const perDispatch = Math.floor((limit - 1) / 3);
+      const many = Array.from({ length: perDispatch + 1 }, () => ({ W: whole, Y: Y(), bias: B }));
+      expect(matvecMultiOps(dev, many, X, P).length).toBe(2);
+      const ref = await gpuRun(dev, matmulOps(dev, whole, X, many[0].Y, P, false, false, B), 1, many[0].Y, 40);
+      await gpuRun(dev, matvecMultiOps(dev, many, X, P), 1, many[0].Y, 1);
+      for (const t of many) expect(gpuMaxAbsDiff(await gpuRead(dev, t.Y, 40), ref)).toBe(0);
+      // [whole, split, whole]: the split matrix keeps its per-part matvecs, the others are not fused across it
+      const mixed = [{ W: whole, Y: Y() }, { W: split, Y: Y() }, { W: whole, Y: Y() }];
+      const ops = matvecMultiOps(dev, mixed, X, P);
+      expect(ops.map((o) => o.kind)).toEqual(['matvec f32', 'matvec f32', 'matvec f32', 'matvec f32', 'matvec f32']);
+      await gpuRun(dev, ops, 1, mixed[0].Y, 1);
+      const plain = await gpuRun(dev, matmulOps(dev, whole, X, mixed[0].Y, P, false, false), 1, mixed[0].Y, 40);
+      for (const t of mixed) expect(gpuMaxAbsDiff(await gpuRead(dev, t.Y, 40), plain)).toBe(0);
+      for (const t of [...many, ...mixed]) t.Y.destroy();
+      for (const M of [whole, split]) for (const p of M.parts) p.buffer.destroy();
+      for (const b of [X, P, B]) b.destroy();
+      expectNoGpuErrors();
     });
   });
 

@@ -1,9 +1,9 @@
 // The GPU profiler (flock bench --profile) on Dawn: every dispatch of a decode step is timed and tagged with its
-// kernel kind. Oracle: stories260K's structure — per decode step, 7 matrix products per layer (q, k, v, o, gate, up,
-// down) over 5 layers plus the output head, one rope_kv and attention per layer, the Head's final norm, one embed and
-// one top-k (the layers' norms and SwiGLU run inside the matrix products when decoding) — so the counts must be
-// exactly those, and nothing may go untimed; and the wall clock around the generation: every kind's GPU time is
-// positive, and their total is less than the wall time.
+// kernel kind. Oracle: stories260K's structure — per decode step, 4 matrix-product dispatches per layer (q/k/v as one,
+// o, gate/up as one, down) over 5 layers plus the output head, one rope_kv and attention per layer, the Head's final
+// norm, one embed and one top-k (the layers' norms and SwiGLU run inside the matrix products when decoding) — so the
+// counts must be exactly those, and nothing may go untimed; and the wall clock around the generation: every kind's GPU
+// time is positive, and their total is less than the wall time.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeDevice } from '../../src/cli/dawn';
@@ -41,7 +41,7 @@ describe('GPU profiler', () => {
     const kinds = await profiler.read();
     const count = Object.fromEntries(kinds.map((k) => [k.kind, k.dispatches / steps]));
     expect(count).toEqual({
-      'matvec f32': 7 * 5 + 1, rmsnorm: 1, rope_kv: 5, attention: 5, 'embed f32': 1, topk: 1,
+      'matvec f32': 4 * 5 + 1, rmsnorm: 1, rope_kv: 5, attention: 5, 'embed f32': 1, topk: 1,
     });
     expect(profiler.dropped).toBe(0);
     // real durations: every kind took some GPU time, and all of it fits in the wall time of the generation

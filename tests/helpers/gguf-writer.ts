@@ -230,32 +230,24 @@ function writeValue(out: ByteSink, v: GgufValue, where: string): void {
   else writeScalar(out, v.type, v.value, where);
 }
 
-/** A tensor's info without its data (for headers of files too large to build: writeGgufHeader). */
+/** A tensor's entry in the header: what `ggufHeader` needs without the data. */
 export type GgufTensorInfo = Omit<GgufTensor, 'data'>;
 
-/** Serialize a GGUF v3 file. Tensor data follows the header in the order given, each start aligned. */
-export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uint8Array {
-  for (const t of tensors) {
-    const want = ggmlTensorBytes(t.type, t.dims, t.name);
-    if (t.data.length !== want) {
-      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
-    }
-  }
-  const { header, offsets, dataSize } = writeGgufHeader({ metadata, tensors, alignment });
-  const out = new Uint8Array(header.length + dataSize);
-  out.set(header);
-  tensors.forEach((t, i) => out.set(t.data, header.length + offsets[i]));
-  return out;
+export interface GgufHeader {
+  /** magic, metadata, tensor infos, and the padding up to the data section */
+  bytes: Uint8Array;
+  /** each tensor's offset in the data section, in the order given (multiples of `alignment`) */
+  offsets: number[];
+  alignment: number;
+  /** bytes of the data section: the last tensor's offset plus its size */
+  dataBytes: number;
 }
 
 /**
- * The header of a GGUF v3 file (magic, metadata, tensor infos, padding up to the aligned start of the data section)
- * for tensors of the given shapes and types, with each tensor's offset in the data section and the data section's
- * size: the whole file is `header` followed by `dataSize` bytes. Lets a test describe a multi-gigabyte model exactly
- * without building its weights.
+ * The header of a GGUF v3 file: everything before the data section. Writers of files larger than memory (the
+ * benchmark's models) write this, then each tensor's bytes at its offset, padding between them with zeros.
  */
-export function writeGgufHeader({ metadata, tensors, alignment }: { metadata: GgufMetadata; tensors: readonly GgufTensorInfo[]; alignment?: number }):
-  { header: Uint8Array; offsets: number[]; dataSize: number } {
+export function ggufHeader(metadata: GgufMetadata, tensors: readonly GgufTensorInfo[], alignment?: number): GgufHeader {
   // Alignment: the metadata's `general.alignment` (a u32) wins; the argument must agree with it when both are given.
   const keys = new Set<string>();
   for (const [key] of metadata) {
@@ -290,10 +282,9 @@ export function writeGgufHeader({ metadata, tensors, alignment }: { metadata: Gg
     if (new TextEncoder().encode(t.name).length > 63) {
       throw new Error(`tensor name ${t.name} is longer than ggml's 63-byte limit`);
     }
-    const bytes = ggmlTensorBytes(t.type, t.dims, t.name);
     dataSize += (align - (dataSize % align)) % align;
     offsets.push(dataSize);
-    dataSize += bytes;
+    dataSize += ggmlTensorBytes(t.type, t.dims, t.name);
   }
 
   const out = new ByteSink();
@@ -316,5 +307,20 @@ export function writeGgufHeader({ metadata, tensors, alignment }: { metadata: Gg
   });
   // The data section starts aligned in the file.
   out.padTo(align);
-  return { header: out.result(), offsets, dataSize };
+  return { bytes: out.result(), offsets, alignment: align, dataBytes: dataSize };
+}
+
+/** Serialize a GGUF v3 file. Tensor data follows the header in the order given, each start aligned. */
+export function writeGguf({ metadata, tensors, alignment }: GgufWriteInput): Uint8Array {
+  for (const t of tensors) {
+    const want = ggmlTensorBytes(t.type, t.dims, t.name);
+    if (t.data.length !== want) {
+      throw new Error(`${t.name}: ${t.data.length} bytes of data, but [${t.dims}] of type ${t.type} needs ${want}`);
+    }
+  }
+  const header = ggufHeader(metadata, tensors, alignment);
+  const out = new Uint8Array(header.bytes.length + header.dataBytes); // zeroed: the padding between tensors
+  out.set(header.bytes);
+  tensors.forEach((t, i) => out.set(t.data, header.bytes.length + header.offsets[i]));
+  return out;
 }

@@ -12,7 +12,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { GgufMetadata, GgufTensorInfo } from '../helpers/gguf-writer';
-import { writeGgufHeader } from '../helpers/gguf-writer';
+import { ggufHeader } from '../helpers/gguf-writer';
 import { GgmlType, ggmlTypeName } from '../../src/model/quant';
 import type { ByteSource } from '../../src/model/source';
 import { CATALOG, type CatalogEntry } from '../../src/ui/catalog';
@@ -158,7 +158,7 @@ describe('the model catalog', () => {
     it(`${entry.name} ${entry.quant}: runnable by Flock's header check, with parity-tested types`, async () => {
       const m = MODELS[entry.name];
       const tensors = tensorInfos(m, entry.quant);
-      const { header, dataSize } = writeGgufHeader({ metadata: metadata(m, entry), tensors });
+      const { bytes: header, dataBytes: dataSize } = ggufHeader(metadata(m, entry), tensors);
       // the header check alone: no memory budget, generous device limits (what fits a device is model/memory.ts's test)
       const report = await inspectSource(new HeaderSource(header, header.length + dataSize, `${entry.name}-${entry.quant}.gguf`),
         { context: 2048, budget: null, cachedBytes: 0 }, { maxBufferSize: 2 ** 40, maxStorageBufferBindingSize: 2 ** 40, freeStorage: null });
@@ -190,7 +190,7 @@ describe('the model catalog', () => {
       let hi = HEADER_ALLOWANCE(m);
       const seen: string[] = [];
       for (const entry of CATALOG.filter((e) => e.name === name)) {
-        const { dataSize } = writeGgufHeader({ metadata: [], tensors: tensorInfos(m, entry.quant) });
+        const { dataBytes: dataSize } = ggufHeader([], tensorInfos(m, entry.quant));
         lo = Math.max(lo, entry.size * (1 - ROUNDING) - dataSize);
         hi = Math.min(hi, entry.size * (1 + ROUNDING) - dataSize);
         seen.push(`${entry.quant}: shown ${entry.size}, tensor data ${dataSize}`);

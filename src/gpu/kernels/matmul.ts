@@ -51,7 +51,7 @@ export const TILE_R = 64;
 const KC = 32;
 
 /** Norm prologue of a fused matvec: the rmsnorm kernel's reduction over token t's row, same order, same result. */
-function normPrologue(): string {
+export function normPrologue(): string {
   return `
   var ss = 0.0;
   for (var i = lid; i < K; i += ${MATVEC_WG}u) { let x = X[t * K + i]; ss += x * x; }
@@ -65,18 +65,32 @@ function normPrologue(): string {
   workgroupBarrier(); // part is reused by the row reduction below`;
 }
 
+/**
+ * The matvec input: the binding of a fused input's extra buffer (at `binding`) and x4(t, k), elements k..k+3 of token
+ * t's input as the separate kernels would have stored it: X itself, rmsnorm(X) (weight Wn, INV from normPrologue), or
+ * silu(G) * U (X holding G).
+ */
+export function inputWgsl(K: number, input: MatmulVariant['input'], binding: number): string {
+  const decl = !input ? '' : input.kind === 'norm'
+    ? `@group(0) @binding(${binding}) var<storage, read> Wn: array<f32>;\nconst EPS: f32 = ${input.eps.toExponential(9)};\nvar<private> INV: f32;`
+    : `@group(0) @binding(${binding}) var<storage, read> U: array<f32>;`;
+  // one input element at row offset b + j, column k + j, as the separate rmsnorm / swiglu kernels would have stored it
+  const elem = (b: string, k: string): string => !input ? `X[${b}]` : input.kind === 'norm'
+    ? `X[${b}] * INV * Wn[${k}]`
+    : `X[${b}] / (1.0 + exp(-X[${b}])) * U[${b}]`;
+  return `${decl}
+fn x4(t: u32, k: u32) -> vec4f {
+  let b = t * K + k;
+  ${K % 4 === 0
+    ? `return vec4f(${elem('b', 'k')}, ${elem('b + 1u', 'k + 1u')}, ${elem('b + 2u', 'k + 2u')}, ${elem('b + 3u', 'k + 3u')});`
+    : `var r = vec4f(0.0); for (var j = 0u; j < 4u; j++) { if (k + j < K) { r[j] = ${elem('b + j', 'k + j')}; } } return r;`}
+}`;
+}
+
 // Bindings: 0 W (weights), 1 X [n, K], 2 Y [n, outStride], 3 params {n}, then 4 bias [outStride] (with `bias`), then
 // the fused input's extra buffer: Wn [K] ('norm') or U [n, K] ('glu').
 export function matmulWgsl(v: MatmulVariant): string {
   if (v.input && v.op !== 'matvec') throw new Error(`fused input '${v.input.kind}' is a matvec variant only`);
-  const extra = v.bias ? 5 : 4;
-  const inputDecl = !v.input ? '' : v.input.kind === 'norm'
-    ? `@group(0) @binding(${extra}) var<storage, read> Wn: array<f32>;\nconst EPS: f32 = ${v.input.eps.toExponential(9)};\nvar<private> INV: f32;`
-    : `@group(0) @binding(${extra}) var<storage, read> U: array<f32>;`;
-  // one input element at row offset b + j, column k + j, as the separate rmsnorm / swiglu kernels would have stored it
-  const elem = (b: string, k: string): string => !v.input ? `X[${b}]` : v.input.kind === 'norm'
-    ? `X[${b}] * INV * Wn[${k}]`
-    : `X[${b}] / (1.0 + exp(-X[${b}])) * U[${b}]`;
   const head = `
 const K: u32 = ${v.K}u;
 const RB: u32 = ${rowBytes(v.type, v.K)}u;
@@ -89,14 +103,8 @@ ${PARAMS_WGSL}
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
 ${v.bias ? '@group(0) @binding(4) var<storage, read> B: array<f32>;' : ''}
-${inputDecl}
 ${dequantWgsl(v.type, v.K)}
-fn x4(t: u32, k: u32) -> vec4f {
-  let b = t * K + k;
-  ${v.K % 4 === 0
-    ? `return vec4f(${elem('b', 'k')}, ${elem('b + 1u', 'k + 1u')}, ${elem('b + 2u', 'k + 2u')}, ${elem('b + 3u', 'k + 3u')});`
-    : `var r = vec4f(0.0); for (var j = 0u; j < 4u; j++) { if (k + j < K) { r[j] = ${elem('b + j', 'k + j')}; } } return r;`}
-}
+${inputWgsl(v.K, v.input, v.bias ? 5 : 4)}
 fn store(t: u32, row: u32, v0: f32) {
   let i = t * OUT + ROW_BASE + row;
   let val = v0${v.bias ? ' + B[ROW_BASE + row]' : ''};

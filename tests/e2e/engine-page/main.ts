@@ -2,10 +2,11 @@
 // page's WebGPU device and runs greedy decoding from given ids. `swarmChat` is the page's swarm client as the app
 // runs it, minus the DOM: the real engine worker (src/worker/engine-client.ts), the page's peer and discovery
 // (src/swarm/swarm-net.ts), links relayed to the worker (src/worker/link-relay.ts), a chat streamed through the chat
-// API; it returns the ids, how the reply ended, or the error exactly as the page received it.
+// API; it returns the ids, how the reply ended, or the error exactly as the page received it. scripts/bench-page.ts
+// calls `bench(...)`, which runs the engine benchmark in a Web Worker (bench-worker.ts).
 // Tests call `window.flockEngineTest.greedy(...)` and `window.flockEngineTest.swarmChat(...)`.
 
-import { proxy } from 'comlink';
+import { proxy, wrap } from 'comlink';
 import { generateAll, LocalModel } from '../../../src/engine/local-model';
 import { requestFlockDevice } from '../../../src/gpu/device';
 import { HttpSource } from '../../../src/model/source';
@@ -15,6 +16,8 @@ import { SwarmNet } from '../../../src/swarm/swarm-net';
 import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
 import { EngineClient, type LoadedModel, type SwarmStatus } from '../../../src/worker/engine-client';
 import { relayBridge } from '../../../src/worker/link-relay';
+import type { EngineBenchOptions, EngineBenchResult } from './bench-core';
+import type { BenchWorkerApi } from './bench-worker';
 
 /** Greedy ids, the adapter, and the layer span of each Stage the model ran on. */
 async function greedy(
@@ -105,5 +108,14 @@ async function swarmChat(a: SwarmChatArgs): Promise<SwarmChatResult> {
   }
 }
 
-Object.assign(window, { flockEngineTest: { greedy, swarmChat, streamed: () => streamed } });
+async function bench(modelUrl: string, opts: EngineBenchOptions): Promise<EngineBenchResult> {
+  const worker = new Worker(new URL('./bench-worker.ts', import.meta.url), { type: 'module' });
+  try {
+    return await wrap<BenchWorkerApi>(worker).bench(modelUrl, opts);
+  } finally {
+    worker.terminate();
+  }
+}
+
+Object.assign(window, { flockEngineTest: { greedy, swarmChat, streamed: () => streamed, bench } });
 document.body.dataset.ready = 'true';
