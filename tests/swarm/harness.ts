@@ -13,6 +13,7 @@ import { openSource } from '../../src/model/source-file';
 import type { SwarmOptions } from '../../src/swarm/swarm-model';
 import type { HostOptions } from '../../src/swarm/stage-host';
 import type { Span } from '../../src/swarm/protocol';
+import { publicSwarm, type SwarmConfig } from '../../src/swarm/swarm-config';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../../src/swarm/transport';
 import { STORIES, testDevice } from '../helpers/gpu';
 
@@ -20,6 +21,12 @@ import { STORIES, testDevice } from '../helpers/gpu';
 export const FAST_LINK: Partial<LinkOptions> = { heartbeatMs: 250, deadAfterMs: 2_000, openTimeoutMs: 3_000 };
 /** Records re-announced every 300 ms. */
 export const ANNOUNCE_MS = 300;
+/**
+ * The proof of work the tests' public swarms ask of identities: 8 bits (256 hashes, milliseconds), so each of the
+ * dozens of hosts and clients the tests start does not pay the real swarm's 17 bits (~1.3 s here). The cost of the
+ * real setting, and its refusal of identities without it, are tests/swarm/trust.test.ts's.
+ */
+export const TEST_POW_BITS = 8;
 
 export async function referenceIds(): Promise<number[]> {
   const json: unknown = JSON.parse(await readFile('tests/fixtures/stories260K.greedy.json', 'utf8'));
@@ -35,9 +42,13 @@ export class Swarm {
     readonly signal: SignalConfig,
     readonly dev: FlockDevice,
     readonly file: GgufFile,
-    readonly name: string,
+    readonly config: SwarmConfig,
     readonly link: Partial<LinkOptions>,
   ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
 
   /** A swarm named `name`; `link` adds to FAST_LINK for every host and client (e.g. small frames). */
   static async start(name: string, link: Partial<LinkOptions> = {}): Promise<Swarm> {
@@ -45,12 +56,12 @@ export class Swarm {
     const server = await startSignalServer(0);
     const dev = await testDevice();
     const file = await openGguf(openSource(STORIES));
-    return new Swarm(server, parseSignalUrl(server.url), dev, file, name, { ...FAST_LINK, ...link });
+    return new Swarm(server, parseSignalUrl(server.url), dev, file, publicSwarm(name, TEST_POW_BITS), { ...FAST_LINK, ...link });
   }
 
   async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}): Promise<LaunchedHost> {
     const h = await launchHost({
-      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, layers, maxLayers, maxContext: 256,
+      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, layers, maxLayers, maxContext: 256,
       announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host },
     });
     this.hosts.push(h);
@@ -59,7 +70,7 @@ export class Swarm {
 
   async client(opts: Partial<SwarmOptions> = {}): Promise<LaunchedClient> {
     const c = await launchClient({
-      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
+      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
       swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000,
     });
     this.clients.push(c);
