@@ -3,17 +3,22 @@
 // each end's remote DTLS fingerprint is the other end's local one; an offer to an absent id expires; a held id is
 // refused. Intercepting, it answers the offer itself and dials the target as the offerer: both victims still connect
 // under each other's ids and every message arrives intact both ways, yet the attacker read all of them, and each
-// victim's remote fingerprint is the attacker's certificate, not the other victim's. Flock's PeerLink works through
-// it unchanged, and the attacker decodes the hidden states it carries. Nothing here defends; this is the attacker.
+// victim's remote fingerprint is the attacker's certificate, not the other victim's: without a defence it reads every
+// message. Then the defence (src/swarm/link-auth.ts): Flock's links through it are refused on both ends with
+// LinkAuthError('fingerprint'), and no hidden state ever crosses; through the honest server the same link opens.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataConnection, Peer } from 'peerjs';
-import { MessageDecoder } from '../../src/swarm/message-decoder';
-import { DEFAULT_LIMITS, type Msg } from '../../src/swarm/protocol';
-import { connectRaw, dial, openPeer, parseSignalUrl, PeerLink, type SignalConfig } from '../../src/swarm/transport';
-import { LinkDownError } from '../../src/swarm/errors';
+import { connectRaw, dial, openPeer, parseSignalUrl, PeerLink, type LinkAuth, type SignalConfig } from '../../src/swarm/transport';
+import { LinkAuthError, LinkDownError } from '../../src/swarm/errors';
+import { Identity } from '../../src/swarm/identity';
+import { publicSwarm } from '../../src/swarm/swarm-config';
+import { TEST_POW_BITS } from './harness';
 import { fingerprints } from '../helpers/fingerprints';
 import { MitmSignalServer } from './mitm-signal';
+
+/** The swarm these tests' links are in (a public one with the tests' proof of work). */
+const SWARM = publicSwarm('mitm', TEST_POW_BITS);
 
 let server: MitmSignalServer;
 let signal: SignalConfig;
@@ -28,6 +33,15 @@ async function newPeer(): Promise<Peer> {
   accepted.set(r.peer.id, []);
   r.peer.on('connection', (c) => accepted.get(r.peer.id)?.push(c));
   return r.peer;
+}
+
+/** A peer whose id is a fresh identity's, and how its links authenticate. */
+async function identityPeer(): Promise<{ peer: Peer; auth: LinkAuth }> {
+  const identity = await Identity.generate({ powBits: SWARM.powBits });
+  const r = await openPeer(signal, identity.id);
+  if (r.kind !== 'open') throw new Error('the server refused the id');
+  peers.push(r.peer);
+  return { peer: r.peer, auth: { identity, swarm: SWARM } };
 }
 
 /** The connection `to` accepted for `out` (same connection id), once both are open; null if not within `ms`. */
@@ -113,7 +127,8 @@ describe('mitm-signal, honest', () => {
   it('answers an offer to an absent id with EXPIRE, and refuses an id that is held', async () => {
     const [a] = [await newPeer()];
     const t0 = performance.now();
-    const err = await dial(a, 'nobody-here', { openTimeoutMs: 5_000 }, 1).then(() => null, (e: unknown) => e);
+    const auth = { identity: await Identity.generate({ powBits: SWARM.powBits }), swarm: SWARM };
+    const err = await dial(a, 'nobody-here', { openTimeoutMs: 5_000 }, auth, 1).then(() => null, (e: unknown) => e);
     const ms = performance.now() - t0;
     console.log(`offer to an absent id: ${err instanceof Error ? err.message : String(err)} after ${ms.toFixed(0)} ms`);
     expect(err).toBeInstanceOf(LinkDownError);
@@ -181,34 +196,28 @@ describe('mitm-signal, intercepting', () => {
     toA.out.close();
   });
 
-  it('carries a Flock PeerLink unchanged, and the attacker decodes the hidden states on it', async () => {
-    const [a, b] = [await newPeer(), await newPeer()];
+  it('a Flock link through it is refused on both ends (the fingerprints its ends signed are not the ones they see)', async () => {
+    const [a, b] = [await identityPeer(), await identityPeer()];
+    // b serves links the way a host does: it accepts and authenticates every 'flock' connection
+    const refusals: unknown[] = [];
+    b.peer.on('connection', (c) => void PeerLink.open(c, { openTimeoutMs: 5_000 }, b.auth).then((l) => l.close(), (e: unknown) => refusals.push(e)));
     server.intercept([{ kind: 'all' }]);
-    const link = await dial(a, b.id, { heartbeatMs: 100, openTimeoutMs: 3_000 }, 4);
-    const inc = accepted.get(b.id)!.find((c) => c.connectionId === link.conn.connectionId);
-    if (!inc) throw new Error('b accepted no connection with the id a dialled');
-    const far = await PeerLink.open(inc, { heartbeatMs: 100, openTimeoutMs: 3_000 });
-    const got: Msg[] = [];
-    far.onMessage((m) => got.push(m));
-    const payload = Float32Array.from({ length: 4_096 }, (_, i) => Math.sin(i));
-    await link.send({ kind: 'forward', session: 7, step: 0, replay: false, pos0: 0, nTokens: 1, dim: 4_096, dtype: 'f32', payload });
+    const err = await dial(a.peer, b.peer.id, { heartbeatMs: 100, openTimeoutMs: 5_000 }, a.auth, 4).then(() => null, (e: unknown) => e);
     const t0 = performance.now();
-    while ((got.length === 0 || !Number.isFinite(link.rttMs)) && performance.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
-    expect(got[0]).toMatchObject({ kind: 'forward', session: 7 });
-    expect(Number.isFinite(link.rttMs)).toBe(true); // pings crossed both ways
-
-    const session = await server.waitForSession((s) => s.connectionId === link.conn.connectionId);
-    expect(session).toMatchObject({ offerer: a.id, target: b.id });
-    const decoder = new MessageDecoder(DEFAULT_LIMITS);
-    const read = session.relayed('to-target').flatMap((f) => {
-      if (typeof f === 'string') return [];
-      const m = decoder.push(f.slice().buffer);
-      return m ? [m] : [];
-    });
-    const stolen = read.find((m) => m.kind === 'forward');
-    console.log(`PeerLink through the attacker: rtt ${link.rttMs.toFixed(1)} ms; it decoded ${read.length} messages A->B (${read.filter((m) => m.kind === 'ping').length} pings)`);
-    expect(stolen?.kind === 'forward' && Array.from(stolen.payload)).toEqual(Array.from(payload));
-    link.close();
-    far.close();
+    while (refusals.length === 0 && performance.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    console.log(`through the attacker: ${err instanceof Error ? err.message : String(err)}; the host: ${refusals[0] instanceof Error ? refusals[0].message : String(refusals[0])}`);
+    expect(err).toBeInstanceOf(LinkAuthError);
+    expect(err instanceof LinkAuthError && err.code).toBe('fingerprint');
+    expect(refusals[0]).toBeInstanceOf(LinkAuthError);
+    expect(refusals[0] instanceof LinkAuthError && refusals[0].code).toBe('fingerprint');
+    // all the attacker saw were the two authentications: no protocol frame (no hello, no hidden state) crossed
+    const session = await server.waitForSession((x) => x.offerer === a.peer.id);
+    const frames = [...session.relayed('to-target'), ...session.relayed('to-offerer')].filter((f) => typeof f !== 'string' && f[0] === 0xf1);
+    expect(frames).toEqual([]);
+    // the same two, through the honest server: the link opens and carries a forward
+    server.intercept([]);
+    const ok = await dial(a.peer, b.peer.id, { openTimeoutMs: 5_000 }, a.auth, 4);
+    expect(ok.remote.keyId).toBe(b.auth.identity.id);
+    ok.close();
   });
 });
