@@ -112,6 +112,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
         route: c.model.route,
         reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
         wire_bytes: c.model.wire,
+        overclaimed: c.model.overclaimed(),
       }),
     });
   } finally {

@@ -87,9 +87,35 @@ export interface Table {
   gone: Departure[];
 }
 
+/**
+ * A table as one message of at most MAX_DISCOVERY_BYTES: departures first, then records, as many as fit (a receiver
+ * drops a bigger message whole). What does not fit goes in the next round's message: tables are sent every round.
+ */
 function encodeTable(t: Table): ArrayBuffer {
-  const gone = t.gone.slice(0, MAX_RECORDS_PER_MESSAGE).map((d) => ({ ...d, gone: true }));
-  const bytes = new TextEncoder().encode(JSON.stringify({ v: 2, records: t.records.slice(0, MAX_RECORDS_PER_MESSAGE), gone }));
+  const enc = new TextEncoder();
+  const parts: string[] = [];
+  let size = 40; // {"v":2,"records":[],"gone":[]} and commas
+  const take = (items: unknown[], max: number): string[] => {
+    const out: string[] = [];
+    for (const x of items.slice(0, max)) {
+      const s = JSON.stringify(x);
+      const n = enc.encode(s).length + 1;
+      if (size + n > MAX_DISCOVERY_BYTES) break;
+      size += n;
+      out.push(s);
+    }
+    return out;
+  };
+  const gone = take(t.gone.map((d) => ({ ...d, gone: true })), MAX_RECORDS_PER_MESSAGE);
+  // records in a different order each time, so a table too big for one message reaches everyone over a few rounds
+  const shuffled = [...t.records];
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j], shuffled[i]];
+  }
+  const records = take(shuffled, MAX_RECORDS_PER_MESSAGE);
+  parts.push(`{"v":2,"records":[${records.join(',')}],"gone":[${gone.join(',')}]}`);
+  const bytes = enc.encode(parts[0]);
   const out = new ArrayBuffer(bytes.length);
   new Uint8Array(out).set(bytes);
   return out;

@@ -1,6 +1,6 @@
 // A participant's table of peer records, one per key: merged from announcements and gossip (a record replaces
 // another of the same key only with a higher sequence number, so a replayed old record changes nothing), bounded
-// (when full, the record that expires soonest makes room, so a flood cannot lock honest refreshes out), and with
+// (when full, the stalest record makes room: a flood cannot lock honest hosts out, who re-sign every round), and with
 // departures: a host that leaves on purpose signs a departure, its record is dropped everywhere the departure
 // reaches, and records of that key up to the departure's sequence stay out. Records and departures here are already
 // verified (records.ts verifyRecord): this is pure bookkeeping, no I/O. Not here: the messages that carry them
@@ -39,7 +39,7 @@ export class RecordTable {
       }
       const old = this.byKey.get(key);
       if (old && old.seq >= r.seq) continue;
-      if (!old && this.byKey.size >= this.maxRecords && !this.evictBefore(r.expiresAt)) continue;
+      if (!old && this.byKey.size >= this.maxRecords && !this.evictStalerThan(r.seq)) continue;
       if (!old || old.id !== r.id || old.span.start !== r.span.start || old.span.end !== r.span.end || old.modelHash !== r.modelHash) changed = true;
       this.byKey.set(key, r);
     }
@@ -77,11 +77,14 @@ export class RecordTable {
     for (const [k, g] of this.gone) if (g.until <= now) this.gone.delete(k);
   }
 
-  /** Make room by dropping the record that expires soonest, if it expires before `expiresAt`. */
-  private evictBefore(expiresAt: number): boolean {
+  /**
+   * Make room by dropping the stalest record (the one its owner signed longest ago), if it is staler than `seq`. Honest
+   * hosts re-sign every round, so a flood must keep re-signing every record it placed to keep them in.
+   */
+  private evictStalerThan(seq: number): boolean {
     let victim: [string, PeerRecord] | undefined;
-    for (const e of this.byKey) if (!victim || e[1].expiresAt < victim[1].expiresAt) victim = e;
-    if (!victim || victim[1].expiresAt >= expiresAt) return false;
+    for (const e of this.byKey) if (!victim || e[1].seq < victim[1].seq) victim = e;
+    if (!victim || victim[1].seq >= seq) return false;
     this.byKey.delete(victim[0]);
     return true;
   }

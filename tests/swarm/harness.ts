@@ -3,10 +3,10 @@
 // Short heartbeats and timeouts so failures are detected in about a second. Not a test by itself.
 
 import { readFile } from 'node:fs/promises';
-import { launchHost, type LaunchedHost } from '../../src/cli/host';
+import { launchHost, type LaunchedHost, type LaunchHostOptions } from '../../src/cli/host';
 import { cleanupNodeWebRtc, installNodeWebRtc } from '../../src/cli/node-webrtc';
 import { startSignalServer, type SignalServer } from '../../src/cli/signal';
-import { launchClient, type LaunchedClient } from '../../src/cli/swarm-generate';
+import { launchClient, type LaunchClientOptions, type LaunchedClient } from '../../src/cli/swarm-generate';
 import type { FlockDevice } from '../../src/gpu/device';
 import { openGguf, type GgufFile } from '../../src/model/gguf';
 import { openSource } from '../../src/model/source-file';
@@ -50,28 +50,33 @@ export class Swarm {
     return this.config.name;
   }
 
-  /** A swarm named `name`; `link` adds to FAST_LINK for every host and client (e.g. small frames). */
-  static async start(name: string, link: Partial<LinkOptions> = {}): Promise<Swarm> {
+  /**
+   * A swarm named `name` (public, with the tests' proof of work, unless `config` says otherwise); `link` adds to
+   * FAST_LINK for every host and client (e.g. small frames).
+   */
+  static async start(name: string, link: Partial<LinkOptions> = {}, config?: SwarmConfig): Promise<Swarm> {
     installNodeWebRtc();
     const server = await startSignalServer(0);
     const dev = await testDevice();
     const file = await openGguf(openSource(STORIES));
-    return new Swarm(server, parseSignalUrl(server.url), dev, file, publicSwarm(name, TEST_POW_BITS), { ...FAST_LINK, ...link });
+    return new Swarm(server, parseSignalUrl(server.url), dev, file, config ?? publicSwarm(name, TEST_POW_BITS), { ...FAST_LINK, ...link });
   }
 
-  async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}): Promise<LaunchedHost> {
+  /** A host in this swarm (or, with `as`, in another one on the same signalling server: an outsider). */
+  async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}, as: Partial<LaunchHostOptions> = {}): Promise<LaunchedHost> {
     const h = await launchHost({
       dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, layers, maxLayers, maxContext: 256,
-      announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host },
+      announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host }, ...as,
     });
     this.hosts.push(h);
     return h;
   }
 
-  async client(opts: Partial<SwarmOptions> = {}): Promise<LaunchedClient> {
+  /** A client in this swarm (or, with `as`, in another one: an outsider, a client with known peers…). */
+  async client(opts: Partial<SwarmOptions> = {}, as: Partial<LaunchClientOptions> = {}): Promise<LaunchedClient> {
     const c = await launchClient({
       dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
-      swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000,
+      swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000, ...as,
     });
     this.clients.push(c);
     return c;

@@ -124,14 +124,14 @@ describe('peer records', () => {
     expect(t.list(NOW + 200)[0].span.end).toBe(3);
   });
 
-  it('a full table makes room by dropping the record that expires soonest; a flood cannot lock a refresh out', () => {
+  it('a full table makes room by dropping the stalest record (signed longest ago); a flood cannot lock a refresh out', () => {
     const t = new RecordTable(3);
-    t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 300), rec('c', 0, 1, 0, NOW + 200)], NOW);
-    t.merge([rec('d', 0, 1, 0, NOW + 400)], NOW); // a makes room
+    t.merge([rec('a', 0, 1, 0, NOW + 100, 10), rec('b', 0, 1, 0, NOW + 300, 30), rec('c', 0, 1, 0, NOW + 200, 20)], NOW);
+    t.merge([rec('d', 0, 1, 0, NOW + 100, 40)], NOW); // a, the stalest, makes room
     expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
-    t.merge([rec('e', 0, 1, 0, NOW + 150)], NOW); // expires before all of them: not taken
+    t.merge([rec('e', 0, 1, 0, NOW + 9_000, 5)], NOW); // staler than all of them: not taken, however long it lives
     expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
-    t.merge([rec('c', 0, 1, 0, NOW + 900, 2)], NOW); // a refresh of a known record always gets in
+    t.merge([rec('c', 0, 1, 0, NOW + 900, 21)], NOW); // a refresh of a known record always gets in
     expect(t.list(NOW).find((r) => r.id === 'c')?.expiresAt).toBe(NOW + 900);
   });
 
