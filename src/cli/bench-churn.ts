@@ -9,6 +9,7 @@ import { drain, generateTokens } from '../engine/generate';
 import { FlockError } from '../model/errors';
 import { NoRouteError } from '../swarm/errors';
 import { parseSignalUrl } from '../swarm/transport';
+import { publicSwarm } from '../swarm/swarm-config';
 import { Churn } from './churn';
 import type { FlockDevice } from '../gpu/device';
 import { startSignalServer } from './signal';
@@ -47,9 +48,9 @@ export async function benchChurn(dev: FlockDevice, model: string, argv: string[]
   const rows: ChurnRow[] = [];
   try {
     for (const rate of rates) {
-      const swarm = `bench-churn-${rate}-${Date.now()}`;
+      const swarm = publicSwarm(`bench-churn-${rate}-${Date.now()}`);
       const churn = new Churn({
-        model, swarm, signal: server.url, spans: [{ start: 0, end: 3 }, { start: 3, end: 5 }], perSpan: 2,
+        model, swarm: swarm.name, powBits: swarm.powBits, signal: server.url, spans: [{ start: 0, end: 3 }, { start: 3, end: 5 }], perSpan: 2,
         killEveryMs: rate * 1000, replaceAfterMs: 1_000, how: 'SIGKILL', announceMs: 500, maxContext: 512,
       });
       await churn.start();

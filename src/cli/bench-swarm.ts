@@ -13,6 +13,7 @@ import { LocalModel } from '../engine/local-model';
 import { splitLayers } from '../engine/spans';
 import { openGguf } from '../model/gguf';
 import { FileSource } from '../model/source-file';
+import { publicSwarm } from '../swarm/swarm-config';
 import { parseSignalUrl } from '../swarm/transport';
 import type { Dtype } from '../swarm/protocol';
 import { benchChurn, churnTable } from './bench-churn';
@@ -81,7 +82,7 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
   const server = await startSignalServer(0);
   const signal = parseSignalUrl(server.url);
   for (const k of [1, 2, 3, 5].filter((x) => x <= nLayers)) {
-    const swarm = `bench-${k}-${Date.now()}`;
+    const swarm = publicSwarm(`bench-${k}-${Date.now()}`);
     const hosts: LaunchedHost[] = [];
     for (const span of splitLayers(nLayers, k)) {
       hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: 500 }));

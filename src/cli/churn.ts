@@ -27,6 +27,8 @@ export interface HostSpawnOptions {
   signal: string;
   announceMs?: number;
   maxContext?: number;
+  /** the public swarm's proof of work (every participant must agree) */
+  powBits?: number;
   /** give up on a host that has not printed its id after this long. 60 s: Dawn and tsx start-up on a busy machine */
   readyTimeoutMs?: number;
 }
@@ -36,6 +38,7 @@ export function spawnHost(o: HostSpawnOptions, span: Span): Promise<HostProcess>
   const args = [FLOCK, 'host', '--model', o.model, '--swarm', o.swarm, '--signal', o.signal, '--layers', `${span.start}:${span.end}`];
   if (o.announceMs) args.push('--announce-ms', String(o.announceMs));
   if (o.maxContext) args.push('--max-context', String(o.maxContext));
+  if (o.powBits !== undefined) args.push('--pow-bits', String(o.powBits));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise<HostProcess>((resolve, reject) => {
     let err = '';

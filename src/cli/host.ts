@@ -14,16 +14,23 @@ import type { StageHost } from '../swarm/stage-host';
 import type { Span } from '../swarm/protocol';
 import { serveSpan, type ServeOptions } from '../swarm/serve';
 import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
+import { loadOrCreateKey } from './key-file';
 import { openNodeModel } from './node-model';
+import { swarmFromFlags } from './swarm-flags';
 import { SwarmNet } from '../swarm/swarm-net';
+import { Identity } from '../swarm/identity';
+import type { SwarmConfig } from '../swarm/swarm-config';
 
 /** What serveSpan takes, minus what launchHost opens itself (the file, the peer, discovery). */
 export interface LaunchHostOptions extends Pick<ServeOptions, 'dev' | 'layers' | 'maxLayers' | 'maxContext' | 'rebalanceMs' | 'host' | 'link'> {
   /** an opened GGUF file (its header), or a path/URL */
   model: GgufFile | string;
-  swarm: string;
+  swarm: SwarmConfig;
   signal: SignalConfig;
+  /** who this host is (a key file's identity); default: a new one, with the swarm's proof of work */
+  identity?: Identity;
   announceMs?: number;
+  epochMs?: number;
 }
 
 export interface LaunchedHost {
@@ -49,7 +56,8 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
   const { file, close } = await openNodeModel(o.model);
   let net: SwarmNet | undefined;
   try {
-    net = await SwarmNet.join(o.signal, o.swarm, { announceMs: o.announceMs, link: o.link });
+    const identity = o.identity ?? (await Identity.generate({ powBits: o.swarm.powBits }));
+    net = await SwarmNet.join(o.signal, o.swarm, identity, { announceMs: o.announceMs, link: o.link, epochMs: o.epochMs });
     const n = net;
     const serving = await serveSpan({
       dev: o.dev, file, net: n, layers: o.layers, maxLayers: o.maxLayers, maxContext: o.maxContext,
@@ -104,11 +112,17 @@ export async function runHost(argv: string[]): Promise<void> {
       'max-layers': { type: 'string' },
       'max-context': { type: 'string' },
       'announce-ms': { type: 'string' },
+      'key-file': { type: 'string' },
+      'secret-file': { type: 'string' },
+      'pow-bits': { type: 'string' },
     },
   });
   if (!values.model || !values.swarm || !values.signal) {
-    throw new FlockError('flock host needs --model PATH|URL --swarm NAME --signal URL [--layers START:END] [--max-layers N] [--max-context N] [--announce-ms MS]');
+    throw new FlockError('flock host needs --model PATH|URL --swarm NAME --signal URL [--layers START:END] [--max-layers N] [--max-context N] [--announce-ms MS] [--key-file PATH] [--secret-file PATH] [--pow-bits N]');
   }
+  const swarm = swarmFromFlags(values.swarm, values['secret-file'], values['pow-bits']);
+  // a key file keeps this host's identity (and so its id, and its standing with clients) across restarts
+  const identity = values['key-file'] ? await loadOrCreateKey(values['key-file'], swarm.powBits) : undefined;
   const announceMs = values['announce-ms'] === undefined ? undefined : Number(values['announce-ms']);
   if (announceMs !== undefined && !(Number.isInteger(announceMs) && announceMs >= 50)) throw new FlockError(`--announce-ms expects a whole number >= 50, got "${values['announce-ms']}"`);
   const { nodeDevice } = await import('./dawn');
@@ -116,14 +130,15 @@ export async function runHost(argv: string[]): Promise<void> {
   const h = await launchHost({
     dev,
     model: values.model,
-    swarm: values.swarm,
+    swarm,
+    identity,
     signal: parseSignalUrl(values.signal),
     layers: values.layers ? parseLayers(values.layers) : undefined,
     maxLayers: values['max-layers'] ? Number(values['max-layers']) : undefined,
     maxContext: values['max-context'] ? Number(values['max-context']) : undefined,
     announceMs,
   });
-  process.stderr.write(`flock host ${h.peer.id}: layers ${h.span.start}:${h.span.end} of ${h.config.nLayers}, model ${h.modelHash.slice(0, 12)}…, swarm "${values.swarm}"\n`);
+  process.stderr.write(`flock host ${h.peer.id}: layers ${h.span.start}:${h.span.end} of ${h.config.nLayers}, model ${h.modelHash.slice(0, 12)}…, ${swarm.secret ? 'private' : 'public'} swarm "${swarm.name}"\n`);
   // SIGINT / SIGTERM: leave on purpose, so clients re-route at once and the swarm forgets this host
   await new Promise<void>((resolve) => {
     const quit = (): void => void h.leave().finally(resolve);

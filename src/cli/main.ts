@@ -17,6 +17,11 @@ const USAGE = `Usage:
                  [--decode-ahead N]   greedy steps queued per submission (default 4; 0: one step per token)
   flock chat     [--model PATH|URL] [--system TEXT] [--temperature T] [--max-tokens N] ...   (see flock chat --help)
   flock bench    [--model PATH ...] [--out FILE] [--contexts N,N] [--tokens N] [--decode-ahead N,N] [--profile]
+  flock generate --swarm NAME --signal URL [--secret-file PATH] ...   (layers on the swarm's hosts)
+  flock host     --model PATH|URL --swarm NAME --signal URL [--layers A:B | --max-layers N] [--key-file PATH]
+                 [--secret-file PATH | --pow-bits N] [--max-context N] [--announce-ms MS]
+  flock signal   [--port 9000] [--host 127.0.0.1]                     (a local signalling server)
+  flock secret   PATH                                                 (a new private swarm secret, mode 600)
 
 The default model is the embedded stories260K. Without --prompt, generation starts from BOS alone.`;
 
@@ -40,6 +45,8 @@ async function generate(argv: string[]): Promise<void> {
       swarm: { type: 'string' },
       signal: { type: 'string' },
       dtype: { type: 'string' },
+      'secret-file': { type: 'string' },
+      'pow-bits': { type: 'string' },
     },
   });
   if (values.swarm !== undefined || values.signal !== undefined) {
@@ -78,6 +85,13 @@ async function main(): Promise<void> {
     case 'signal': {
       const { runSignal } = await import('./signal');
       return runSignal(rest);
+    }
+    case 'secret': {
+      const { writeNewSecret } = await import('./key-file');
+      if (!rest[0]) throw new FlockError('flock secret needs a PATH to write the new secret to (mode 600).');
+      writeNewSecret(rest[0]);
+      process.stderr.write(`flock secret: a new private swarm secret in ${rest[0]}; share it only with the swarm's members (--secret-file ${rest[0]})\n`);
+      return;
     }
     case undefined:
     case '--help':

@@ -10,6 +10,8 @@ import type { FlockDevice } from '../gpu/device';
 import type { SwarmModel, SwarmOptions } from '../swarm/swarm-model';
 import type { Discovery } from '../swarm/discovery';
 import { SwarmNet } from '../swarm/swarm-net';
+import { Identity } from '../swarm/identity';
+import type { SwarmConfig } from '../swarm/swarm-config';
 import { openSwarmClient } from '../swarm/open-client';
 import { findRoute } from '../swarm/routing';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
@@ -17,12 +19,17 @@ import { generateTokens } from '../engine/generate';
 import { generateOptionsFrom, num, printGeneration, type SamplingArgs } from './generate-output';
 import { FlockError } from '../model/errors';
 import { openNodeModel } from './node-model';
+import { swarmFromFlags } from './swarm-flags';
 
 export interface LaunchClientOptions {
   dev: FlockDevice;
   model: GgufFile | string;
-  swarm: string;
+  swarm: SwarmConfig;
   signal: SignalConfig;
+  /** who this client is; default: a new identity (a client is not linkable from one run to the next) */
+  identity?: Identity;
+  epochMs?: number;
+  knownPeers?: string[];
   swarmOptions?: Partial<SwarmOptions>;
   link?: Partial<LinkOptions>;
   announceMs?: number;
@@ -44,7 +51,8 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
   const { file, close } = await openNodeModel(o.model);
   let net: SwarmNet | undefined;
   try {
-    net = await SwarmNet.join(o.signal, o.swarm, { announceMs: o.announceMs, link: o.link });
+    const identity = o.identity ?? (await Identity.generate({ powBits: o.swarm.powBits }));
+    net = await SwarmNet.join(o.signal, o.swarm, identity, { announceMs: o.announceMs, link: o.link, epochMs: o.epochMs, knownPeers: o.knownPeers });
     const n = net;
     const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions });
     if (o.waitForRouteMs) {
@@ -73,6 +81,8 @@ export interface SwarmGenerateArgs extends SamplingArgs {
   swarm?: string;
   signal?: string;
   dtype?: string;
+  'secret-file'?: string;
+  'pow-bits'?: string;
 }
 
 /** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route` and `reroutes` in --json. */
@@ -87,7 +97,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
   const c = await launchClient({
     dev,
     model: values.model ?? DEFAULT_MODEL,
-    swarm: values.swarm,
+    swarm: swarmFromFlags(values.swarm, values['secret-file'], values['pow-bits']),
     signal: parseSignalUrl(values.signal),
     swarmOptions: { dtype, maxContext: num(values['max-context'], 'max-context') },
     waitForRouteMs: 20_000,
@@ -102,6 +112,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
         route: c.model.route,
         reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
         wire_bytes: c.model.wire,
+        overclaimed: c.model.overclaimed(),
       }),
     });
   } finally {

@@ -88,6 +88,8 @@ export interface NetSettings {
   /** ICE servers, one per line: `stun:host:port`, or `turn:host:port USER PASSWORD` */
   iceServers: string;
   swarm: string;
+  /** a private swarm's secret (base64url, from an invite link), or '' for the public swarm of that name */
+  secret: string;
   /** GPU memory Contribute mode may use for weights and KV cache, MB */
   memoryMb: number;
 }
@@ -105,6 +107,7 @@ export function defaultNetSettings(development: boolean): NetSettings {
     signalUrl: development ? LOCAL_SIGNAL_URL : PUBLIC_SIGNAL_URL,
     iceServers: development ? '' : PUBLIC_ICE_SERVERS,
     swarm: 'flock-public',
+    secret: '',
     memoryMb: 1024,
   };
 }
@@ -116,6 +119,7 @@ export function parseNetSettings(v: unknown, defaults: NetSettings): NetSettings
     signalUrl: str('signalUrl', defaults.signalUrl).trim() || defaults.signalUrl,
     iceServers: str('iceServers', defaults.iceServers),
     swarm: str('swarm', defaults.swarm).trim() || defaults.swarm,
+    secret: /^[A-Za-z0-9_-]{43}$/.test(str('secret', '')) ? str('secret', '') : '',
     memoryMb: num(r.memoryMb, (n) => n > 0 && n <= 1_048_576, defaults.memoryMb),
   };
 }

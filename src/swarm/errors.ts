@@ -163,6 +163,44 @@ export class SignalError extends FlockError {
   }
 }
 
+export type IdentityErrorCode =
+  | 'bad-key' // a key of an unknown type or the wrong size, or a malformed proof of work
+  | 'bad-signature' // a signature that does not verify, or is not a signature at all
+  | 'wrong-key' // signed by a key that is not the one behind the peer id it claims
+  | 'pow' // the identity does not carry the proof of work this swarm asks for
+  | 'key-file' // a key or secret file that cannot be used (missing, malformed, readable by others)
+  | 'secret' // a swarm secret or invite link that cannot be used (wrong length, malformed, too long)
+  | 'not-member'; // the peer does not prove the private swarm's secret
+
+/** An identity, a signature, a key file or a swarm secret that cannot be trusted or used; `code` says which. */
+export class IdentityError extends FlockError {
+  override name = 'IdentityError';
+
+  constructor(
+    readonly code: IdentityErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/**
+ * A link whose other end did not prove who it is: no authentication first, a bad signature, a key that does not
+ * match the peer id, DTLS fingerprints that do not match what it signed (someone in the middle), or no proof of the
+ * private swarm's secret. The link is closed; `peer` is the id it claimed.
+ */
+export class LinkAuthError extends FlockError {
+  override name = 'LinkAuthError';
+
+  constructor(
+    readonly code: IdentityErrorCode | 'fingerprint' | 'no-auth',
+    readonly peer: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
 /** Every error class of the swarm by its literal name (the worker boundary's registry, src/worker/errors.ts). */
 export const SWARM_ERRORS = {
   ProtocolError,
@@ -174,4 +212,6 @@ export const SWARM_ERRORS = {
   HopTimeoutError,
   NoRouteError,
   SignalError,
+  IdentityError,
+  LinkAuthError,
 } as const;

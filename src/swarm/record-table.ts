@@ -1,93 +1,91 @@
-// A participant's table of peer records: merged from announcements and gossip (a record with a later expiry replaces
-// an older one), bounded (when full, the record that expires soonest makes room, so a flood cannot lock honest
-// refreshes out), and with departures: a host that leaves on purpose says so, and its record is dropped everywhere
-// the departure reaches, with a tombstone so that older copies still travelling in gossip do not bring it back.
-// Pure data, no I/O. Not here: the discovery messages that carry records (discovery.ts), record validation
-// (records.ts).
+// A participant's table of peer records, one per key: merged from announcements and gossip (a record replaces
+// another of the same key only with a higher sequence number, so a replayed old record changes nothing), bounded
+// (when full, the stalest record makes room: a flood cannot lock honest hosts out, who re-sign every round), and with
+// departures: a host that leaves on purpose signs a departure, its record is dropped everywhere the departure
+// reaches, and records of that key up to the departure's sequence stay out. Records and departures here are already
+// verified (records.ts verifyRecord): this is pure bookkeeping, no I/O. Not here: the messages that carry them
+// (discovery.ts).
 
 import { InvalidArgumentError } from '../model/errors';
-import type { PeerRecord } from './records';
+import { keyIdOf } from './identity';
+import type { Departure, PeerRecord } from './records';
 
-/** A departure: `id` left, and any record of it that expires by `until` is older than the departure. */
-export interface Departure {
-  id: string;
-  until: number;
-}
+/** How long a departure is kept and passed on. 5 min: longer than any record it could meet (records.ts MAX_TTL_MS). */
+const DEPARTURE_MS = 5 * 60_000;
 
 export class RecordTable {
-  private readonly byId = new Map<string, PeerRecord>();
-  private readonly gone = new Map<string, number>();
+  private readonly byKey = new Map<string, PeerRecord>();
+  private readonly gone = new Map<string, { d: Departure; until: number }>();
 
   constructor(readonly maxRecords: number) {
     if (!Number.isInteger(maxRecords) || maxRecords < 1) throw new InvalidArgumentError(`maxRecords = ${maxRecords} must be an integer >= 1.`);
   }
 
   get size(): number {
-    return this.byId.size;
+    return this.byKey.size;
   }
 
-  /** Add fresh records (a later expiry wins); returns whether the table changed beyond expiries moving forward. */
+  /** Add verified records (a higher sequence wins); returns whether the table changed beyond refreshes. */
   merge(incoming: readonly PeerRecord[], now: number): boolean {
     this.sweep(now);
     let changed = false;
     for (const r of incoming) {
       if (r.expiresAt <= now) continue;
-      const departed = this.gone.get(r.id);
-      if (departed !== undefined) {
-        if (r.expiresAt <= departed) continue; // an old copy from before the departure
-        this.gone.delete(r.id); // announced again after it left: back
+      const key = keyIdOf(r.id);
+      const departed = this.gone.get(key);
+      if (departed) {
+        if (r.seq <= departed.d.seq) continue; // from before the departure
+        this.gone.delete(key); // announced again after it left: back
       }
-      const old = this.byId.get(r.id);
-      if (old && old.expiresAt >= r.expiresAt) continue;
-      if (!old && this.byId.size >= this.maxRecords && !this.evictBefore(r.expiresAt)) continue;
-      if (!old || old.span.start !== r.span.start || old.span.end !== r.span.end || old.modelHash !== r.modelHash) changed = true;
-      this.byId.set(r.id, r);
+      const old = this.byKey.get(key);
+      if (old && old.seq >= r.seq) continue;
+      if (!old && this.byKey.size >= this.maxRecords && !this.evictStalerThan(r.seq)) continue;
+      if (!old || old.id !== r.id || old.span.start !== r.span.start || old.span.end !== r.span.end || old.modelHash !== r.modelHash) changed = true;
+      this.byKey.set(key, r);
     }
     return changed;
   }
 
-  /** `id` left (its own word): drop its record and keep it out until its last record would have expired. */
-  depart(id: string, now: number): Departure {
-    const until = Math.max(this.byId.get(id)?.expiresAt ?? now, now);
-    this.byId.delete(id);
-    this.gone.set(id, Math.max(this.gone.get(id) ?? 0, until));
-    return { id, until };
-  }
-
-  /** Departures heard from others (a rendezvous passes on what the leaving host told it). */
-  applyDepartures(list: readonly Departure[], now: number): void {
-    for (const d of list) {
-      if (d.until <= now) continue;
-      const r = this.byId.get(d.id);
-      if (r && r.expiresAt > d.until) continue; // we hold a newer record than the departure
-      this.byId.delete(d.id);
-      this.gone.set(d.id, Math.max(this.gone.get(d.id) ?? 0, d.until));
+  /** A verified departure: drop its key's record if it is not newer; returns whether anything changed. */
+  depart(d: Departure, now: number): boolean {
+    const key = keyIdOf(d.id);
+    const have = this.gone.get(key);
+    if (have && have.d.seq >= d.seq) return false;
+    this.gone.set(key, { d, until: now + DEPARTURE_MS });
+    const r = this.byKey.get(key);
+    if (r && r.seq <= d.seq) {
+      this.byKey.delete(key);
+      return true;
     }
+    return !have;
   }
 
   /** Live records. */
   list(now: number): PeerRecord[] {
     this.sweep(now);
-    return [...this.byId.values()];
+    return [...this.byKey.values()];
   }
 
   /** Departures still worth passing on. */
   departures(now: number): Departure[] {
     this.sweep(now);
-    return [...this.gone].map(([id, until]) => ({ id, until }));
+    return [...this.gone.values()].map((g) => g.d);
   }
 
   private sweep(now: number): void {
-    for (const [id, r] of this.byId) if (r.expiresAt <= now) this.byId.delete(id);
-    for (const [id, until] of this.gone) if (until <= now) this.gone.delete(id);
+    for (const [k, r] of this.byKey) if (r.expiresAt <= now) this.byKey.delete(k);
+    for (const [k, g] of this.gone) if (g.until <= now) this.gone.delete(k);
   }
 
-  /** Make room by dropping the record that expires soonest, if it expires before `expiresAt`. */
-  private evictBefore(expiresAt: number): boolean {
-    let victim: PeerRecord | undefined;
-    for (const r of this.byId.values()) if (!victim || r.expiresAt < victim.expiresAt) victim = r;
-    if (!victim || victim.expiresAt >= expiresAt) return false;
-    this.byId.delete(victim.id);
+  /**
+   * Make room by dropping the stalest record (the one its owner signed longest ago), if it is staler than `seq`. Honest
+   * hosts re-sign every round, so a flood must keep re-signing every record it placed to keep them in.
+   */
+  private evictStalerThan(seq: number): boolean {
+    let victim: [string, PeerRecord] | undefined;
+    for (const e of this.byKey) if (!victim || e[1].seq < victim[1].seq) victim = e;
+    if (!victim || victim[1].seq >= seq) return false;
+    this.byKey.delete(victim[0]);
     return true;
   }
 }

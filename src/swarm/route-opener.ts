@@ -35,6 +35,8 @@ export interface HopSession {
 export interface HopContext {
   recordsFor(modelHash: string): PeerRecord[];
   rttMs(): Map<string, number> | undefined;
+  /** a decode step's measured round trip through each host used so far (routing.ts hopCost) */
+  measuredMs(): ReadonlyMap<string, number>;
   connect(peer: string, limits: Limits): Promise<Link>;
   readonly modelHash: string;
   readonly limits: Limits;
@@ -90,7 +92,7 @@ export class RouteOpener {
     for (;;) {
       const records = this.ctx.recordsFor(this.ctx.modelHash);
       const exclude = this.ctx.excluded(records);
-      const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs() });
+      const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
       if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[route] plan ${range.start}:${range.end}: ${records.map((r) => `${r.id.slice(0, 8)}@${r.span.start}:${r.span.end}${exclude.has(r.id) ? 'x' : ''}`).join(' ')} -> ${plan ? plan.map((h) => h.peer.slice(0, 8)).join(',') : 'none'}`);
       if (plan) {
         const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline)));
@@ -169,7 +171,8 @@ export class RouteOpener {
     const exclude = this.ctx.excluded(records);
     const rtt = this.ctx.rttMs();
     const same = records.filter((r) => r.span.start === span.start && r.span.end === span.end && !exclude.has(r.id));
-    same.sort((a, b) => hopCost(a, rtt) - hopCost(b, rtt) || (a.id < b.id ? -1 : 1));
+    const measuredMs = this.ctx.measuredMs();
+    same.sort((a, b) => hopCost(a, rtt, { measuredMs }) - hopCost(b, rtt, { measuredMs }) || (a.id < b.id ? -1 : 1));
     const ids = same.map((r) => r.id);
     const spare = this.spares.get(`${span.start}:${span.end}`);
     if (spare && ids.includes(spare)) return [spare, ...ids.filter((p) => p !== spare)];

@@ -22,12 +22,30 @@ export interface RouteOptions {
   hopMs?: number;
   /** cost of a peer whose round trip was never measured. 20 ms: a typical WAN round trip */
   defaultRttMs?: number;
+  /** a decode step's measured round trip through each peer this client used, ms: replaces its claim */
+  measuredMs?: ReadonlyMap<string, number>;
 }
 
-/** What a hop through `r` costs, ms per token (see the header). */
-export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts: Pick<RouteOptions, 'hopMs' | 'defaultRttMs'> = {}): number {
+/**
+ * What a hop through `r` costs, ms per token (see the header). A hop this client has measured (a decode step's round
+ * trip through it, compute included) costs what was measured: a host's own claim of speed counts only until then.
+ */
+export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts: Pick<RouteOptions, 'hopMs' | 'defaultRttMs' | 'measuredMs'> = {}): number {
+  const measured = opts.measuredMs?.get(r.id);
+  if (measured !== undefined) return (opts.hopMs ?? 2) + measured;
   return (opts.hopMs ?? 2) + (rttMs?.get(r.id) ?? opts.defaultRttMs ?? 20) + (r.throughput > 0 ? 1000 / r.throughput : 0);
 }
+
+/**
+ * Whether a host claims to be much faster than it measured: its claimed compute per token (1000 / throughput) plus
+ * the round trip, times OVERCLAIM, is still below what a decode step through it took.
+ */
+export function overclaims(r: PeerRecord, measuredMs: number, rttMs: number): boolean {
+  return r.throughput > 0 && OVERCLAIM * (1000 / r.throughput + rttMs) < measuredMs;
+}
+
+/** A claim of speed this many times what was measured marks its host. 4: far beyond a busy moment's noise. */
+const OVERCLAIM = 4;
 
 /** Cheapest chain of records tiling [from, to), or null when the records cannot cover it. */
 export function findRoute(records: readonly PeerRecord[], from: number, to: number, opts: RouteOptions = {}): Hop[] | null {

@@ -14,7 +14,7 @@ import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { StageHost, type HostOptions } from './stage-host';
 import { chooseSpan, shouldMove } from './placement';
-import { modelHashOf } from './records';
+import { MAX_CLAIMED_FREE_KV, MAX_CLAIMED_THROUGHPUT, modelHashOf } from './records';
 import type { SwarmNet } from './swarm-net';
 import { PROTOCOL_VERSION, type Span } from './protocol';
 import type { LinkOptions } from './transport';
@@ -98,10 +98,10 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     await stage.forward(warm, new Float32Array(5 * config.dim));
     await stage.forward(warm, new Float32Array(config.dim));
     stage.closeSession(warm);
-    const host = new StageHost(stage, { peerId: peer.id, modelHash: modelHash, link: o.link, ...o.host });
+    const host = new StageHost(stage, { peerId: peer.id, modelHash, link: o.link, auth: d.auth, ...o.host });
     d.opts.self = () => ({
-      id: peer.id, modelHash: modelHash, span: sp, throughput: host.tokensPerSecond,
-      freeKv: Math.min(host.freeKvTokens, 0xffffffff), protocolVersion: PROTOCOL_VERSION,
+      modelHash, span: sp, throughput: Math.min(host.tokensPerSecond, MAX_CLAIMED_THROUGHPUT),
+      freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION,
     });
     return { stage, host };
   };
@@ -110,6 +110,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
   let stopped = false;
   const onConnection = (conn: DataConnection): void => {
     if (conn.label === 'flock') void serving.host.accept(conn);
+    else if (conn.label === 'flock-rv') d.answer(conn); // hosts answer discovery too (discovery.ts gossip)
     else conn.once('open', () => conn.close()); // not mid-negotiation: see StageHost.accept
   };
   const serving: ServingHost = {

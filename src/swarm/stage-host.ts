@@ -1,17 +1,22 @@
 // The host service: serves one GpuStage (layers [start, end) of one model) to many client sessions over PeerLinks.
-// Every message is checked before it costs anything: span and dims must match what we serve, steps must come in order
-// (StepGuard per link), sessions and KV cache are bounded (per link, in total, and by a byte budget), and forwards run
-// one at a time on the GPU. A peer that breaks the protocol is told why, disconnected and banned with a doubling
-// backoff; the others keep being served. Idle sessions expire. Not here: discovery (discovery.ts) or the CLI.
+// Every link starts by proving who is at the other end (link-auth.ts); what follows is keyed by that key, not by a
+// peer id anyone could change: bans, links per key, sessions, KV cache and session opens per minute per key. Every
+// message is checked before it costs anything: span and dims must match what we serve, steps must come in order
+// (StepGuard per link), sessions and KV cache are bounded (per link, per key, in total, and by a byte budget), and
+// forwards run one at a time on the GPU with keys taking turns (fair-queue.ts), so a greedy key slows only itself.
+// A peer that breaks the protocol is told why, disconnected and its key banned with a doubling backoff; the others
+// keep being served. Idle sessions expire. Not here: discovery (discovery.ts) or the CLI.
 
 import type { DataConnection } from 'peerjs';
 import type { GpuStage, StageSession } from '../gpu/stage';
 import { LinkDownError, ProtocolError, ReassemblyError, StepOrderError } from './errors';
 import { BanList } from './bans';
+import { FairQueue } from './fair-queue';
+import { keyIdOf } from './identity';
 import { StepGuard } from './step-guard';
 import { modelLimits, PROTOCOL_VERSION, type ForwardMsg, type Msg, type OpenMsg, type Span, type WireErrorCode } from './protocol';
 import { withoutUndefined } from '../model/options';
-import { PeerLink, type LinkOptions } from './transport';
+import { PeerLink, type LinkAuth, type LinkOptions } from './transport';
 
 /** The GPU part a host needs (GpuStage, or a stand-in in tests). */
 export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
@@ -34,10 +39,26 @@ export interface HostOptions {
   maxBanMs: number;
   /** Forwards waiting for the GPU per link. 4: a client has one in flight per session; more is a flood. */
   maxQueuedPerLink: number;
+  /** Links at once, and per key. 128 / 4: a client needs one link per host; a tab or two of one user, with room. */
+  maxLinks: number;
+  maxLinksPerKey: number;
+  /** Sessions one key may hold, all its links together. 8: a conversation needs one per hop routed here. */
+  maxSessionsPerKey: number;
+  /** Share of kvBudgetBytes one key may reserve. 1/4: four heavy users at least fit. */
+  kvShareOfKey: number;
+  /** Sessions one key may open per minute. 30: a client opens one per hop per conversation or re-route. */
+  opensPerMinutePerKey: number;
   link: Partial<LinkOptions>;
+  /** who this host is, and in which swarm: every link starts by proving both ends (link-auth.ts) */
+  auth: LinkAuth;
 }
 
-export const DEFAULT_HOST_OPTIONS: Omit<HostOptions, 'peerId' | 'modelHash'> = {
+export const DEFAULT_HOST_OPTIONS: Omit<HostOptions, 'peerId' | 'modelHash' | 'auth'> = {
+  maxLinks: 128,
+  maxLinksPerKey: 4,
+  maxSessionsPerKey: 8,
+  kvShareOfKey: 0.25,
+  opensPerMinutePerKey: 30,
   kvBudgetBytes: 256 * 1024 * 1024,
   maxSessions: 64,
   maxSessionsPerLink: 8,
@@ -90,7 +111,10 @@ export class StageHost {
   private kvReserved = 0;
   private peakBuffered = 0;
   private nSessions = 0;
-  private gpu: Promise<void> = Promise.resolve();
+  /** every forward and session release runs here, one at a time, keys taking turns (a greedy key slows only itself) */
+  private readonly gpu = new FairQueue();
+  /** per key: when it opened its recent sessions (the last minute's) */
+  private readonly opens = new Map<string, number[]>();
   private sweeper: ReturnType<typeof setInterval>;
   private frozen = false;
   private stopped = false;
@@ -100,9 +124,9 @@ export class StageHost {
 
   constructor(
     readonly stage: HostStage,
-    opts: Partial<HostOptions> & Pick<HostOptions, 'peerId' | 'modelHash'>,
+    opts: Partial<HostOptions> & Pick<HostOptions, 'peerId' | 'modelHash' | 'auth'>,
   ) {
-    this.opts = { ...DEFAULT_HOST_OPTIONS, ...withoutUndefined(opts), peerId: opts.peerId, modelHash: opts.modelHash };
+    this.opts = { ...DEFAULT_HOST_OPTIONS, ...withoutUndefined(opts), peerId: opts.peerId, modelHash: opts.modelHash, auth: opts.auth };
     // Limits from what we serve, not the protocol's generous defaults: a forward can never be bigger than
     // maxBatch x dim, so a frame claiming more is rejected by the decoder before the reassembler reserves anything
     // (with the defaults, one 256 KiB frame could make us reserve a 64 MiB tensor).
@@ -137,13 +161,14 @@ export class StageHost {
     };
   }
 
+  /** Whether the key behind `peer` (an id, or a key id) is banned here. */
   isBanned(peer: string): boolean {
-    return this.bans.isBanned(peer);
+    return this.bans.isBanned(keyIdOf(peer));
   }
 
   /** Take an incoming DataConnection (from peer.on('connection')). Never throws. */
   async accept(conn: DataConnection): Promise<void> {
-    if (this.stopped || this.isBanned(conn.peer)) {
+    if (this.stopped || this.isBanned(conn.peer) || this.links.size >= this.opts.maxLinks) {
       // Hang up once the channel is open: closing a PeerJS connection in the middle of its ICE negotiation makes
       // PeerJS throw from its candidate handler.
       if (conn.open) conn.close();
@@ -152,9 +177,13 @@ export class StageHost {
     }
     let link: PeerLink;
     try {
-      link = await PeerLink.open(conn, this.opts.link);
+      link = await PeerLink.open(conn, this.opts.link, this.opts.auth);
     } catch {
-      return; // never opened: nothing to clean up
+      return; // never opened or never proved who it is: PeerLink.open closed it
+    }
+    if (this.linksOf(link.remote.keyId).length >= this.opts.maxLinksPerKey || this.isBanned(link.remote.keyId)) {
+      link.close('banned', 'too many links for this key');
+      return;
     }
     if (this.frozen) link.mute();
     const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0, unlisten: () => {} };
@@ -244,6 +273,23 @@ export class StageHost {
     if (this.nSessions >= this.opts.maxSessions) {
       return this.reply(st, m.session, 0, 'busy', `${this.nSessions} sessions open; try another host`);
     }
+    // per key: sessions, KV cache and opens per minute (an identity cannot take the host from everyone else)
+    const key = st.link.remote.keyId;
+    const mine = this.linksOf(key).flatMap((l) => [...l.sessions.values()]);
+    if (mine.length >= this.opts.maxSessionsPerKey) {
+      return this.reply(st, m.session, 0, 'busy', `this key holds ${mine.length} sessions here, the most one key may`);
+    }
+    const keyKv = mine.reduce((t, x) => t + x.kvBytes, 0);
+    if (keyKv + kvBytes > this.opts.kvShareOfKey * this.opts.kvBudgetBytes) {
+      return this.reply(st, m.session, 0, 'kv-full', `this key holds ${keyKv} bytes of KV cache here; one key may hold ${Math.floor(this.opts.kvShareOfKey * this.opts.kvBudgetBytes)}`);
+    }
+    const now = Date.now();
+    const recent = (this.opens.get(key) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= this.opts.opensPerMinutePerKey) {
+      return this.reply(st, m.session, 0, 'busy', `this key opened ${recent.length} sessions in the last minute, the most one key may`);
+    }
+    recent.push(now);
+    this.opens.set(key, recent);
     try {
       st.guard.begin(m.session);
     } catch (e) {
@@ -288,8 +334,8 @@ export class StageHost {
     s.lastUsed = Date.now();
     s.nextPos = m.pos0 + m.nTokens;
     st.queued++;
-    // One forward at a time on the GPU (the stage's scratch buffers are shared by every session).
-    this.gpu = this.gpu.then(async () => {
+    // One forward at a time on the GPU (the stage's scratch buffers are shared by every session), keys taking turns.
+    void this.gpu.run(st.link.remote.keyId, async () => {
       st.queued--;
       if (st.link.isDown) return;
       if (st.sessions.get(m.session) !== s) {
@@ -319,7 +365,7 @@ export class StageHost {
     if (st.link.isDown) return;
     this.counts.violations++;
     this.counts.bans++;
-    const ms = this.bans.ban(st.link.peer);
+    const ms = this.bans.ban(st.link.remote.keyId); // the key, not the id: a new id for the same key is still banned
     const code: WireErrorCode = e instanceof StepOrderError ? 'bad-step' : 'protocol';
     const link = st.link;
     st.unlisten();
@@ -336,7 +382,12 @@ export class StageHost {
     this.kvReserved -= s.kvBytes;
     this.nSessions--;
     // The GPU queue may still hold a forward of this session: free after it.
-    this.gpu = this.gpu.then(() => this.stage.closeSession(s.stage));
+    void this.gpu.run(st.link.remote.keyId, async () => this.stage.closeSession(s.stage));
+  }
+
+  /** The links a key holds here. */
+  private linksOf(keyId: string): LinkState[] {
+    return [...this.links].filter((l) => l.link.remote.keyId === keyId);
   }
 
   private dropLink(st: LinkState): void {

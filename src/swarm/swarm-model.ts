@@ -24,6 +24,7 @@ import type { PeerRecord } from './records';
 import type { GgufFile } from '../model/gguf';
 import { withoutUndefined } from '../model/options';
 import { BanList } from './bans';
+import { overclaims } from './routing';
 import type { Link } from './link';
 import { requests } from './link-requests';
 import { blame, describe, RouteOpener, type HopContext, type HopSession } from './route-opener';
@@ -104,6 +105,8 @@ class RouteLog {
   reroutes: Reroute[] = [];
   /** the latest forward round trip per peer, ms (RouteEntry.ms reads it) */
   readonly hopMs = new Map<string, number>();
+  /** the latest decode step's (one token's) round trip per peer, ms: what routing believes over a host's claim */
+  readonly decodeMs = new Map<string, number>();
 
   /** A route entry whose `ms` follows hopMs. */
   entry(peer: string, span: Span): RouteEntry {
@@ -216,6 +219,21 @@ export class SwarmModel implements Backend, HopContext {
     return this.directory.rttMs?.();
   }
 
+  measuredMs(): ReadonlyMap<string, number> {
+    return this.log.decodeMs;
+  }
+
+  /** Hosts whose claimed speed is far beyond what this client measured through them (routing.ts overclaims). */
+  overclaimed(): string[] {
+    const rtt = this.rttMs();
+    return this.recordsFor(this.modelHash)
+      .filter((r) => {
+        const m = this.log.decodeMs.get(r.id);
+        return m !== undefined && overclaims(r, m, rtt?.get(r.id) ?? 0);
+      })
+      .map((r) => r.id);
+  }
+
   connect(peer: string, limits: Limits): Promise<Link> {
     return this.directory.connect(peer, limits);
   }
@@ -294,7 +312,9 @@ class SwarmSequence implements BackendSequence {
     await h.link.sendFrames(frames);
     for (const f of frames) this.m.wire.bytesOut += f.byteLength;
     const r = await this.watch(h, answer);
-    this.m.log.hopMs.set(h.peer, performance.now() - t0);
+    const ms = performance.now() - t0;
+    this.m.log.hopMs.set(h.peer, ms);
+    if (nTokens === 1) this.m.log.decodeMs.set(h.peer, ms);
     if (r.kind !== 'result' || !resultMatches(r, pos0, nTokens, this.m.config.dim)) {
       h.link.close('protocol', 'a result of the wrong shape');
       throw new LinkDownError('protocol', h.peer, `${h.peer} answered step ${step} with a result of the wrong shape`);

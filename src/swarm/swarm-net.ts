@@ -7,26 +7,44 @@ import type { Peer } from 'peerjs';
 import { Discovery, type DiscoveryOptions } from './discovery';
 import { SignalError } from './errors';
 import type { PeerRecord } from './records';
-import { openPeer, type SignalConfig } from './transport';
+import type { Identity } from './identity';
+import type { SwarmConfig } from './swarm-config';
+import { openPeer, type PeerOpenResult, type SignalConfig } from './transport';
+
+/** Ids tried for one key: the bare key id, then key-1 … key-7 (someone squatting the bare id on the server). */
+const MAX_SUFFIX = 8;
 
 export class SwarmNet {
   private constructor(
     readonly peer: Peer,
     readonly discovery: Discovery,
-    readonly swarm: string,
+    readonly config: SwarmConfig,
   ) {}
 
-  /** A fresh peer (server-assigned id) and discovery of `swarm`; SignalError when the server cannot be used. */
-  static async join(signal: SignalConfig, swarm: string, opts: Partial<Pick<DiscoveryOptions, 'link' | 'announceMs'>> = {}): Promise<SwarmNet> {
-    const opened = await openPeer(signal, undefined);
-    if (opened.kind !== 'open') throw new SignalError('refused', 'The signalling server refused a fresh peer id; try again.');
+  /**
+   * A peer whose id is `identity`'s (with a '-n' suffix when someone holds the bare id: an id is only a name on the
+   * signalling server, and links prove the key, link-auth.ts), and discovery of `swarm`. SignalError when the server
+   * cannot be used.
+   */
+  static async join(
+    signal: SignalConfig, swarm: SwarmConfig, identity: Identity,
+    opts: Partial<Pick<DiscoveryOptions, 'link' | 'announceMs' | 'epochMs' | 'knownPeers'>> = {},
+  ): Promise<SwarmNet> {
+    let opened: PeerOpenResult = { kind: 'taken' };
+    for (let n = 0; n < MAX_SUFFIX && opened.kind === 'taken'; n++) opened = await openPeer(signal, n === 0 ? identity.id : `${identity.id}-${n}`);
+    if (opened.kind !== 'open') throw new SignalError('refused', `The signalling server holds every id of this key (${identity.id}…); try again later.`);
     try {
-      const discovery = await Discovery.start(opened.peer, { signal, swarm, ...opts });
+      const discovery = await Discovery.start(opened.peer, { signal, swarm, identity, ...opts });
       return new SwarmNet(opened.peer, discovery, swarm);
     } catch (e) {
       opened.peer.destroy();
       throw e;
     }
+  }
+
+  /** The swarm's name (what the page shows). */
+  get swarm(): string {
+    return this.config.name;
   }
 
   get id(): string {

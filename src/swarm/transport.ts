@@ -11,7 +11,10 @@ import { LinkDownError, ProtocolError, ReassemblyError, SignalError, type LinkDo
 import {
   DEFAULT_LIMITS, DEFAULT_MAX_FRAME_BYTES, decodeFrame, encode, encodeControl, type HelloMsg, type Limits, type Msg,
 } from './protocol';
+import { authenticate, type AuthResult, type RemoteIdentity } from './link-auth';
 import { HelloSlot, Listeners, type Link } from './link';
+import type { Identity } from './identity';
+import type { SwarmConfig } from './swarm-config';
 import { MessageDecoder } from './message-decoder';
 import { deviceOffline, isLoopback, offlineError, signalFailure } from './signal-failure';
 
@@ -117,14 +120,14 @@ export function connectRaw(peer: Peer, remote: string, label = 'flock'): DataCon
  * 'unavailable' (PeerServer answers an offer to an unknown id with EXPIRE after its expire_timeout: 5 s on the
  * public server, 500 ms on `flock signal`), not after the open timeout.
  */
-export async function dial(peer: Peer, remote: string, opts: Partial<LinkOptions> = {}, attempts = 3): Promise<PeerLink> {
+export async function dial(peer: Peer, remote: string, opts: Partial<LinkOptions>, auth: LinkAuth, attempts = 3): Promise<PeerLink> {
   for (let i = 1; ; i++) {
     if (peer.destroyed || peer.disconnected) throw new LinkDownError('closed', remote, 'our peer is not connected to the signalling server');
     const conn: DataConnection | undefined = peer.connect(remote, { serialization: 'raw', reliable: true, label: 'flock' });
     if (!conn) throw new LinkDownError('closed', remote, 'PeerJS could not start a connection');
     const settled = new AbortController();
     try {
-      return await Promise.race([PeerLink.open(conn, opts), unavailable(peer, remote, settled.signal)]);
+      return await Promise.race([PeerLink.open(conn, opts, auth), unavailable(peer, remote, settled.signal)]);
     } catch (e) {
       if (i >= attempts || !(e instanceof LinkDownError) || e.reason !== 'open-timeout') throw e;
     } finally {
@@ -179,6 +182,12 @@ function unavailable(peer: Peer, remote: string, settled: AbortSignal): Promise<
 
 // ---------------------------------------------------------------------------------------------------------------
 // PeerLink.
+
+/** Who we are on a link, and in which swarm (link-auth.ts proves both at the start of every link). */
+export interface LinkAuth {
+  identity: Identity;
+  swarm: SwarmConfig;
+}
 
 export interface LinkOptions {
   limits: Limits;
@@ -254,6 +263,9 @@ export class PeerLink implements Link {
   private constructor(
     readonly conn: DataConnection,
     opts: Partial<LinkOptions>,
+    /** who the other end proved to be (link-auth.ts) */
+    readonly remote: RemoteIdentity,
+    early: readonly unknown[],
   ) {
     this.opts = { ...DEFAULT_LINK_OPTIONS, ...withoutUndefined(opts) };
     this.tokens = this.opts.burstFrames;
@@ -263,10 +275,14 @@ export class PeerLink implements Link {
     conn.on('close', () => this.die('closed', 'the data channel closed'));
     conn.on('error', (e) => this.die('closed', `the data channel failed: ${e.message}`));
     this.timer = setInterval(() => this.tick(), this.opts.heartbeatMs);
+    for (const d of early) this.receive(d);
   }
 
-  /** Wrap a connection once its channel is open (or fail with LinkDownError('open-timeout')). */
-  static async open(conn: DataConnection, opts: Partial<LinkOptions> = {}): Promise<PeerLink> {
+  /**
+   * Wrap a connection once its channel is open (or fail with LinkDownError('open-timeout')) and both ends proved who
+   * they are (link-auth.ts; or fail with LinkAuthError, the connection closed).
+   */
+  static async open(conn: DataConnection, opts: Partial<LinkOptions>, auth: LinkAuth): Promise<PeerLink> {
     const timeoutMs = opts.openTimeoutMs ?? DEFAULT_LINK_OPTIONS.openTimeoutMs;
     if (!conn.open) {
       await new Promise<void>((resolve, reject) => {
@@ -284,7 +300,14 @@ export class PeerLink implements Link {
         });
       });
     }
-    return new PeerLink(conn, opts);
+    let proved: AuthResult;
+    try {
+      proved = await authenticate(conn, auth.identity, conn.provider.id, auth.swarm, timeoutMs);
+    } catch (e) {
+      conn.close(); // open: safe to close
+      throw e;
+    }
+    return new PeerLink(conn, opts, proved.remote, proved.early);
   }
 
   get peer(): string {

@@ -9,6 +9,8 @@ import { sourceFor, type ModelSpec } from '../storage/model-source';
 import type { NetSettings } from '../storage/settings';
 import { Contributor } from '../swarm/contributor';
 import { SwarmNet } from '../swarm/swarm-net';
+import { hostIdentity } from '../storage/identity-store';
+import { swarmOf } from './swarm-panel';
 import type { SignalConfig } from '../swarm/transport';
 import { formatBytes, formatDuration } from './format';
 import { KeepAwake } from './keep-awake';
@@ -34,7 +36,8 @@ export class ContributeSession {
     const dev = await requestFlockDevice(navigator.gpu);
     let net: SwarmNet | undefined;
     try {
-      net = await SwarmNet.join(signal, settings.swarm);
+      const swarm = swarmOf(settings);
+      net = await SwarmNet.join(signal, swarm, await hostIdentity(swarm.powBits));
       const contributor = await Contributor.start({ dev, file, net, budgetBytes: settings.memoryMb * 1e6, onProgress });
       const awake = new KeepAwake();
       await awake.start();

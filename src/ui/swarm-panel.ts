@@ -7,6 +7,9 @@ import { proxy } from 'comlink';
 import { InvalidArgumentError } from '../model/errors';
 import type { NetSettings } from '../storage/settings';
 import { loadNetSettings, parseIceServers, saveNetSettings } from '../storage/settings';
+import { fromBase64url } from '../swarm/base64url';
+import { Identity } from '../swarm/identity';
+import { privateSwarm, publicSwarm, SECRET_BYTES, type SwarmConfig } from '../swarm/swarm-config';
 import { SwarmNet } from '../swarm/swarm-net';
 import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
 import type { EngineClient, LoadedModel, LoadProgress } from '../worker/engine-client';
@@ -27,6 +30,12 @@ const PRIVACY: Record<Mode, string> = {
 
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
 const REFRESH_MS = 500;
+
+/** The swarm the settings name: private when they hold an invite's secret. */
+export function swarmOf(s: NetSettings): SwarmConfig {
+  const secret = s.secret ? fromBase64url(s.secret, SECRET_BYTES) : null;
+  return secret ? privateSwarm(s.swarm, secret) : publicSwarm(s.swarm);
+}
 
 /** Signalling config from the settings (named errors for a bad URL or ICE line, before anything connects). */
 export function signalConfigOf(s: NetSettings): SignalConfig {
@@ -114,8 +123,11 @@ export class SwarmPanel {
   private async saveFields(): Promise<void> {
     const e = this.els;
     const memoryMb = Number(e.memory.value);
+    const swarm = e.name.value.trim() || this.settings.swarm;
     this.settings = {
-      swarm: e.name.value.trim() || this.settings.swarm,
+      swarm,
+      // a private swarm's secret belongs to its name: another name is another (public) swarm
+      secret: swarm === this.settings.swarm ? this.settings.secret : '',
       memoryMb: Number.isFinite(memoryMb) && memoryMb > 0 ? memoryMb : this.settings.memoryMb,
       signalUrl: e.signal.value.trim() || this.settings.signalUrl,
       iceServers: e.ice.value,
@@ -192,7 +204,12 @@ export class SwarmPanel {
     const local = this.host.loaded();
     if (!local) throw new InvalidArgumentError('Load a model first: Swarm mode joins with the model chosen here.');
     this.status(`joining "${this.settings.swarm}"…`);
-    const net = await SwarmNet.join(signalConfigOf(this.settings), this.settings.swarm);
+    const swarm = swarmOf(this.settings);
+    // a fresh identity per join: a host cannot tell this chat from this tab's earlier ones by its key
+    this.status(swarm.powBits > 0 ? 'making a new identity for this chat (a second of work the public swarm asks)…' : `joining "${swarm.name}"…`);
+    const identity = await Identity.generate({ powBits: swarm.powBits });
+    this.status(`joining "${swarm.name}"…`);
+    const net = await SwarmNet.join(signalConfigOf(this.settings), swarm, identity);
     this.net = net;
     this.status('loading the model\'s head (embeddings and output) on this device…');
     this.localBefore = local;

@@ -117,6 +117,8 @@ export interface SwarmStatus {
   route: { peer: string; start: number; end: number; ms: number }[];
   reroutes: { step: number; from: string; to: string[]; start: number; end: number; reason: string; ms: number }[];
   wire: { bytesOut: number; bytesIn: number };
+  /** hosts whose claimed speed is far beyond what was measured through them: routed as measured, marked here */
+  overclaimed: string[];
 }
 
 /** How a tab's swarm client behaves (swarm/swarm-model.ts SwarmOptions; the defaults suit most swarms). */

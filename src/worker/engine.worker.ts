@@ -156,6 +156,7 @@ class EngineWorker implements EngineApi {
       route: m.route.map((r) => ({ peer: r.peer, start: r.start, end: r.end, ms: r.ms })),
       reroutes: m.reroutes.map((r) => ({ step: r.step, from: r.from, to: r.to, start: r.span.start, end: r.span.end, reason: r.reason, ms: r.ms })),
       wire: { ...m.wire },
+      overclaimed: m.overclaimed(),
     };
   }
 

@@ -67,11 +67,11 @@ describe('the page\'s swarm client', () => {
     const errors: string[] = [];
     try {
       const ref = await referenceIds();
-      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.name, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS });
       const tab = await openTab(errors);
       const chat = swarmChat(tab, {
         modelUrl: model.url, signal: swarm.server.url, swarm: swarm.name, prompt: '', maxTokens: 24,
-        recoverTimeoutMs: 30_000, hopTimeoutMs: 10_000, link: swarm.link, announceMs: ANNOUNCE_MS,
+        recoverTimeoutMs: 30_000, hopTimeoutMs: 10_000, link: swarm.link, announceMs: ANNOUNCE_MS, powBits: swarm.config.powBits,
       });
       await liar.cutOff;
       await swarm.host({ start: 0, end: 5 }); // an honest host for the same layers comes online
@@ -101,7 +101,7 @@ describe('the page\'s swarm client', () => {
       const tab = await openTab(errors);
       const chat = swarmChat(tab, {
         modelUrl: model.url, signal: swarm.server.url, swarm: swarm.name, prompt: '', maxTokens: 200,
-        recoverTimeoutMs: 1_500, hopTimeoutMs: 5_000, link: swarm.link, announceMs: ANNOUNCE_MS,
+        recoverTimeoutMs: 1_500, hopTimeoutMs: 5_000, link: swarm.link, announceMs: ANNOUNCE_MS, powBits: swarm.config.powBits,
       });
       // let a few tokens stream, then take the only host away
       await tab.waitForFunction(() => (window as unknown as { flockEngineTest: { streamed(): number } }).flockEngineTest.streamed() >= 5, undefined, { timeout: 60_000, polling: 20 });

@@ -91,7 +91,7 @@ describe('swarm: three hosts in Chromium tabs, one Node client', () => {
         (a) => (window as unknown as { flockSwarmTest: { host(a: unknown): Promise<HostInfo> } }).flockSwarmTest.host(a),
         {
           modelUrl: model!.url, swarm: s.name, signal: s.server.url, start, end, maxContext: 256, announceMs: ANNOUNCE_MS,
-          link: s.link, host: { banMs: 60_000 },
+          link: s.link, host: { banMs: 60_000 }, powBits: s.config.powBits,
         },
       );
       infos.push(info);

@@ -15,6 +15,8 @@ import type { FlockDevice } from '../../src/gpu/device';
 import { parseSignalUrl } from '../../src/swarm/transport';
 import { STORIES, testDevice } from '../helpers/gpu';
 import { llamaGreedy } from '../helpers/llama-ref';
+import { publicSwarm } from '../../src/swarm/swarm-config';
+import { TEST_POW_BITS } from './harness';
 
 const SPANS = [{ start: 0, end: 3 }, { start: 3, end: 5 }];
 const TOKENS = 480;
@@ -51,14 +53,14 @@ afterAll(async () => {
 });
 
 function churn(swarm: string, how: 'SIGKILL' | 'SIGTERM', killEveryMs: number): Churn {
-  const c = new Churn({ model: STORIES, swarm, signal: server.url, spans: SPANS, perSpan: 2, killEveryMs, replaceAfterMs: 1_000, how, announceMs: ANNOUNCE_MS, maxContext: 512 });
+  const c = new Churn({ model: STORIES, swarm, powBits: TEST_POW_BITS, signal: server.url, spans: SPANS, perSpan: 2, killEveryMs, replaceAfterMs: 1_000, how, announceMs: ANNOUNCE_MS, maxContext: 512 });
   churns.push(c);
   return c;
 }
 
 async function client(swarm: string): Promise<LaunchedClient> {
   const c = await launchClient({
-    dev, model: STORIES, swarm, signal: parseSignalUrl(server.url), announceMs: ANNOUNCE_MS, link: LINK,
+    dev, model: STORIES, swarm: publicSwarm(swarm, TEST_POW_BITS), signal: parseSignalUrl(server.url), announceMs: ANNOUNCE_MS, link: LINK,
     swarmOptions: { maxContext: 512, hopTimeoutMs: 5_000, recoverTimeoutMs: 20_000 }, waitForRouteMs: 30_000,
   });
   clients.push(c);

@@ -3,16 +3,17 @@
 // Short heartbeats and timeouts so failures are detected in about a second. Not a test by itself.
 
 import { readFile } from 'node:fs/promises';
-import { launchHost, type LaunchedHost } from '../../src/cli/host';
+import { launchHost, type LaunchedHost, type LaunchHostOptions } from '../../src/cli/host';
 import { cleanupNodeWebRtc, installNodeWebRtc } from '../../src/cli/node-webrtc';
 import { startSignalServer, type SignalServer } from '../../src/cli/signal';
-import { launchClient, type LaunchedClient } from '../../src/cli/swarm-generate';
+import { launchClient, type LaunchClientOptions, type LaunchedClient } from '../../src/cli/swarm-generate';
 import type { FlockDevice } from '../../src/gpu/device';
 import { openGguf, type GgufFile } from '../../src/model/gguf';
 import { openSource } from '../../src/model/source-file';
 import type { SwarmOptions } from '../../src/swarm/swarm-model';
 import type { HostOptions } from '../../src/swarm/stage-host';
 import type { Span } from '../../src/swarm/protocol';
+import { publicSwarm, type SwarmConfig } from '../../src/swarm/swarm-config';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../../src/swarm/transport';
 import { STORIES, testDevice } from '../helpers/gpu';
 
@@ -20,6 +21,12 @@ import { STORIES, testDevice } from '../helpers/gpu';
 export const FAST_LINK: Partial<LinkOptions> = { heartbeatMs: 250, deadAfterMs: 2_000, openTimeoutMs: 3_000 };
 /** Records re-announced every 300 ms. */
 export const ANNOUNCE_MS = 300;
+/**
+ * The proof of work the tests' public swarms ask of identities: 8 bits (256 hashes, milliseconds), so each of the
+ * dozens of hosts and clients the tests start does not pay the real swarm's 17 bits (~1.3 s here). The cost of the
+ * real setting, and its refusal of identities without it, are tests/swarm/trust.test.ts's.
+ */
+export const TEST_POW_BITS = 8;
 
 export async function referenceIds(): Promise<number[]> {
   const json: unknown = JSON.parse(await readFile('tests/fixtures/stories260K.greedy.json', 'utf8'));
@@ -35,32 +42,41 @@ export class Swarm {
     readonly signal: SignalConfig,
     readonly dev: FlockDevice,
     readonly file: GgufFile,
-    readonly name: string,
+    readonly config: SwarmConfig,
     readonly link: Partial<LinkOptions>,
   ) {}
 
-  /** A swarm named `name`; `link` adds to FAST_LINK for every host and client (e.g. small frames). */
-  static async start(name: string, link: Partial<LinkOptions> = {}): Promise<Swarm> {
+  get name(): string {
+    return this.config.name;
+  }
+
+  /**
+   * A swarm named `name` (public, with the tests' proof of work, unless `config` says otherwise); `link` adds to
+   * FAST_LINK for every host and client (e.g. small frames).
+   */
+  static async start(name: string, link: Partial<LinkOptions> = {}, config?: SwarmConfig): Promise<Swarm> {
     installNodeWebRtc();
     const server = await startSignalServer(0);
     const dev = await testDevice();
     const file = await openGguf(openSource(STORIES));
-    return new Swarm(server, parseSignalUrl(server.url), dev, file, name, { ...FAST_LINK, ...link });
+    return new Swarm(server, parseSignalUrl(server.url), dev, file, config ?? publicSwarm(name, TEST_POW_BITS), { ...FAST_LINK, ...link });
   }
 
-  async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}): Promise<LaunchedHost> {
+  /** A host in this swarm (or, with `as`, in another one on the same signalling server: an outsider). */
+  async host(layers: Span | undefined, maxLayers?: number, host: Partial<HostOptions> = {}, as: Partial<LaunchHostOptions> = {}): Promise<LaunchedHost> {
     const h = await launchHost({
-      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, layers, maxLayers, maxContext: 256,
-      announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host },
+      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, layers, maxLayers, maxContext: 256,
+      announceMs: ANNOUNCE_MS, link: this.link, host: { banMs: 60_000, ...host }, ...as,
     });
     this.hosts.push(h);
     return h;
   }
 
-  async client(opts: Partial<SwarmOptions> = {}): Promise<LaunchedClient> {
+  /** A client in this swarm (or, with `as`, in another one: an outsider, a client with known peers…). */
+  async client(opts: Partial<SwarmOptions> = {}, as: Partial<LaunchClientOptions> = {}): Promise<LaunchedClient> {
     const c = await launchClient({
-      dev: this.dev, model: this.file, swarm: this.name, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
-      swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000,
+      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
+      swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000, ...as,
     });
     this.clients.push(c);
     return c;

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drain, generateTokens } from '../../src/engine/generate';
 import { encodeControl, encodeTensor, HEADER_BYTES, KIND_CODE, PROTOCOL_VERSION } from '../../src/swarm/protocol';
+import { Identity } from '../../src/swarm/identity';
 import { connectRaw, dial, openPeer, PeerLink } from '../../src/swarm/transport';
 import type { LaunchedHost } from '../../src/cli/host';
 import { ANNOUNCE_MS, FAST_LINK, referenceIds, Swarm } from './harness';
@@ -109,12 +110,14 @@ describe('hostile peers', () => {
     const generation = drain(generateTokens(honest.model, { inputIds: [1], maxTokens: 48, temperature: 0, ignoreEos: true }));
     const heap0 = process.memoryUsage().heapUsed;
     const rows: string[] = [];
-    /** One attack from a fresh peer: whether the host counted it, how the link ended, and the peer (to check the ban). */
+    /** One attack from a fresh identity: whether the host counted it, how the link ended, and the peer (to check the ban). */
     const attempt = async (attack: (typeof ATTACKS)[number]) => {
-      const opened = await openPeer(swarm.signal, undefined);
+      const identity = await Identity.generate({ powBits: swarm.config.powBits });
+      const opened = await openPeer(swarm.signal, identity.id);
       if (opened.kind !== 'open') throw new Error('no peer');
       const peer = opened.peer;
-      const link = await dial(peer, host.peer.id, { ...FAST_LINK, framesPerSecond: 1e9, burstFrames: 1e9 });
+      const auth = { identity, swarm: swarm.config };
+      const link = await dial(peer, host.peer.id, { ...FAST_LINK, framesPerSecond: 1e9, burstFrames: 1e9 }, auth);
       const v0 = host.host.stats().violations;
       const t0 = performance.now();
       for (const f of attack.frames()) {
@@ -124,7 +127,7 @@ describe('hostile peers', () => {
       }
       const down = await Promise.race([link.closed, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
       await new Promise((r) => setTimeout(r, 20)); // the host counts before it hangs up; let its bookkeeping settle
-      return { peer, down, ms: performance.now() - t0, counted: host.host.stats().violations - v0 };
+      return { peer, auth, down, ms: performance.now() - t0, counted: host.host.stats().violations - v0 };
     };
     for (const attack of ATTACKS) {
       let r = await attempt(attack);
@@ -135,14 +138,14 @@ describe('hostile peers', () => {
         r.peer.destroy();
         r = await attempt(attack);
       }
-      const { peer, down, ms, counted } = r;
+      const { peer, auth, down, ms, counted } = r;
       rows.push(`${attack.name}: ${down ? `hung up in ${ms.toFixed(0)} ms` : 'NOT closed'}, violations +${counted}`);
       expect(down, attack.name).not.toBeNull();
       expect(counted, attack.name).toBeGreaterThan(0);
-      expect(host.host.isBanned(peer.id), attack.name).toBe(true);
+      expect(host.host.isBanned(peer.id), attack.name).toBe(true); // by its key
       // a banned peer that reconnects is refused at once
       const again = connectRaw(peer, host.peer.id);
-      const refused = await PeerLink.open(again, { ...FAST_LINK, openTimeoutMs: 3_000 }).then(
+      const refused = await PeerLink.open(again, { ...FAST_LINK, openTimeoutMs: 3_000 }, auth).then(
         (l) => Promise.race([l.closed.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), 3_000))]),
         () => true,
       );
@@ -168,7 +171,7 @@ describe('a host that answers with more than the model allows', () => {
     const swarm = await Swarm.start('test-oversize');
     try {
       const ref = await referenceIds();
-      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.name, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS });
       const client = await swarm.client({ recoverTimeoutMs: 20_000 });
       const generation = drain(generateTokens(client.model, { inputIds: [1], maxTokens: 24, temperature: 0, ignoreEos: true }));
       await liar.cutOff;

@@ -9,6 +9,8 @@ import { readConfig } from '../../src/model/config';
 import type { GgufFile } from '../../src/model/gguf';
 import { DEFAULT_LIMITS, encodeTensor, PROTOCOL_VERSION } from '../../src/swarm/protocol';
 import { modelHashOf } from '../../src/swarm/records';
+import { Identity } from '../../src/swarm/identity';
+import type { SwarmConfig } from '../../src/swarm/swarm-config';
 import { SwarmNet } from '../../src/swarm/swarm-net';
 import { PeerLink, type LinkOptions, type SignalConfig } from '../../src/swarm/transport';
 
@@ -24,14 +26,15 @@ export interface OversizeHost {
 }
 
 export async function startOversizeHost(o: {
-  file: GgufFile; signal: SignalConfig; swarm: string; link: Partial<LinkOptions>; announceMs: number; frameEveryMs?: number;
+  file: GgufFile; signal: SignalConfig; swarm: SwarmConfig; link: Partial<LinkOptions>; announceMs: number; frameEveryMs?: number;
 }): Promise<OversizeHost> {
   const config = readConfig(o.file);
   const modelHash = await modelHashOf(o.file);
   const span = { start: 0, end: config.nLayers };
-  const net = await SwarmNet.join(o.signal, o.swarm, { link: o.link, announceMs: o.announceMs });
+  const identity = await Identity.generate({ powBits: o.swarm.powBits });
+  const net = await SwarmNet.join(o.signal, o.swarm, identity, { link: o.link, announceMs: o.announceMs });
   // claims to be fast, so routing would pick it first even beside honest hosts
-  net.discovery.opts.self = () => ({ id: net.id, modelHash, span, throughput: 100_000, freeKv: 1 << 20, protocolVersion: PROTOCOL_VERSION });
+  net.discovery.opts.self = () => ({ modelHash, span, throughput: 100_000, freeKv: 1 << 20, protocolVersion: PROTOCOL_VERSION });
   await net.discovery.round();
   const nTokens = 4096;
   const frames = (session: number, step: number): ArrayBuffer[] =>
@@ -42,7 +45,7 @@ export async function startOversizeHost(o: {
   const cutOff = new Promise<void>((r) => (cut = r));
   net.peer.on('connection', (conn) => {
     if (conn.label !== 'flock') return;
-    void PeerLink.open(conn, { ...o.link, limits: DEFAULT_LIMITS }).then((link) => {
+    void PeerLink.open(conn, { ...o.link, limits: DEFAULT_LIMITS }, net.discovery.auth).then((link) => {
       void link.send({ kind: 'hello', protocolVersion: PROTOCOL_VERSION, peerId: net.id, modelHash, span, maxSessions: 64, freeKvTokens: 1 << 20 });
       link.onMessage((m) => {
         if (m.kind === 'open') void link.send({ kind: 'opened', session: m.session });

@@ -1,9 +1,10 @@
 // Pure functions of the swarm, with tables: routing (cheapest tiling of [0, L) by peer spans), placement (the span
-// the swarm covers least), peer records (validation of hostile JSON, merge with expiry), discovery messages and
-// rendezvous ids, and signalling URLs. No network, no GPU.
+// the swarm covers least), peer records (validation of hostile JSON, merge by sequence, departures), discovery
+// messages and rendezvous ids, and signalling URLs. No network, no GPU (signatures: records.test.ts).
 
 import { describe, expect, it } from 'vitest';
-import { decodeTable, rendezvousId, swarmKey } from '../../src/swarm/discovery';
+import { decodeTable, rendezvousId } from '../../src/swarm/discovery';
+import { privateSwarm, publicSwarm, rendezvousKey } from '../../src/swarm/swarm-config';
 import { chooseSpan, coverage, shouldMove } from '../../src/swarm/placement';
 import { parseRecord, type PeerRecord } from '../../src/swarm/records';
 import { RecordTable } from '../../src/swarm/record-table';
@@ -13,8 +14,9 @@ import { parseSignalUrl } from '../../src/swarm/transport';
 const HASH = 'ab'.repeat(32);
 const NOW = 1_000_000;
 
-function rec(id: string, start: number, end: number, throughput = 0, expiresAt = NOW + 10_000): PeerRecord {
-  return { id, modelHash: HASH, span: { start, end }, throughput, freeKv: 1000, protocolVersion: 1, expiresAt };
+/** A record for routing and table tests (signatures are records.test.ts's: here only the fields matter). */
+function rec(id: string, start: number, end: number, throughput = 0, expiresAt = NOW + 10_000, seq = 1): PeerRecord {
+  return { id, alg: 'ed25519', pub: 'A'.repeat(43), nonce: 0, seq, modelHash: HASH, span: { start, end }, throughput, freeKv: 1000, protocolVersion: 1, expiresAt, sig: 'A'.repeat(86) };
 }
 
 describe('findRoute', () => {
@@ -78,7 +80,7 @@ describe('chooseSpan', () => {
 });
 
 describe('peer records', () => {
-  const good = { id: 'peer-1', modelHash: HASH, span: { start: 0, end: 2 }, throughput: 12.5, freeKv: 100, protocolVersion: 1, expiresAt: NOW + 1000 };
+  const good = rec('f0123456789abcdef0123456789abcdef', 0, 2, 12.5, NOW + 1000, 7);
   const bad: [string, unknown][] = [
     ['null', null],
     ['an array', [good]],
@@ -94,6 +96,13 @@ describe('peer records', () => {
     ['NaN throughput', { ...good, throughput: Number.NaN }],
     ['negative free KV', { ...good, freeKv: -1 }],
     ['protocol version 0', { ...good, protocolVersion: 0 }],
+    ['a claimed throughput above 100,000 tokens/s', { ...good, throughput: 1e9 }],
+    ['free KV above 2^26 positions', { ...good, freeKv: 2 ** 30 }],
+    ['an unknown key type', { ...good, alg: 'rsa' }],
+    ['a public key that is not base64url', { ...good, pub: 'not base64!' }],
+    ['a signature that is not base64url', { ...good, sig: '***' }],
+    ['a fractional sequence', { ...good, seq: 1.5 }],
+    ['a negative nonce', { ...good, nonce: -1 }],
     ['an expired record', { ...good, expiresAt: NOW - 1 }],
     ['an Infinity expiry', { ...good, expiresAt: Number.POSITIVE_INFINITY }],
   ];
@@ -104,45 +113,44 @@ describe('peer records', () => {
     expect(parseRecord({ ...good, expiresAt: NOW + 1e9 }, NOW)?.expiresAt).toBe(NOW + 5 * 60_000);
   });
 
-  it('the record table keeps the later expiry and drops stale records', () => {
+  it('the record table keeps the higher sequence: a replayed old record changes nothing', () => {
     const t = new RecordTable(100);
-    expect(t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW)).toBe(true);
-    expect(t.merge([rec('a', 0, 2, 0, NOW + 50)], NOW)).toBe(false); // older news about a: ignored
+    expect(t.merge([rec('a', 0, 1, 0, NOW + 100, 5), rec('b', 0, 1, 0, NOW + 100, 5)], NOW)).toBe(true);
+    expect(t.merge([rec('a', 0, 2, 0, NOW + 5_000, 4)], NOW)).toBe(false); // older news (a lower sequence), later expiry: ignored
     expect(t.list(NOW).find((r) => r.id === 'a')?.span.end).toBe(1);
-    expect(t.merge([rec('a', 0, 1, 0, NOW + 150)], NOW)).toBe(false); // a refresh: the same news, later expiry
-    expect(t.merge([rec('a', 0, 3, 0, NOW + 500)], NOW + 200)).toBe(true); // b expired by now
+    expect(t.merge([rec('a', 0, 1, 0, NOW + 150, 6)], NOW)).toBe(false); // a refresh: the same news
+    expect(t.merge([rec('a', 0, 3, 0, NOW + 500, 7)], NOW + 200)).toBe(true); // b expired by now
     expect(t.list(NOW + 200).map((r) => r.id)).toEqual(['a']);
     expect(t.list(NOW + 200)[0].span.end).toBe(3);
   });
 
-  it('a full table makes room by dropping the record that expires soonest; a flood cannot lock a refresh out', () => {
+  it('a full table makes room by dropping the stalest record (signed longest ago); a flood cannot lock a refresh out', () => {
     const t = new RecordTable(3);
-    t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 300), rec('c', 0, 1, 0, NOW + 200)], NOW);
-    t.merge([rec('d', 0, 1, 0, NOW + 400)], NOW); // a makes room
+    t.merge([rec('a', 0, 1, 0, NOW + 100, 10), rec('b', 0, 1, 0, NOW + 300, 30), rec('c', 0, 1, 0, NOW + 200, 20)], NOW);
+    t.merge([rec('d', 0, 1, 0, NOW + 100, 40)], NOW); // a, the stalest, makes room
     expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
-    t.merge([rec('e', 0, 1, 0, NOW + 150)], NOW); // expires before all of them: not taken
+    t.merge([rec('e', 0, 1, 0, NOW + 9_000, 5)], NOW); // staler than all of them: not taken, however long it lives
     expect(t.list(NOW).map((r) => r.id).sort()).toEqual(['b', 'c', 'd']);
-    t.merge([rec('c', 0, 1, 0, NOW + 900)], NOW); // a refresh of a known record always gets in
+    t.merge([rec('c', 0, 1, 0, NOW + 900, 21)], NOW); // a refresh of a known record always gets in
     expect(t.list(NOW).find((r) => r.id === 'c')?.expiresAt).toBe(NOW + 900);
   });
 
   it('a departure drops the record and keeps older copies out, but not a later announcement', () => {
     const t = new RecordTable(100);
-    t.merge([rec('a', 0, 1, 0, NOW + 100), rec('b', 0, 1, 0, NOW + 100)], NOW);
-    const d = t.depart('a', NOW + 10);
-    expect(d).toEqual({ id: 'a', until: NOW + 100 });
+    t.merge([rec('a', 0, 1, 0, NOW + 100, 3), rec('b', 0, 1, 0, NOW + 100)], NOW);
+    const d = { id: 'a', alg: 'ed25519' as const, pub: 'A'.repeat(43), nonce: 0, seq: 4, sig: '' };
+    expect(t.depart(d, NOW + 10)).toBe(true);
     expect(t.list(NOW + 10).map((r) => r.id)).toEqual(['b']);
-    t.merge([rec('a', 0, 1, 0, NOW + 100)], NOW + 20); // an old copy still in gossip
+    t.merge([rec('a', 0, 1, 0, NOW + 100, 3)], NOW + 20); // an old copy still in gossip
     expect(t.list(NOW + 20).map((r) => r.id)).toEqual(['b']);
     // another table hears the departure from a rendezvous
     const u = new RecordTable(100);
-    u.merge([rec('a', 0, 1, 0, NOW + 100)], NOW);
-    u.applyDepartures(t.departures(NOW + 30), NOW + 30);
+    u.merge([rec('a', 0, 1, 0, NOW + 100, 3)], NOW);
+    for (const x of t.departures(NOW + 30)) u.depart(x, NOW + 30);
     expect(u.list(NOW + 30)).toEqual([]);
-    // back again: a record announced after the departure (a later expiry) is taken
-    t.merge([rec('a', 0, 1, 0, NOW + 5_000)], NOW + 40);
+    // back again: a record with a higher sequence than the departure is taken
+    t.merge([rec('a', 0, 1, 0, NOW + 5_000, 5)], NOW + 40);
     expect(t.list(NOW + 40).map((r) => r.id).sort()).toEqual(['a', 'b']);
-    expect(t.departures(NOW + 40)).toEqual([]);
   });
 
   it('discovery messages: garbage yields nothing, good records and departures parse', () => {
@@ -152,17 +160,23 @@ describe('peer records', () => {
     expect(decodeTable(new Uint8Array([0xff, 0xfe]).buffer, NOW)).toEqual(none);
     expect(decodeTable(enc({ records: 'x' }), NOW)).toEqual(none);
     expect(decodeTable(new ArrayBuffer(70_000), NOW)).toEqual(none);
-    expect(decodeTable(enc({ v: 1, records: [good, { bad: 1 }] }), NOW)).toEqual({ records: [good], gone: [] });
-    const gone = [{ id: 'a', until: NOW + 5 }, { id: 'b c', until: NOW + 5 }, { id: 'c', until: NOW - 1 }, { id: 'd' }];
-    expect(decodeTable(enc({ v: 1, records: [], gone }), NOW).gone).toEqual([{ id: 'a', until: NOW + 5 }]);
+    expect(decodeTable(enc({ v: 2, records: [good, { bad: 1 }] }), NOW)).toEqual({ records: [good], gone: [] });
+    const d = { id: 'a', alg: 'ed25519', pub: 'A'.repeat(43), nonce: 0, seq: 4, sig: 'A'.repeat(86) };
+    const gone = [{ ...d, gone: true }, { ...d, id: 'b c', gone: true }, { ...d, seq: -1, gone: true }, d];
+    expect(decodeTable(enc({ v: 2, records: [], gone }), NOW).gone).toEqual([d]);
   });
 
-  it('rendezvous ids are stable, short and per swarm', async () => {
-    const k = await swarmKey('stories');
+  it('rendezvous ids are stable, short, per swarm and per epoch; a private swarm\'s come from its secret', async () => {
+    const k = await rendezvousKey(publicSwarm('stories'));
     expect(k).toMatch(/^[0-9a-f]{16}$/);
-    expect(await swarmKey('stories')).toBe(k);
-    expect(await swarmKey('other')).not.toBe(k);
-    expect(rendezvousId(k, 2)).toBe(`flock-${k}-rv-2`);
+    expect(await rendezvousKey(publicSwarm('stories'))).toBe(k);
+    expect(await rendezvousKey(publicSwarm('other'))).not.toBe(k);
+    expect(rendezvousId(k, 2950, 2)).toBe(`flock-${k}-2950-rv-2`);
+    const secret = new Uint8Array(32).fill(7);
+    const p = await rendezvousKey(privateSwarm('stories', secret));
+    expect(p).toMatch(/^[0-9a-f]{16}$/);
+    expect(p).not.toBe(k); // not the public swarm of that name: outsiders cannot compute it
+    expect(await rendezvousKey(privateSwarm('stories', new Uint8Array(32).fill(8)))).not.toBe(p);
   });
 });
 

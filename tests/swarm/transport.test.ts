@@ -7,7 +7,10 @@ import type { Peer } from 'peerjs';
 import { installNodeWebRtc } from '../../src/cli/node-webrtc';
 import { startSignalServer, type SignalServer } from '../../src/cli/signal';
 import type { Msg } from '../../src/swarm/protocol';
-import { dial, openPeer, parseSignalUrl, PeerLink, type LinkOptions } from '../../src/swarm/transport';
+import { Identity } from '../../src/swarm/identity';
+import { publicSwarm } from '../../src/swarm/swarm-config';
+import { dial, openPeer, parseSignalUrl, PeerLink, type LinkAuth, type LinkOptions } from '../../src/swarm/transport';
+import { TEST_POW_BITS } from './harness';
 
 describe('PeerLink', () => {
   let server: SignalServer;
@@ -16,19 +19,23 @@ describe('PeerLink', () => {
   let a: Peer;
   let b: Peer;
   const bOpts: Partial<LinkOptions> = { heartbeatMs: 200, deadAfterMs: 1_000 };
+  const SWARM = publicSwarm('test-transport', TEST_POW_BITS);
+  const auths: LinkAuth[] = [];
 
   beforeAll(async () => {
     installNodeWebRtc();
     server = await startSignalServer(0);
     const signal = parseSignalUrl(server.url);
     for (let i = 0; i < 2; i++) {
-      const r = await openPeer(signal, undefined);
+      const identity = await Identity.generate({ powBits: SWARM.powBits });
+      const r = await openPeer(signal, identity.id);
       if (r.kind !== 'open') throw new Error('no peer');
       peers.push(r.peer);
+      auths.push({ identity, swarm: SWARM });
     }
     [a, b] = peers;
     // an attempt dial() gave up on and retried never opens here: it times out, which is expected, not a failure
-    b.on('connection', (conn) => void PeerLink.open(conn, bOpts).then((l) => serverLinks.push(l), () => {}));
+    b.on('connection', (conn) => void PeerLink.open(conn, bOpts, auths[1]).then((l) => serverLinks.push(l), () => {}));
   });
   afterAll(async () => {
     for (const p of peers) p.destroy();
@@ -38,7 +45,7 @@ describe('PeerLink', () => {
   it('waits for the buffer to drain and delivers 8 MiB of tensors in order', async () => {
     serverLinks = [];
     // no heartbeat from this side during this test: its pings would count in framesOut
-    const link = await dial(a, b.id, { highWaterBytes: 256 * 1024, heartbeatMs: 60_000, deadAfterMs: 120_000 });
+    const link = await dial(a, b.id, { highWaterBytes: 256 * 1024, heartbeatMs: 60_000, deadAfterMs: 120_000 }, auths[0]);
     while (serverLinks.length === 0) await new Promise((r) => setTimeout(r, 10));
     const got: number[] = [];
     serverLinks[0].onMessage((m: Msg) => {
@@ -63,7 +70,7 @@ describe('PeerLink', () => {
 
   it('declares a silent peer dead by heartbeat, though its channel stays open', async () => {
     serverLinks = [];
-    const link = await dial(a, b.id, { heartbeatMs: 200, deadAfterMs: 1_000 });
+    const link = await dial(a, b.id, { heartbeatMs: 200, deadAfterMs: 1_000 }, auths[0]);
     while (serverLinks.length === 0) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 500)); // alive: pings answered
     expect(link.isDown).toBe(false);

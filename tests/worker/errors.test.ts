@@ -7,7 +7,7 @@ import path from 'node:path';
 import { expose, wrap } from 'comlink';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FlockError, InvalidArgumentError } from '../../src/model/errors';
-import { EncodeError, HopTimeoutError, LinkDownError, NoRouteError, ProtocolError, ReassemblyError, RemoteError, SignalError, StepOrderError } from '../../src/swarm/errors';
+import { EncodeError, HopTimeoutError, IdentityError, LinkAuthError, LinkDownError, NoRouteError, ProtocolError, ReassemblyError, RemoteError, SignalError, StepOrderError } from '../../src/swarm/errors';
 import { ERROR_CLASSES, installErrorTransfer } from '../../src/worker/errors';
 
 function sourceFiles(dir: string): string[] {
@@ -44,6 +44,8 @@ const SAMPLES: Record<string, () => Error> = {
   HopTimeoutError: () => new HopTimeoutError('no answer in 10 s'),
   NoRouteError: () => new NoRouteError('No peer serves layers [2, 4)', { start: 2, end: 4 }, [1, 400, 22, 7]),
   SignalError: () => new SignalError('unreachable', 'no answer from ws://127.0.0.1:9/'),
+  IdentityError: () => new IdentityError('wrong-key', 'signed by another key'),
+  LinkAuthError: () => new LinkAuthError('fingerprint', 'peer-9', 'the DTLS fingerprints it signed are not this connection\'s'),
 };
 
 function sample(name: string): Error {

@@ -12,6 +12,8 @@ import { requestFlockDevice } from '../../../src/gpu/device';
 import { HttpSource } from '../../../src/model/source';
 import { NoRouteError } from '../../../src/swarm/errors';
 import { findRoute } from '../../../src/swarm/routing';
+import { Identity } from '../../../src/swarm/identity';
+import { publicSwarm } from '../../../src/swarm/swarm-config';
 import { SwarmNet } from '../../../src/swarm/swarm-net';
 import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
 import { EngineClient, type LoadedModel, type SwarmStatus } from '../../../src/worker/engine-client';
@@ -44,6 +46,8 @@ export interface SwarmChatArgs {
   hopTimeoutMs: number;
   link: Partial<LinkOptions>;
   announceMs: number;
+  /** the public swarm's proof of work (tests/swarm/harness.ts TEST_POW_BITS) */
+  powBits: number;
 }
 
 export interface SwarmChatResult {
@@ -61,7 +65,9 @@ let streamed = 0;
 
 async function swarmChat(a: SwarmChatArgs): Promise<SwarmChatResult> {
   const engine = EngineClient.start();
-  const net = await SwarmNet.join(parseSignalUrl(a.signal), a.swarm, { link: a.link, announceMs: a.announceMs });
+  // as the app's swarm panel does: a fresh identity for this chat
+  const swarm = publicSwarm(a.swarm, a.powBits);
+  const net = await SwarmNet.join(parseSignalUrl(a.signal), swarm, await Identity.generate({ powBits: swarm.powBits }), { link: a.link, announceMs: a.announceMs });
   let head: LoadedModel | undefined;
   // the app's swarm panel pushes the swarm's records to the worker the same way (every 500 ms there)
   const push = setInterval(() => {

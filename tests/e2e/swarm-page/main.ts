@@ -9,6 +9,8 @@ import { openGguf } from '../../../src/model/gguf';
 import { HttpSource } from '../../../src/model/source';
 import type { HostOptions } from '../../../src/swarm/stage-host';
 import { serveSpan } from '../../../src/swarm/serve';
+import { Identity } from '../../../src/swarm/identity';
+import { publicSwarm } from '../../../src/swarm/swarm-config';
 import { SwarmNet } from '../../../src/swarm/swarm-net';
 import { parseSignalUrl, type LinkOptions } from '../../../src/swarm/transport';
 
@@ -22,7 +24,9 @@ export interface HostArgs {
   maxContext?: number;
   announceMs?: number;
   link?: Partial<LinkOptions>;
-  host?: Partial<Omit<HostOptions, 'peerId' | 'modelHash'>>;
+  host?: Partial<Omit<HostOptions, 'peerId' | 'modelHash' | 'auth'>>;
+  /** the public swarm's proof of work (tests/swarm/harness.ts TEST_POW_BITS) */
+  powBits: number;
 }
 
 export interface HostInfo {
@@ -40,7 +44,8 @@ async function host(a: HostArgs): Promise<HostInfo> {
   let net: SwarmNet | undefined;
   try {
     const file = await openGguf(new HttpSource(a.modelUrl));
-    net = await SwarmNet.join(parseSignalUrl(a.signal), a.swarm, { announceMs: a.announceMs, link: a.link });
+    const swarm = publicSwarm(a.swarm, a.powBits);
+    net = await SwarmNet.join(parseSignalUrl(a.signal), swarm, await Identity.generate({ powBits: swarm.powBits }), { announceMs: a.announceMs, link: a.link });
     const n = net;
     const serving = await serveSpan({
       dev, file, net: n, layers: { start: a.start, end: a.end }, maxContext: a.maxContext, host: a.host, link: a.link,
