@@ -93,7 +93,6 @@ export class RouteOpener {
       const records = this.ctx.recordsFor(this.ctx.modelHash);
       const exclude = this.ctx.excluded(records);
       const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
-      if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[route] plan ${range.start}:${range.end}: ${records.map((r) => `${r.id.slice(0, 8)}@${r.span.start}:${r.span.end}${exclude.has(r.id) ? 'x' : ''}`).join(' ')} -> ${plan ? plan.map((h) => h.peer.slice(0, 8)).join(',') : 'none'}`);
       if (plan) {
         const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline)));
         if (opened.every((h) => h !== null)) return opened as HopSession[];
@@ -134,8 +133,6 @@ export class RouteOpener {
         while (!winner && running < RACE && queue.length > 0 && performance.now() < deadline) {
           const peer = queue.shift()!;
           running++;
-          const tA = performance.now();
-          if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[route] try ${peer.slice(0, 8)} for ${key}`);
           this.attempt(peer, span, deadline).then(
             (h) => {
               if (winner) {
@@ -147,7 +144,6 @@ export class RouteOpener {
               }
             },
             (e: unknown) => {
-              if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[route] ${peer.slice(0, 8)} failed after ${(performance.now() - tA).toFixed(0)} ms: ${describe(e)}`);
               this.lastError = describe(e);
               blame(this.ctx, peer, e);
               if (this.spares.get(key) === peer) this.spares.delete(key);

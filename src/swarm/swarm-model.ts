@@ -361,7 +361,6 @@ class SwarmSequence implements BackendSequence {
     const deadline = t0 + this.m.opts.recoverTimeoutMs;
     const old = this.hops[i];
     const reason = describe(cause);
-    if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[recover] hop ${i} ${old.peer.slice(0, 8)} ${old.span.start}:${old.span.end} at step ${this.stepNo}: ${reason}`);
     blame(this.m, old.peer, cause);
     this.opener.close(old);
     this.opener.lastError = reason;
@@ -385,7 +384,6 @@ class SwarmSequence implements BackendSequence {
       } catch (e) {
         if (!isHopFailure(e)) throw e;
         // a replacement failed during replay: leave out whoever failed and try again within the same deadline
-        if (globalThis.process?.env?.FLOCK_DEBUG_ROUTE) console.error(`[recover] replay on ${fresh.map((h) => h.peer.slice(0, 8)).join(',')} failed: ${describe(e)}`);
         this.opener.lastError = describe(e);
         for (const h of fresh) this.opener.close(h);
         const failed = e instanceof LinkDownError || e instanceof RemoteError ? e.peer : fresh.find((h) => h.link.isDown)?.peer;
