@@ -2,7 +2,7 @@
 // line, and printing a generation (streamed text, or one JSON object at the end with any extra fields).
 
 import { FlockError } from '../model/errors';
-import type { GenerateOptions, GeneratedToken, GenerationResult } from '../engine/generate';
+import type { GenerateOptions, GenerationEvent, GenerationResult } from '../engine/generate';
 
 export interface SamplingArgs {
   prompt?: string;
@@ -38,15 +38,20 @@ export function generateOptionsFrom(values: SamplingArgs): GenerateOptions {
   };
 }
 
-/** Stream text to stdout, or with `json` print {input_ids, output_ids, text, …, ...extra()} once done. */
+/** Stream text to stdout (a rollback prints the reply again from where it went back to), or with `json` print
+ *  {input_ids, output_ids, text, …, ...extra()} once done. */
 export async function printGeneration(
-  it: AsyncGenerator<GeneratedToken, GenerationResult, void>,
+  it: AsyncGenerator<GenerationEvent, GenerationResult, void>,
   o: { json: boolean; loadMs: number; device: string; extra?: () => Record<string, unknown> },
 ): Promise<GenerationResult> {
   for (;;) {
     const r = await it.next();
     if (!r.done) {
-      if (!o.json) process.stdout.write(r.value.text);
+      const ev = r.value;
+      if (o.json) continue;
+      // text on a terminal cannot be taken back: say where the reply went back to and print it again from there
+      if (ev.kind === 'rollback') process.stdout.write(`\n[a host returned wrong results: the reply goes back to token ${ev.keep}]\n${ev.text}`);
+      else process.stdout.write(ev.text);
       continue;
     }
     const res = r.value;

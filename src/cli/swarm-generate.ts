@@ -85,7 +85,10 @@ export interface SwarmGenerateArgs extends SamplingArgs {
   'pow-bits'?: string;
 }
 
-/** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route` and `reroutes` in --json. */
+/**
+ * `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route`, `reroutes` and `verification`
+ * (what checks of the hosts found: checks, mismatches, banned, rollbacks, …; swarm/hop-check.ts) in --json.
+ */
 export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void> {
   if (!values.swarm || !values.signal) throw new FlockError('A swarm generation needs both --swarm NAME and --signal URL.');
   const dtype = values.dtype ?? 'f32';
@@ -113,6 +116,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
         reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
         wire_bytes: c.model.wire,
         overclaimed: c.model.overclaimed(),
+        verification: c.model.verification,
       }),
     });
   } finally {

@@ -1,7 +1,8 @@
 // The chat interface Flock offers, the same whether the engine runs on this thread (FlockChatEngine, chat.ts) or in
 // the page's engine worker (src/worker/engine-client.ts), after WebLLM's MLCEngineInterface: requests, completions
 // and chunks are WebLLM's own OpenAI-protocol types, and Flock's extras travel beside them in a typed `flock` field
-// (token ids, the 'context' finish that OpenAI's finish_reason folds into 'length', prefix-cache reuse).
+// (token ids, the 'context' finish that OpenAI's finish_reason folds into 'length', prefix-cache reuse, corrections
+// of a reply whose swarm hosts were caught returning wrong results).
 // Types only; not here: the engine.
 
 import type {
@@ -24,12 +25,30 @@ export interface FlockReplyExtra {
   outputIds: number[];
   /** input positions taken from the previous reply's KV cache instead of being run again */
   cachedTokens: number;
+  /** where the reply was corrected while it streamed (empty for most replies; always, on a local model) */
+  corrections: FlockCorrection[];
+}
+
+/**
+ * Tokens already streamed were withdrawn and replaced: a swarm host's results they came from were found wrong
+ * (src/swarm/witness.ts), and generation went back to the last checked token. The chunk that carries it has an empty
+ * delta; the reply's text is cut to `keepChars` characters, and the deltas that follow continue from there.
+ */
+export interface FlockCorrection {
+  /** the index (0-based) in the reply's tokens of the first token withdrawn */
+  at: number;
+  /** the ids withdrawn, in order */
+  withdrawn: number[];
+  /** length (UTF-16 code units) the streamed text is cut back to before the next delta */
+  keepChars: number;
 }
 
 /** Flock's extras on a streamed chunk. */
 export interface FlockChunkExtra {
   /** token ids whose text this chunk's delta completes */
   ids: number[];
+  /** on a chunk that takes streamed text back (its delta is empty) */
+  correction?: FlockCorrection;
   /** on the chunk that carries finish_reason */
   reply?: FlockReplyExtra;
 }

@@ -7,6 +7,8 @@
 // The conversation is rendered with the model's chat template (src/model/chat-template.ts), generation runs through
 // the shared loop (./generate), and the reply ends at an end-of-generation token, the template's end-of-turn token,
 // a `stop` string, `max_tokens`, the end of the context, or interruptGenerate().
+// Over a swarm whose hosts are checked, a streamed reply may be corrected: tokens already sent are withdrawn (a chunk
+// with `flock.correction`) and new ones follow; `checkedOnly` sends only tokens whose steps were checked instead.
 // Not here: tool calls, JSON mode/grammars, logprobs, n > 1, images (all refused with UnsupportedChatFeatureError),
 // and KV-cache reuse across turns (each request prefills its whole conversation).
 
@@ -16,7 +18,7 @@ import { ChatRequestError, InvalidArgumentError, UnsupportedChatFeatureError } f
 import { normalizeSampling, type SamplingParams } from '../model/sampler';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { openWebSource, type ByteSource } from '../model/source';
-import type { ChatEngine, FinishReason, FlockChunk, FlockCompletion, FlockCompletions, FlockReplyExtra } from './chat-api';
+import type { ChatEngine, FinishReason, FlockChunk, FlockCompletion, FlockCompletions, FlockCorrection, FlockReplyExtra } from './chat-api';
 import { StopStringFilter } from './chat-stop';
 import { drain, generateTokens, prepareInput, type Backend, type GenerationResult, type PrefixCache } from './generate';
 import { LocalModel, type LoadOptions } from './local-model';
@@ -38,6 +40,12 @@ export interface FlockChatEngineOptions {
   now?: () => Date;
   /** keep each reply's KV cache for the next request that continues the conversation (generate.ts PrefixCache) */
   cache?: PrefixCache;
+  /**
+   * Over a swarm whose hosts are checked: stream only tokens whose steps were checked, so no streamed token is ever
+   * withdrawn. Every step then waits for a witness's round trip per hop (about twice the latency per token on
+   * loopback; README, "Checked hops"). Default false: tokens stream at once and a wrong one is corrected.
+   */
+  checkedOnly?: boolean;
 }
 
 /** A request after validation: everything a generation needs. */
@@ -59,10 +67,11 @@ interface TurnResult {
   reply: FlockReplyExtra;
 }
 
-/** A piece of reply text and the ids it completes. */
+/** A piece of reply text and the ids it completes; or a correction of what was streamed (with empty text). */
 interface ReplyPiece {
   text: string;
   ids: number[];
+  correction?: FlockCorrection;
 }
 
 export class FlockChatEngine implements ChatEngine {
@@ -73,6 +82,7 @@ export class FlockChatEngine implements ChatEngine {
   private readonly defaults: Partial<SamplingParams>;
   private readonly now: () => Date;
   private readonly cache: PrefixCache | undefined;
+  private readonly checkedOnly: boolean;
   /** one generation at a time (a backend runs one sequence); later requests wait their turn */
   private queue: Promise<void> = Promise.resolve();
   private current: AbortController | null = null;
@@ -91,6 +101,7 @@ export class FlockChatEngine implements ChatEngine {
     normalizeSampling(this.defaults); // refuse bad defaults now, not at the first request
     this.now = opts.now ?? (() => new Date());
     this.cache = opts.cache;
+    this.checkedOnly = opts.checkedOnly ?? false;
     const create = (request: ChatCompletionRequestBase) => this.create(request);
     // The overloads are checked at the call site; one implementation serves all three.
     this.chat = { completions: { create: create as FlockCompletions['create'] } };
@@ -158,7 +169,7 @@ export class FlockChatEngine implements ChatEngine {
         const piece = r.value;
         yield {
           ...base, choices: [{ index: 0, delta: { role: 'assistant', content: piece.text }, finish_reason: null, logprobs: null }],
-          flock: { ids: piece.ids },
+          flock: piece.correction ? { ids: piece.ids, correction: piece.correction } : { ids: piece.ids },
         };
       }
     } finally {
@@ -167,17 +178,21 @@ export class FlockChatEngine implements ChatEngine {
     }
   }
 
-  /** One generation: yields reply text as it becomes final, with its ids; returns how it ended and the usage. */
+  /**
+   * One generation: yields reply text as it becomes final, with its ids, and corrections of what was yielded when
+   * the generation went back (a swarm host's wrong results); returns how it ended and the usage.
+   */
   private async *run(turn: PreparedTurn): AsyncGenerator<ReplyPiece, TurnResult, void> {
     const release = await this.lock();
     const abort = new AbortController();
     this.current = abort;
-    const filter = new StopStringFilter(turn.stops);
+    let filter = new StopStringFilter(turn.stops);
     let raw = ''; // every piece the loop yielded, to find the tail it adds at the end
     let reply = ''; // what we passed on: raw text up to a stop string
     let stopped = false;
-    let stopIdSeen = false;
+    const tokens: number[] = []; // every token the loop yielded that stands
     let ids: number[] = []; // generated since the last piece we yielded
+    const corrections: FlockCorrection[] = [];
     let result: GenerationResult | undefined;
     const gen = generateTokens(this.backend, {
       ...turn.sampling,
@@ -186,6 +201,10 @@ export class FlockChatEngine implements ChatEngine {
       signal: abort.signal,
       ignoreEos: turn.ignoreEos,
       cache: this.cache,
+      // the format's end-of-turn tokens, which the tokenizer alone may not flag as end of generation
+      endIds: this.template.stopIds,
+      stopped: () => stopped,
+      checkedOnly: this.checkedOnly,
     });
     try {
       for (;;) {
@@ -194,27 +213,34 @@ export class FlockChatEngine implements ChatEngine {
           result = r.value;
           break;
         }
-        if (stopped) continue; // the loop is finishing its step after our abort
-        const { id, text } = r.value;
-        if (!turn.ignoreEos && this.template.stopIds.has(id)) {
-          // The format's end-of-turn token, which the tokenizer alone may not flag as end of generation.
-          stopped = true;
-          stopIdSeen = true;
-          abort.abort();
+        const ev = r.value;
+        if (ev.kind === 'rollback') {
+          // Tokens we passed on were withdrawn: the text goes back to what the tokens that stand give (through a
+          // fresh stop filter: what it held back may differ), and the reply goes on from there.
+          const pending = Math.max(0, tokens.length - ids.length); // the first token not yet in a yielded piece
+          tokens.length = ev.keep;
+          ids = tokens.slice(Math.min(pending, ev.keep));
+          raw = ev.text;
+          filter = new StopStringFilter(turn.stops);
+          const out = filter.push(raw);
+          reply = out.text;
+          stopped = out.stopped;
+          const correction = { at: ev.keep, withdrawn: ev.withdrawn, keepChars: reply.length };
+          corrections.push(correction);
+          yield { text: '', ids: [], correction };
           continue;
         }
-        raw += text;
-        ids.push(id);
-        const out = filter.push(text);
+        if (stopped) continue; // nothing follows a stop unless a rollback takes it back
+        raw += ev.text;
+        tokens.push(ev.id);
+        ids.push(ev.id);
+        const out = filter.push(ev.text);
         reply += out.text;
         if (out.text !== '') {
           yield { text: out.text, ids };
           ids = [];
         }
-        if (out.stopped) {
-          stopped = true;
-          abort.abort();
-        }
+        if (out.stopped) stopped = true; // the loop ends the reply (after its checks) when it asks stopped()
       }
       if (!stopped) {
         // The detokenizer's last bytes (an unfinished character) come only in the loop's final text.
@@ -230,12 +256,11 @@ export class FlockChatEngine implements ChatEngine {
       if (this.current === abort) this.current = null;
       release();
     }
-    // The end-of-turn id was generated but is not part of the reply (like an EOS, which the loop never counts).
-    const outputIds = stopIdSeen ? result.outputIds.slice(0, -1) : result.outputIds;
+    const outputIds = result.outputIds;
     const finish: FinishReason = stopped ? 'stop' : result.finishReason;
     const usage = makeUsage(result, turn.inputIds.length, outputIds.length, turn.received);
     this.lastUsage = usage;
-    return { text: reply, finishReason: toFinishReason(finish), usage, reply: { finish, outputIds, cachedTokens: result.cachedTokens } };
+    return { text: reply, finishReason: toFinishReason(finish), usage, reply: { finish, outputIds, cachedTokens: result.cachedTokens, corrections } };
   }
 
   /** Wait for the previous generation; the returned function lets the next one in. */

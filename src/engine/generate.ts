@@ -6,10 +6,15 @@
 // read back a submission at a time while the next runs. End-of-generation ids, stop checks and aborts apply as ids
 // arrive, in the same order as step by step; steps that ran past the end are dropped, and the sequence is cut back
 // to the positions whose ids the generation kept, so a prefix cache holds exactly what one-step decoding leaves.
+// A sequence whose results are checked after the fact (a swarm's: BackendSequence.checks) may say that positions
+// from p on were wrong: the loop goes back to p (the ids there, the sampler's draws, the detokenizer), runs again
+// from there and tells its consumer which tokens it withdrew (a 'rollback' event), so the reply equals one made
+// without the wrong answers. The end of a reply waits for the sequence's end-of-reply checks; `checkedOnly` hands out
+// only tokens whose steps were checked.
 
 import type { ModelConfig } from '../model/config';
 import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
-import { candidateCount, isGreedy, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../model/sampler';
+import { candidateCount, isGreedy, normalizeSampling, penalizedIds, Sampler, type SamplerState, type SamplingParams } from '../model/sampler';
 import { TokenDecoder, type Tokenizer } from '../model/tokenizer';
 import type { GpuCounters } from '../gpu/device';
 import type { Candidates } from '../gpu/head';
@@ -22,9 +27,29 @@ export interface StepSelect {
   penalty: number;
 }
 
+/**
+ * What a sequence whose results are checked after the fact offers the loop (a swarm sequence: src/swarm/witness.ts).
+ * Local sequences have none: their results are their own.
+ */
+export interface SequenceChecks {
+  /** positions whose results were checked: an id chosen from the logits of a position before this one is final */
+  readonly checkedLength: number;
+  /**
+   * The first position found wrong since the last call, or undefined (then clear). The sequence holds only the
+   * positions before it; the ids from there on must run again.
+   */
+  takeVoided(): number | undefined;
+  /** check every position run so far (emit-only-checked: after every step) */
+  checkAll(): Promise<void>;
+  /** the reply is about to end: run the checks the sequence runs then (every position, unless configured off) */
+  finish(): Promise<void>;
+}
+
 export interface BackendSequence {
   /** positions filled so far */
   readonly length: number;
+  /** present on sequences whose results are checked after the fact (swarm sequences) */
+  readonly checks?: SequenceChecks;
   /** Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. */
   step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
   /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
@@ -85,6 +110,19 @@ export interface GenerateOptions extends Partial<SamplingParams> {
    * 0 = one step and one readback per token. Default DEFAULT_DECODE_AHEAD.
    */
   decodeAhead?: number;
+  /** ids that end the reply as an end-of-generation id does (a chat template's end-of-turn), unless ignoreEos */
+  endIds?: ReadonlySet<number>;
+  /**
+   * Asked after every token handed out: true ends the reply there as an end-of-generation id would (the caller
+   * found a stop string). A sequence's end-of-reply checks still run and may take the tokens back (a rollback event),
+   * after which the reply goes on and this is asked again.
+   */
+  stopped?: () => boolean;
+  /**
+   * On a sequence with checks: hand out a token only once the steps it came from were checked (every step is
+   * checked as it runs: a witness's round trip per hop per token), so no token is ever withdrawn. Elsewhere: no effect.
+   */
+  checkedOnly?: boolean;
 }
 
 /** Greedy decode steps per submission by default (decodeAhead). */
@@ -93,10 +131,26 @@ export const DEFAULT_DECODE_AHEAD = 4;
 const AHEAD_DEPTH = 2;
 
 export interface GeneratedToken {
+  kind: 'token';
   id: number;
   /** the text this token completes (may be empty while a UTF-8 character is incomplete) */
   text: string;
 }
+
+/** Tokens handed out before were withdrawn (the sequence found results they came from wrong); new ones follow. */
+export interface Rollback {
+  kind: 'rollback';
+  /** tokens of the reply that stand: the first `keep`; every later one handed out so far is withdrawn */
+  keep: number;
+  /** the withdrawn ids, in order */
+  withdrawn: number[];
+  /** the text of the tokens that stand (the reply's text is cut back to it) */
+  text: string;
+  /** the first position whose result was wrong */
+  position: number;
+}
+
+export type GenerationEvent = GeneratedToken | Rollback;
 
 export interface GenerationResult {
   inputIds: number[];
@@ -115,6 +169,8 @@ export interface GenerationResult {
   };
   /** GPU work per decode step (averaged over decode steps) */
   perDecodeStep: GpuCounters;
+  /** every time the loop went back (a sequence's checks found a wrong result): tokens kept, and the ids it dropped */
+  rollbacks: { keep: number; withdrawn: number[] }[];
 }
 
 
@@ -175,7 +231,7 @@ async function openSequence(backend: Backend, input: number[], maxPos: number, c
   return { seq, reused: 0 };
 }
 
-export async function* generateTokens(backend: Backend, opts: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult, void> {
+export async function* generateTokens(backend: Backend, opts: GenerateOptions): AsyncGenerator<GenerationEvent, GenerationResult, void> {
   const sampling = normalizeSampling(opts);
   const input = prepareInput(backend, opts);
   const maxPos = Math.min(backend.maxContext, input.length + opts.maxTokens);
@@ -184,71 +240,151 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
   const k = candidateCount(sampling, backend.config.vocab);
   const history = [...input];
   const output: number[] = [];
-  const decoder = new TokenDecoder(backend.tokenizer);
+  let decoder = new TokenDecoder(backend.tokenizer);
   let text = '';
   let finishReason: GenerationResult['finishReason'] = 'length';
   const t0 = performance.now();
   let tFirst = t0;
   let cAfterFirst = backend.counters();
+  const checks = seq.checks;
+  const checkedOnly = opts.checkedOnly === true && checks !== undefined;
+  /** output tokens handed out so far */
+  let shown = 0;
+  /** the caller said stop (GenerateOptions.stopped) */
+  let callerStopped = false;
+  /** the sampler's state before output[i] was picked */
+  const draws: SamplerState[] = [];
+  const rollbacks: GenerationResult['rollbacks'] = [];
   const step = async (ids: number[], select: boolean): Promise<number | undefined> => {
     const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined);
-    return c ? sampler.pick(c.ids, c.logits) : undefined;
+    if (checkedOnly) await checks.checkAll();
+    if (!c) return undefined;
+    draws[output.length] = sampler.state();
+    return sampler.pick(c.ids, c.logits);
+  };
+  /** Hand out output tokens up to `upTo`; true when the caller said stop. */
+  const show = function* (upTo: number): Generator<GenerationEvent, boolean, void> {
+    while (shown < upTo) {
+      const id = output[shown++];
+      const piece = decoder.push(id);
+      text += piece;
+      yield { kind: 'token', id, text: piece };
+      if (opts.stopped?.()) return (callerStopped = true);
+    }
+    return false;
+  };
+  /** Tokens that may be handed out now: all of them, or with checkedOnly those whose logits' positions are checked. */
+  const showable = (): number => (checkedOnly ? Math.min(output.length, checks.checkedLength - input.length + 1) : output.length);
+  /** Positions from `p` on were wrong: keep the ids up to p (p's own id came from checked logits), restore the draws
+   *  and the text, tell the consumer what was withdrawn. Returns where to run again from. */
+  const rewind = function* (p: number): Generator<GenerationEvent, number, void> {
+    const keep = Math.min(output.length, Math.max(0, p + 1 - input.length));
+    const withdrawn = output.slice(keep);
+    rollbacks.push({ keep, withdrawn });
+    output.length = keep;
+    history.length = input.length + keep;
+    if (draws[keep]) sampler.restore(draws[keep]);
+    if (keep < shown) {
+      const gone = withdrawn.slice(0, shown - keep);
+      shown = keep;
+      decoder = new TokenDecoder(backend.tokenizer);
+      text = output.map((id) => decoder.push(id)).join('');
+      yield { kind: 'rollback', keep, withdrawn: gone, text, position: p };
+    }
+    return Math.min(p, history.length - 1);
+  };
+  /** Run the ids at positions [from, history.length) (in chunks of maxBatch) and choose the next token from the last
+   *  one's logits; when the sequence voids positions on the way, go back there and run again. */
+  const runFrom = async function* (from: number): AsyncGenerator<GenerationEvent, number | undefined, void> {
+    for (;;) {
+      let next: number | undefined;
+      let voided: number | undefined;
+      for (let i = from; i < history.length; i += backend.maxBatch) {
+        if (opts.signal?.aborted) {
+          finishReason = 'abort';
+          return undefined;
+        }
+        next = await step(history.slice(i, i + backend.maxBatch), i + backend.maxBatch >= history.length && opts.maxTokens > 0);
+        voided = checks?.takeVoided();
+        if (voided !== undefined) break;
+      }
+      if (voided === undefined) return next;
+      from = yield* rewind(voided);
+    }
   };
   try {
     // prefill: the prompt in chunks of maxBatch; the last chunk also yields the first token
-    let next: number | undefined;
-    for (let i = reused; i < input.length; i += backend.maxBatch) {
-      if (opts.signal?.aborted) {
-        finishReason = 'abort';
-        break;
-      }
-      next = await step(input.slice(i, i + backend.maxBatch), i + backend.maxBatch >= input.length && opts.maxTokens > 0);
-    }
+    let next = yield* runFrom(reused);
     tFirst = performance.now();
     cAfterFirst = backend.counters();
     // decode: one token per step, or (greedy, decodeAhead) several steps queued ahead of the ids read so far
-    const ahead = aheadSteps(opts, sampling, seq);
+    const ahead = checks ? 0 : aheadSteps(opts, sampling, seq);
     const queue: Promise<Uint32Array>[] = [];
     let ready: number[] = [];
     let queued = 0;
     // steps this generation may run: one per token after the first, within the context
     const budget = Math.min(opts.maxTokens - 1, maxPos - input.length);
-    while (next !== undefined) {
-      if (!opts.ignoreEos && backend.tokenizer.isEndOfGeneration(next)) {
-        finishReason = 'stop';
-        break;
-      }
-      output.push(next);
-      history.push(next);
-      const piece = decoder.push(next);
-      text += piece;
-      yield { id: next, text: piece };
-      if (output.length >= opts.maxTokens) break;
-      if (opts.signal?.aborted) {
-        finishReason = 'abort';
-        break;
-      }
-      // positions that hold kept ids: the last token has not run yet
-      if (input.length + output.length - 1 >= maxPos) {
-        finishReason = 'context';
-        break;
-      }
-      if (ahead > 0) {
-        if (ready.length === 0) {
-          while (queue.length < AHEAD_DEPTH && queued < budget) {
-            const n = Math.min(ahead, budget - queued);
-            const ids = seq.decodeAhead!(queued === 0 ? next : undefined, n);
-            ids.catch(() => {}); // awaited below, or dropped with the steps past the end
-            queue.push(ids);
-            queued += n;
-          }
-          ready = Array.from(await queue.shift()!);
+    for (;;) {
+      while (next !== undefined) {
+        if (!opts.ignoreEos && (backend.tokenizer.isEndOfGeneration(next) || opts.endIds?.has(next))) {
+          finishReason = 'stop';
+          break;
         }
-        next = ready.shift();
-      } else {
-        next = await step([next], true);
+        output.push(next);
+        history.push(next);
+        if (yield* show(showable())) {
+          finishReason = 'stop';
+          break;
+        }
+        if (output.length >= opts.maxTokens) {
+          finishReason = 'length';
+          break;
+        }
+        if (opts.signal?.aborted) {
+          finishReason = 'abort';
+          break;
+        }
+        // positions that hold kept ids: the last token has not run yet
+        if (input.length + output.length - 1 >= maxPos) {
+          finishReason = 'context';
+          break;
+        }
+        if (ahead > 0) {
+          if (ready.length === 0) {
+            while (queue.length < AHEAD_DEPTH && queued < budget) {
+              const n = Math.min(ahead, budget - queued);
+              const ids = seq.decodeAhead!(queued === 0 ? next : undefined, n);
+              ids.catch(() => {}); // awaited below, or dropped with the steps past the end
+              queue.push(ids);
+              queued += n;
+            }
+            ready = Array.from(await queue.shift()!);
+          }
+          next = ready.shift();
+        } else {
+          next = await step([next], true);
+          const voided = checks?.takeVoided();
+          if (voided !== undefined) next = yield* runFrom(yield* rewind(voided));
+          if (yield* show(showable())) {
+            finishReason = 'stop';
+            break;
+          }
+        }
       }
+      // The reply would end here. Unchecked results (streamed tokens) are checked first: a wrong one takes the
+      // reply back there and it goes on. Tokens handed out with checkedOnly were checked already.
+      if (!checks || checkedOnly || finishReason === 'abort') break;
+      await checks.finish();
+      const voided = checks.takeVoided();
+      if (voided === undefined) break;
+      next = yield* runFrom(yield* rewind(voided));
+      finishReason = 'length';
+      callerStopped = false;
     }
+    // with checkedOnly: the tokens still held (their checks found no witness), up to a stop the caller asked for
+    if (checkedOnly && finishReason !== 'abort' && !callerStopped && (yield* show(output.length))) finishReason = 'stop';
+    output.length = shown;
+    history.length = input.length + shown;
     // steps queued past the end ran on ids the generation did not keep: forget their positions
     if (seq.length > history.length) seq.truncate?.(history.length);
     const tail = decoder.flush();
@@ -281,6 +417,7 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
       submits: per('submits'), readbacks: per('readbacks'), dispatches: per('dispatches'), weightBytesRead: per('weightBytesRead'),
       encodeMs: per('encodeMs'),
     },
+    rollbacks,
   };
 }
 

@@ -16,12 +16,12 @@ import { compilePipelines, type KernelVariant } from '../gpu/pipelines';
 import { GpuStage, MAX_STEPS_PER_SUBMISSION, type StageSession } from '../gpu/stage';
 import type { LoadCounter } from '../gpu/weights';
 import {
-  drain, encodePrompt, generateTokens, type Backend, type BackendSequence, type GenerateOptions, type GeneratedToken,
+  drain, encodePrompt, generateTokens, type Backend, type BackendSequence, type GenerateOptions, type GenerationEvent,
   type GenerationResult, type StepSelect,
 } from './generate';
 import { splitLayers } from './spans';
 
-export type { GenerateOptions, GeneratedToken, GenerationResult } from './generate';
+export type { GenerateOptions, GeneratedToken, GenerationEvent, GenerationResult } from './generate';
 
 export interface LoadOptions {
   /** run the layers as this many Stages (all on this device); default 1 */
@@ -125,7 +125,7 @@ export class LocalModel implements Backend {
    * Generate tokens. Yields each token with the text it completes; returns the whole result when done.
    * Stops at maxTokens, an end-of-generation token, the end of the context, or when `signal` aborts.
    */
-  generate(opts: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult, void> {
+  generate(opts: GenerateOptions): AsyncGenerator<GenerationEvent, GenerationResult, void> {
     return generateTokens(this, opts);
   }
 

@@ -174,6 +174,16 @@ export class Rng {
     return r;
   }
 
+  /** The four state words (Sampler.state: a generation that goes back restores its draws). */
+  state(): [number, number, number, number] {
+    return [this.s0, this.s1, this.s2, this.s3];
+  }
+
+  /** Continue from a state that state() gave. */
+  restore(s: readonly [number, number, number, number]): void {
+    [this.s0, this.s1, this.s2, this.s3] = s;
+  }
+
   nextU32(): number {
     const result = Math.imul(rotl32(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
     const t = (this.s1 << 9) >>> 0;
@@ -214,6 +224,9 @@ function argmax(ids: ArrayLike<number>, logits: ArrayLike<number>): number {
   return best;
 }
 
+/** A sampler's draws so far (its Rng's state words). */
+export type SamplerState = readonly [number, number, number, number];
+
 export class Sampler {
   readonly params: SamplingParams;
   private readonly rng: Rng;
@@ -221,6 +234,15 @@ export class Sampler {
   constructor(p: SamplingParams) {
     this.params = normalizeSampling(p);
     this.rng = new Rng(this.params.seed);
+  }
+
+  /** Where the draws stand: restore() returns to it, so picks made after it are made again the same way. */
+  state(): SamplerState {
+    return this.rng.state();
+  }
+
+  restore(s: SamplerState): void {
+    this.rng.restore(s);
   }
 
   /** Choose a token from candidates (already penalised). ids/logits have equal length, any order, length >= 1.

@@ -119,6 +119,24 @@ export class RemoteError extends FlockError {
   }
 }
 
+/**
+ * A host answered a checked step differently from two other hosts for the same layers and the same input (a witness
+ * and a third opinion agreeing with each other within the tolerance): it runs other weights, or lies. Its key is
+ * banned and generation goes back to the last position its answers were checked at (witness.ts).
+ */
+export class HopMismatchError extends FlockError {
+  override name = 'HopMismatchError';
+
+  constructor(
+    readonly peer: string,
+    /** the first position whose answer was wrong */
+    readonly position: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A hop did not answer within its deadline. */
 export class HopTimeoutError extends FlockError {
   override name = 'HopTimeoutError';

@@ -27,6 +27,8 @@ export interface HopSession {
   link: Link;
   session: number;
   step: number;
+  /** positions the host's session holds (a forward at an earlier position rewinds it: sent as a replay) */
+  length: number;
   /** hidden-state inputs, one per step, in order (kept for replay) */
   inputs: Float32Array[];
 }
@@ -88,20 +90,20 @@ export class RouteOpener {
    * Sessions along a route that tiles `range`, by `deadline` (performance.now() ms); NoRouteError (with `ids`) when
    * none could be opened by then.
    */
-  async openRange(range: Span, deadline: number, ids: readonly number[], step: number): Promise<HopSession[]> {
+  async openRange(range: Span, deadline: number, ids: readonly number[], step: number, avoid?: ReadonlySet<string>): Promise<HopSession[]> {
     for (;;) {
       const records = this.ctx.recordsFor(this.ctx.modelHash);
-      const exclude = this.ctx.excluded(records);
+      const exclude = this.excludedNow(records, avoid);
       const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
       if (plan) {
-        const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline)));
+        const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline, avoid)));
         if (opened.every((h) => h !== null)) return opened as HopSession[];
         // keep what opened; plan again only the spans that did not
         try {
           const out: HopSession[] = [];
           for (let i = 0; i < plan.length; i++) {
             const h = opened[i];
-            out.push(...(h ? [h] : await this.openRange(plan[i].span, deadline, ids, step)));
+            out.push(...(h ? [h] : await this.openRange(plan[i].span, deadline, ids, step, avoid)));
           }
           return out;
         } catch (e) {
@@ -122,10 +124,25 @@ export class RouteOpener {
     }
   }
 
+  /**
+   * Whether a route for `range` exists now among hosts not excluded and not in `avoid` (checks ask before opening a
+   * witness, so a span nobody else serves costs no wait).
+   */
+  canRoute(range: Span, avoid?: ReadonlySet<string>): boolean {
+    const records = this.ctx.recordsFor(this.ctx.modelHash);
+    return findRoute(records, range.start, range.end, { exclude: this.excludedNow(records, avoid) }) !== null;
+  }
+
+  private excludedNow(records: readonly PeerRecord[], avoid?: ReadonlySet<string>): Set<string> {
+    const exclude = this.ctx.excluded(records);
+    for (const p of avoid ?? []) exclude.add(p);
+    return exclude;
+  }
+
   /** A session on the first of the span's candidates to answer (RACE at a time), or null when none did. */
-  async openSpan(span: Span, deadline: number): Promise<HopSession | null> {
+  async openSpan(span: Span, deadline: number, avoid?: ReadonlySet<string>): Promise<HopSession | null> {
     const key = `${span.start}:${span.end}`;
-    const queue = this.candidates(span);
+    const queue = this.candidates(span, avoid);
     let winner: HopSession | null = null;
     await new Promise<void>((done) => {
       let running = 0;
@@ -162,9 +179,9 @@ export class RouteOpener {
   }
 
   /** The span's hosts, best first: the spare, then by routing cost. */
-  private candidates(span: Span): string[] {
+  private candidates(span: Span, avoid?: ReadonlySet<string>): string[] {
     const records = this.ctx.recordsFor(this.ctx.modelHash);
-    const exclude = this.ctx.excluded(records);
+    const exclude = this.excludedNow(records, avoid);
     const rtt = this.ctx.rttMs();
     const same = records.filter((r) => r.span.start === span.start && r.span.end === span.end && !exclude.has(r.id));
     const measuredMs = this.ctx.measuredMs();
@@ -197,7 +214,7 @@ export class RouteOpener {
     answer.catch(() => {}); // if the send below fails, its error is the one to report
     await link.send({ kind: 'open', session, span, maxTokens: this.maxPos });
     await answer;
-    return { peer, span, link, session, step: 0, inputs: [] };
+    return { peer, span, link, session, step: 0, length: 0, inputs: [] };
   }
 
   /**

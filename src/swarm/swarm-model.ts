@@ -9,14 +9,18 @@
 // route for just that hop's span (route-opener.ts: candidates raced, a warm spare first), replays the kept inputs
 // there in chunks of up to maxBatch positions (N decode steps cost N/maxBatch round trips; the new KV cache equals the
 // lost one up to float rounding, as a prefill's equals a decode's) and continues: the ids are the fault-free run's.
-// With no replacement within recoverTimeoutMs of the failure: NoRouteError, carrying the conversation's ids. Not here: discovery (a Directory supplies records and links), the generation loop.
+// With no replacement within recoverTimeoutMs of the failure: NoRouteError, carrying the conversation's ids.
+// Checked hops (witness.ts, hop-check.ts): a hop's answers are compared with a witness's on its first step and then at
+// random; a host two others contradict is banned and the sequence voids the positions from its first wrong answer on,
+// for the generation loop to run again (BackendSequence.checks). Not here: discovery (a Directory supplies records
+// and links), the generation loop.
 
 import type { ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { Tokenizer } from '../model/tokenizer';
 import { encodeReadback, storageBuffer, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
 import type { Candidates, GpuHead } from '../gpu/head';
-import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
+import type { Backend, BackendSequence, SequenceChecks, StepSelect } from '../engine/generate';
 import { FlockError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
 import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type ResultMsg, type Span } from './protocol';
@@ -28,6 +32,9 @@ import { overclaims } from './routing';
 import type { Link } from './link';
 import { requests } from './link-requests';
 import { blame, describe, RouteOpener, type HopContext, type HopSession } from './route-opener';
+import { DEFAULT_CHECK_POLICY, emptyVerification, validatePolicy, type CheckPolicy, type Verification } from './hop-check';
+import { cutRows, HopChecks, rowsOf, type CheckContext, type CheckedRoute } from './witness';
+import { HopMismatchError } from './errors';
 
 /**
  * Where a client gets peer records and links from: Discovery itself (discovery.ts), or in the engine worker the
@@ -59,6 +66,8 @@ export interface SwarmOptions {
   maxBatch: number;
   /** time to wait for `opened` (and for a host's hello) */
   openTimeoutMs: number;
+  /** which steps are checked by a witness, and how close answers must be (hop-check.ts) */
+  checks: CheckPolicy;
 }
 
 /** A host on the route heard from not at all for this long while a forward waits is asked after. 1.5 s: one and a
@@ -76,6 +85,7 @@ export const DEFAULT_SWARM_OPTIONS: SwarmOptions = {
   maxContext: 2048,
   maxBatch: 64,
   openTimeoutMs: 10_000,
+  checks: DEFAULT_CHECK_POLICY,
 };
 
 export interface RouteEntry {
@@ -103,6 +113,8 @@ export interface Reroute {
 class RouteLog {
   route: RouteEntry[] = [];
   reroutes: Reroute[] = [];
+  /** what the checks of the latest sequence found (the sequence's own counts, live) */
+  verification: Verification = emptyVerification();
   /** the latest forward round trip per peer, ms (RouteEntry.ms reads it) */
   readonly hopMs = new Map<string, number>();
   /** the latest decode step's (one token's) round trip per peer, ms: what routing believes over a host's claim */
@@ -162,6 +174,7 @@ export class SwarmModel implements Backend, HopContext {
     opts: Partial<SwarmOptions> = {},
   ) {
     this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
+    validatePolicy(this.opts.checks);
     this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
     this.maxContext = Math.min(this.opts.maxContext, config.ctx);
     this.limits = modelLimits({ dim: config.dim, nLayers: config.nLayers, maxBatch: this.maxBatch, maxContext: this.maxContext });
@@ -177,6 +190,11 @@ export class SwarmModel implements Backend, HopContext {
   /** every re-route of the latest sequence */
   get reroutes(): readonly Reroute[] {
     return this.log.reroutes;
+  }
+
+  /** what the latest sequence's checks found */
+  get verification(): Verification {
+    return this.log.verification;
   }
 
   counters(): GpuCounters {
@@ -274,20 +292,43 @@ export class SwarmModel implements Backend, HopContext {
   }
 }
 
-class SwarmSequence implements BackendSequence {
+class SwarmSequence implements BackendSequence, CheckedRoute {
   length = 0;
-  private hops: HopSession[] = [];
+  hops: HopSession[] = [];
   private stepNo = 0;
   /** every id stepped so far (for NoRouteError.ids) */
   private readonly ids: number[] = [];
   private closed = false;
   private readonly opener: RouteOpener;
+  /** witnesses and what they found (witness.ts) */
+  private readonly checker: HopChecks;
+  /** the first position found wrong and not yet told to the generation loop */
+  private voided: number | undefined;
+  /** a replacement's replay disagreed with the host it replaced from here: void once the step under way ends */
+  private replayMismatch: number | undefined;
+  /** hooks for the generation loop: what is checked, what was voided (engine/generate.ts) */
+  readonly checks: SequenceChecks;
 
   constructor(
     private readonly m: SwarmModel,
     private readonly maxPos: number,
   ) {
     this.opener = new RouteOpener(m, maxPos);
+    this.checker = new HopChecks(this.checkContext());
+    m.log.verification = this.checker.counts;
+    const self = this;
+    this.checks = {
+      get checkedLength() {
+        return self.checker.settled(self.hops);
+      },
+      takeVoided: () => {
+        const v = this.voided;
+        this.voided = undefined;
+        return v;
+      },
+      checkAll: () => this.runChecks(true),
+      finish: () => (m.opts.checks.atEnd ? this.runChecks(true) : Promise.resolve()),
+    };
   }
 
   async start(): Promise<void> {
@@ -295,18 +336,25 @@ class SwarmSequence implements BackendSequence {
     this.hops = await this.opener.openRange({ start: 0, end: L }, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
     this.m.log.start(this.hops);
     this.opener.warmSpares(this.hops);
+    for (const h of this.hops) this.checker.join(h, 0);
   }
 
-  /** One forward through one hop session: send X, wait for its result. */
-  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number): Promise<Float32Array> {
+  /**
+   * One forward through one hop session: send X, wait for its result. A position before what the session holds
+   * rewinds it (a replay, after the route was cut back). `keep`: remember X as the hop's input (route hops do;
+   * witnesses run inputs the route hop keeps).
+   */
+  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number, keep = true): Promise<Float32Array> {
     const req = requests(h.link);
-    const step = h.step;
+    // a replay repeats the host's last step number with the replay flag (step-guard.ts); the next one follows it
+    const replay = pos0 < h.length;
+    const step = replay ? h.step - 1 : h.step;
     const t0 = performance.now();
     const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
     const frames = encodeTensor(
-      { kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
+      { kind: 'forward', session: h.session, step, replay, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
       h.link.frameBytes, h.link.limits,
     );
     await h.link.sendFrames(frames);
@@ -321,8 +369,9 @@ class SwarmSequence implements BackendSequence {
     }
     // a result comes back in as many frames as the forward went out, each with the same header
     this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2) + frames.length * TENSOR_PAYLOAD_OFFSET;
-    h.step++;
-    h.inputs.push(x);
+    h.step = step + 1;
+    h.length = pos0 + nTokens;
+    if (keep) h.inputs.push(x);
     return r.payload;
   }
 
@@ -364,6 +413,7 @@ class SwarmSequence implements BackendSequence {
     blame(this.m, old.peer, cause);
     this.opener.close(old);
     this.opener.lastError = reason;
+    const unchecked = this.checker.leave(old);
     for (;;) {
       const fresh = await this.opener.openRange(old.span, deadline, this.ids, this.stepNo);
       try {
@@ -371,13 +421,20 @@ class SwarmSequence implements BackendSequence {
         // rather than the original steps: a replay of N decode steps costs N/maxBatch round trips instead of N (the
         // KV cache it builds equals the original up to float rounding, as a prefill's does a decode's).
         let pos = 0;
+        const replayed: Float32Array[] = [];
         for (const chunk of replayChunks(old.inputs, this.m.maxBatch, this.m.config.dim)) {
           const n = chunk.length / this.m.config.dim;
           let y = chunk;
           for (const h of fresh) y = await this.forwardHop(h, y, n, pos);
+          replayed.push(y);
           pos += n;
         }
         this.hops.splice(i, 1, ...fresh);
+        // the replaced host's answers not yet checked meet its replacement's: where they differ, the loop goes back
+        // (the step under way still runs through them; the loop is told once it ends)
+        const wrong = unchecked ? this.checker.compareReplay(unchecked, rowsOf(replayed, 0, pos, this.m.config.dim)) : -1;
+        if (wrong >= 0) this.replayMismatch = Math.min(this.replayMismatch ?? Infinity, wrong);
+        for (const h of fresh) this.checker.join(h, pos);
         this.m.log.rerouted(this.hops, { step: this.stepNo, span: old.span, from: old.peer, to: fresh.map((h) => h.peer), reason, ms: performance.now() - t0 });
         this.opener.warmSpares(this.hops);
         return;
@@ -411,7 +468,9 @@ class SwarmSequence implements BackendSequence {
     // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
     for (let i = 0; i < this.hops.length; ) {
       try {
-        x = await this.forwardHop(this.hops[i], x, n, this.length);
+        const h = this.hops[i];
+        x = await this.forwardHop(h, x, n, this.length);
+        this.checker.served(h, this.length, x);
         i++;
       } catch (e) {
         if (!isHopFailure(e)) throw e;
@@ -420,6 +479,13 @@ class SwarmSequence implements BackendSequence {
     }
     this.length += n;
     this.stepNo++;
+    // a replacement's replay that disagreed with the host it replaced voids from there; then the checks due now
+    if (this.replayMismatch !== undefined) {
+      this.checker.counts.rollbacks++;
+      this.voidFrom(this.replayMismatch);
+      this.replayMismatch = undefined;
+    }
+    await this.runChecks(false);
     if (!select) return undefined;
     // the Head: upload the last hidden states, final norm, logits, top-k
     writeBufferPadded(dev, X, 0, x);
@@ -433,7 +499,55 @@ class SwarmSequence implements BackendSequence {
     if (this.closed) return;
     this.closed = true;
     for (const h of this.hops) this.opener.close(h);
+    this.checker.close();
     this.m.release();
+  }
+
+  // Checked hops (witness.ts): what the checks need of this sequence, and what they may do to it.
+
+  private checkContext(): CheckContext {
+    const m = this.m;
+    return {
+      dim: m.config.dim,
+      maxBatch: m.maxBatch,
+      policy: m.opts.checks,
+      forward: (h, x, n, pos0) => this.forwardHop(h, x, n, pos0, false),
+      open: async (span, avoid) => {
+        if (!this.opener.canRoute(span, avoid)) return null;
+        try {
+          return await this.opener.openRange(span, performance.now() + m.opts.openTimeoutMs, this.ids, this.stepNo, avoid);
+        } catch {
+          return null; // none opened in time: no opinion now
+        }
+      },
+      close: (h) => this.opener.close(h),
+      ban: (peer) => m.ban(peer),
+      blame: (peer, e) => blame(m, peer, e),
+      wireBytes: () => m.wire.bytesIn + m.wire.bytesOut,
+    };
+  }
+
+  /** Run the checks due (all: every position not yet settled); what they void is kept for takeVoided. */
+  private async runChecks(all: boolean): Promise<void> {
+    if (this.closed || this.length === 0) return;
+    const v = await this.checker.run(this, all);
+    if (v !== undefined) this.voided = Math.min(this.voided ?? Infinity, v);
+  }
+
+  /** CheckedRoute: positions from `p` on are void; hosts rewind at their next forward (a replay at `p`). */
+  voidFrom(p: number): void {
+    if (p >= this.length) return;
+    const dim = this.m.config.dim;
+    this.length = p;
+    this.ids.length = Math.min(this.ids.length, p);
+    for (const h of this.hops) h.inputs = cutRows(h.inputs, p, dim);
+    this.checker.truncate(p);
+    this.voided = Math.min(this.voided ?? Infinity, p);
+  }
+
+  /** CheckedRoute: replace a hop whose host lied (banned by the checks) with a new route for its span. */
+  async replace(i: number, cause: HopMismatchError): Promise<void> {
+    await this.recover(i, cause);
   }
 }
 

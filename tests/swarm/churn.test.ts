@@ -114,6 +114,7 @@ describe('a swarm that churns', () => {
     let exitMs = 0;
     let r = await it.next();
     while (!r.done) {
+      if (r.value.kind === 'rollback') throw new Error(`honest hosts, yet a rollback: ${JSON.stringify(r.value)}`);
       ids.push(r.value.id);
       if (ids.length === 32) {
         // the host on the route's first hop leaves on purpose, between two steps

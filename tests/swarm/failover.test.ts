@@ -23,6 +23,7 @@ async function runWithFault(c: LaunchedClient, fault: () => void): Promise<numbe
       expect(r.value.outputIds).toEqual(ids);
       return ids;
     }
+    if (r.value.kind === 'rollback') throw new Error(`honest hosts, yet a rollback: ${JSON.stringify(r.value)}`);
     ids.push(r.value.id);
     if (ids.length === KILL_AFTER) fault();
   }
@@ -131,6 +132,7 @@ describe('swarm failover', () => {
     for (;;) {
       const r = await it.next();
       if (r.done) break;
+      if (r.value.kind === 'rollback') throw new Error(`honest hosts, yet a rollback: ${JSON.stringify(r.value)}`);
       ids.push(r.value.id);
       if (ids.length === 10) {
         await new Promise((res) => setTimeout(res, 3_500)); // the reader pauses; the middle session expires

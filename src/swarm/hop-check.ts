@@ -1,0 +1,118 @@
+// What a checked hop compares, and when a client checks: the divergence of two hosts' outputs for the same input
+// (per position: the largest element difference relative to the row's largest magnitude), the tolerance below
+// which two answers count as the same, the policy that picks the steps to check, and the counts a client reports.
+// Pure functions and plain data; the witnesses that produce the second answer are witness.ts's.
+//
+// Why relative to the row's largest magnitude: hidden states of one position share a scale (the residual stream
+// grows with depth; stories260K's rows reach |x| of 5-30), so one number per row is fair to every layer, and an
+// element near zero cannot blow the ratio up. A host that scales one layer's output by 1.05 moves the row by about
+// 5 % of its magnitude; honest hosts differ by rounding only.
+
+import { InvalidArgumentError } from '../model/errors';
+import { f16ToF32, f32ToF16 } from './f16';
+
+/**
+ * Two answers whose divergence is above this differ. Measured (tests/swarm/hop-tolerance.test.ts, stories260K,
+ * every span of a 0:2/2:4/4:5 split, 40 positions, Dawn on SwiftShader; `npx vitest run tests/swarm/hop-tolerance.test.ts`):
+ * the same GPU, decode steps against one prefill chunk: 4.5e-7; the GPU against the CPU reference (another
+ * implementation's rounding, what another vendor's GPU stands for): 1.8e-6; f16 frames both ways: 4.9e-4 (the f16
+ * rounding of the result itself, 2^-11). A host scaling one layer's output by 1.05: 2.2e-2 at the least (the
+ * scaled layer first in its span, its effect diluted by the layers after it). 5e-3 sits 10x above f16 rounding, and
+ * 4x below the smallest scaled row; quantized weights on a real GPU add rounding of the same order as f16 frames.
+ */
+export const HOP_TOLERANCE = 5e-3;
+
+/** A row of zeros compared with a row of zeros is equal; eps keeps the ratio finite. */
+const EPS = 1e-6;
+
+/** Per row (position) of two [n, dim] answers: max |a - b| / (max |a| + eps). */
+export function rowDivergence(a: Float32Array, b: Float32Array, dim: number): Float64Array {
+  if (a.length !== b.length || a.length % dim !== 0) {
+    throw new InvalidArgumentError(`Answers of ${a.length} and ${b.length} values cannot be compared as rows of ${dim}.`);
+  }
+  const n = a.length / dim;
+  const out = new Float64Array(n);
+  for (let r = 0; r < n; r++) {
+    let diff = 0;
+    let mag = 0;
+    for (let j = r * dim; j < (r + 1) * dim; j++) {
+      diff = Math.max(diff, Math.abs(a[j] - b[j]));
+      mag = Math.max(mag, Math.abs(a[j]));
+    }
+    // NaN anywhere (a host never sends it, the protocol refuses it; but be safe) counts as a difference
+    out[r] = Number.isNaN(diff) ? Infinity : diff / (mag + EPS);
+  }
+  return out;
+}
+
+/** The first row at which two answers differ by more than `tol`, or -1 when they agree everywhere. */
+export function firstMismatch(a: Float32Array, b: Float32Array, dim: number, tol = HOP_TOLERANCE): number {
+  const d = rowDivergence(a, b, dim);
+  for (let r = 0; r < d.length; r++) if (!(d[r] <= tol)) return r;
+  return -1;
+}
+
+/** Round every value to f16 and back (what an f16 frame does to hidden states). */
+export function roundF16(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f16ToF32(f32ToF16(x[i]));
+  return out;
+}
+
+/**
+ * How often a client checks. A hop's first step on a route is always checked (a host that lies from the start is
+ * caught at once); after that each step of each hop is checked with probability `rate`, drawn from
+ * crypto.getRandomValues, so a host cannot tell which steps will be checked. A check compares every position the
+ * hop served since its last check (the witness catches up on them), so a lie on an unchecked step is caught by the
+ * next check whichever step that is. `atEnd` checks what is left unchecked when a reply ends, before it is final.
+ */
+export interface CheckPolicy {
+  rate: number;
+  atEnd: boolean;
+  /** divergence above which two answers differ (HOP_TOLERANCE) */
+  tolerance: number;
+}
+
+/**
+ * The default rate: 0.1. Measured with a host that lies on every step but its first (a liar of type (d), the one that
+ * guesses which steps are unchecked) on stories260K, 48 tokens, 20 runs per rate, `npm run bench:swarm -- --checks`
+ * (README, "Checked hops"): rate 0.05 caught it before the reply ended in 85 % of runs, 0.1 in 100 % within a mean
+ * of 5.6 tokens, 0.25 within 2.4, 1 within 1; each check adds about one witness round trip (0.1: +0.9 ms per token
+ * on loopback, rate 1: +7.4). With the end-of-reply check, every lie is caught before a reply is final whatever the
+ * rate; the rate bounds how far a lie runs (and how much is redone) before it is caught. 0.1 keeps that to a few
+ * tokens for about a tenth of a round trip per hop per token.
+ */
+export const DEFAULT_CHECK_POLICY: CheckPolicy = { rate: 0.1, atEnd: true, tolerance: HOP_TOLERANCE };
+
+export function validatePolicy(p: CheckPolicy): CheckPolicy {
+  if (!(p.rate >= 0 && p.rate <= 1)) throw new InvalidArgumentError(`checks.rate must be in [0, 1], got ${p.rate}`);
+  if (!(p.tolerance > 0 && Number.isFinite(p.tolerance))) throw new InvalidArgumentError(`checks.tolerance must be a positive number, got ${p.tolerance}`);
+  return p;
+}
+
+/** A uniform draw in [0, 1) no peer can predict. */
+export function unpredictable(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0] / 2 ** 32;
+}
+
+/** What a client's checks found (the latest sequence's; `flock generate --json` prints it as `verification`). */
+export interface Verification {
+  /** checks run (a witness compared with a hop, or a replacement's replay with the answers of the host it replaced) */
+  checks: number;
+  /** checks whose answers differed */
+  mismatches: number;
+  /** peers banned because a third opinion sided against them */
+  banned: string[];
+  /** times generation went back to the last checked position */
+  rollbacks: number;
+  /** mismatches no third opinion could decide: those positions stand as they were, unverified */
+  unverified: number;
+  /** checks wanted but with no witness available then (caught up at a later check) */
+  deferred: number;
+  /** hidden-state bytes sent and received for checks (witnesses and third opinions), both ways */
+  bytes: number;
+}
+
+export function emptyVerification(): Verification {
+  return { checks: 0, mismatches: 0, banned: [], rollbacks: 0, unverified: 0, deferred: 0, bytes: 0 };
+}

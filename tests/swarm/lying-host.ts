@@ -1,0 +1,205 @@
+// Hosts that lie, for tests of checked hops (src/swarm/witness.ts). A lying host serves its span through the real
+// StageHost and GpuStage (hello, sessions, step order, frames: all well formed) but changes what its layers return:
+//   (a) 'noise': every answer off by 10 % of its row's largest magnitude, finite;
+//   (b) 'scale': one layer's output times a factor (1.05), the span's later layers run on it;
+//   (c) 'after': another lie, only from a session's forward `step` on (honest before: trusted first);
+//   (d) 'unchecked': another lie, only on what it guesses no one checks: never on a session's first forward (always
+//       checked) and never on forwards of several positions (a prefill, or a witness or replay catching up), only on
+//       single decode steps after the first;
+//   (e) a file whose header is the honest file's (same model hash) but one layer's weights differ: tamperedCopy, served
+//       by an otherwise honest host.
+// It claims the fastest speed a record may, so routing puts it on the route first. Built here (not through serve.ts)
+// so no flag of the real `flock host` can make a host lie. Not a test by itself.
+
+import { copyFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { readConfig, type ModelConfig } from '../../src/model/config';
+import type { GgufFile } from '../../src/model/gguf';
+import { GgmlType } from '../../src/model/quant';
+import type { FlockDevice } from '../../src/gpu/device';
+import { GpuStage, type StageSession } from '../../src/gpu/stage';
+import { Identity } from '../../src/swarm/identity';
+import { PROTOCOL_VERSION, type Span } from '../../src/swarm/protocol';
+import { MAX_CLAIMED_FREE_KV, MAX_CLAIMED_THROUGHPUT, modelHashOf } from '../../src/swarm/records';
+import { StageHost, type HostStage } from '../../src/swarm/stage-host';
+import { SwarmNet } from '../../src/swarm/swarm-net';
+import type { Swarm } from './harness';
+import { ANNOUNCE_MS } from './harness';
+
+export type Lie =
+  | { kind: 'noise' }
+  | { kind: 'scale'; layer: number; factor: number }
+  | { kind: 'after'; step: number; lie: Lie }
+  | { kind: 'unchecked'; lie: Lie }
+  | { kind: 'none' };
+
+/** A GpuStage for [start, end) whose forward lies as `lie` says; 'scale' runs the span as two stages around the layer. */
+class LyingStage implements HostStage {
+  readonly start: number;
+  readonly end: number;
+  readonly cfg: ModelConfig;
+  readonly maxBatch: number;
+  readonly maxContext: number;
+  readonly kvBytesPerPosition: number;
+  /** forwards that returned a lie */
+  lies = 0;
+  private readonly after = new Map<StageSession, StageSession>();
+  private readonly forwards = new Map<StageSession, number>();
+
+  constructor(
+    private readonly first: GpuStage,
+    /** the span's layers after the scaled one, when 'scale' splits it */
+    private readonly rest: GpuStage | undefined,
+    private readonly lie: Lie,
+  ) {
+    this.start = first.start;
+    this.end = rest?.end ?? first.end;
+    this.cfg = first.cfg;
+    this.maxBatch = first.maxBatch;
+    this.maxContext = first.maxContext;
+    this.kvBytesPerPosition = first.kvBytesPerPosition + (rest?.kvBytesPerPosition ?? 0);
+  }
+
+  static async load(dev: FlockDevice, file: GgufFile, span: Span, lie: Lie, maxContext: number): Promise<LyingStage> {
+    const cfg = readConfig(file);
+    const scale = innermost(lie);
+    const cut = scale.kind === 'scale' ? scale.layer + 1 : span.end;
+    const first = await GpuStage.load(dev, file, cfg, span.start, cut, { maxContext });
+    const rest = cut < span.end ? await GpuStage.load(dev, file, cfg, cut, span.end, { maxContext }) : undefined;
+    return new LyingStage(first, rest, lie);
+  }
+
+  createSession(maxPos?: number): StageSession {
+    const s = this.first.createSession(maxPos);
+    if (this.rest) this.after.set(s, this.rest.createSession(maxPos));
+    this.forwards.set(s, 0);
+    return s;
+  }
+
+  closeSession(s: StageSession): void {
+    this.first.closeSession(s);
+    const r = this.after.get(s);
+    if (r) this.rest!.closeSession(r);
+    this.after.delete(s);
+    this.forwards.delete(s);
+  }
+
+  truncate(s: StageSession, length: number): void {
+    this.first.truncate(s, length);
+    const r = this.after.get(s);
+    if (r) this.rest!.truncate(r, length);
+  }
+
+  async forward(s: StageSession, hidden: Float32Array): Promise<Float32Array> {
+    const step = this.forwards.get(s) ?? 0;
+    this.forwards.set(s, step + 1);
+    const lying = liesNow(this.lie, step, hidden.length / this.cfg.dim);
+    let y = await this.first.forward(s, hidden);
+    const inner = innermost(this.lie);
+    if (lying && inner.kind === 'scale') y = y.map((v) => v * inner.factor);
+    const r = this.after.get(s);
+    if (r) y = await this.rest!.forward(r, y);
+    if (lying && inner.kind === 'noise') y = noisy(y, this.cfg.dim);
+    if (lying && inner.kind !== 'none') this.lies++;
+    return y;
+  }
+
+  destroy(): void {
+    this.first.destroy();
+    this.rest?.destroy();
+  }
+}
+
+function innermost(l: Lie): Lie {
+  return l.kind === 'after' || l.kind === 'unchecked' ? innermost(l.lie) : l;
+}
+
+/** Whether forward `step` (0 = a session's first) of `nTokens` positions gets the lie. */
+function liesNow(l: Lie, step: number, nTokens: number): boolean {
+  switch (l.kind) {
+    case 'none':
+      return false;
+    case 'noise':
+    case 'scale':
+      return true;
+    case 'after':
+      return step >= l.step && liesNow(l.lie, step, nTokens);
+    case 'unchecked':
+      return step > 0 && nTokens === 1 && liesNow(l.lie, step, nTokens);
+    default: {
+      const never: never = l;
+      throw new Error(`unknown lie ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Every value moved by up to 10 % of its row's largest magnitude, by a fixed pattern: wrong, finite, plausible. */
+function noisy(y: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(y.length);
+  for (let r = 0; r < y.length / dim; r++) {
+    let mag = 0;
+    for (let j = 0; j < dim; j++) mag = Math.max(mag, Math.abs(y[r * dim + j]));
+    for (let j = 0; j < dim; j++) out[r * dim + j] = y[r * dim + j] + 0.1 * mag * Math.sin(1 + 7 * j);
+  }
+  return out;
+}
+
+export interface LyingHost {
+  id: string;
+  host: StageHost;
+  /** forwards it answered with a lie so far */
+  lies(): number;
+  stop(): void;
+}
+
+/** A host in `swarm` serving `span` of `file` (default: the swarm's own), lying as `lie` says. */
+export async function startLyingHost(swarm: Swarm, span: Span, lie: Lie, file: GgufFile = swarm.file): Promise<LyingHost> {
+  const modelHash = await modelHashOf(file);
+  const identity = await Identity.generate({ powBits: swarm.config.powBits });
+  const net = await SwarmNet.join(swarm.signal, swarm.config, identity, { link: swarm.link, announceMs: ANNOUNCE_MS });
+  const stage = await LyingStage.load(swarm.dev, file, span, lie, 256);
+  // compile the decode and prefill pipelines before anyone is routed here (as serve.ts does)
+  const warm = stage.createSession(8);
+  await stage.forward(warm, new Float32Array(5 * stage.cfg.dim));
+  await stage.forward(warm, new Float32Array(stage.cfg.dim));
+  stage.closeSession(warm);
+  stage.lies = 0;
+  const d = net.discovery;
+  const host = new StageHost(stage, { peerId: net.peer.id, modelHash, link: swarm.link, auth: d.auth, banMs: 60_000 });
+  d.opts.self = () => ({ modelHash, span, throughput: MAX_CLAIMED_THROUGHPUT, freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION });
+  net.peer.on('connection', (conn) => {
+    if (conn.label === 'flock') void host.accept(conn);
+    else if (conn.label === 'flock-rv') d.answer(conn);
+    else conn.once('open', () => conn.close());
+  });
+  await d.round();
+  return {
+    id: net.id,
+    host,
+    lies: () => stage.lies,
+    stop: () => {
+      host.stop();
+      net.stop();
+      stage.destroy();
+    },
+  };
+}
+
+/**
+ * A copy of `path` at `to` whose header is byte for byte the original's (so its model hash is too) and whose tensor
+ * `name` (F32) has every weight times `factor`: a host serving it runs other weights under the same name.
+ */
+export function tamperedCopy(path: string, to: string, file: GgufFile, name: string, factor: number): void {
+  const t = file.tensors.get(name);
+  if (!t || t.type !== GgmlType.F32) throw new Error(`${name}: an F32 tensor of the file is needed`);
+  copyFileSync(path, to);
+  const fd = openSync(to, 'r+');
+  try {
+    const bytes = Buffer.alloc(t.nElems * 4);
+    readSync(fd, bytes, 0, bytes.length, t.offset);
+    const w = new Float32Array(bytes.buffer, bytes.byteOffset, t.nElems);
+    for (let i = 0; i < w.length; i++) w[i] *= factor;
+    writeSync(fd, bytes, 0, bytes.length, t.offset);
+  } finally {
+    closeSync(fd);
+  }
+}
