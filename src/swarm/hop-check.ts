@@ -107,7 +107,7 @@ export interface Verification {
   rollbacks: number;
   /** mismatches no third opinion could decide: those positions stand as they were, unverified */
   unverified: number;
-  /** checks wanted but with no witness available then (caught up at a later check) */
+  /** times a hop's check found no witness (counted once until its next check runs; that check covers what waited) */
   deferred: number;
   /** hidden-state bytes sent and received for checks (witnesses and third opinions), both ways */
   bytes: number;

@@ -69,6 +69,8 @@ interface HopState {
   due: boolean;
   /** the position of a mismatch no third opinion could be had for (counted once; asked again at later checks) */
   undecided?: number;
+  /** a check found no witness (counted once until a check runs) */
+  waiting?: boolean;
 }
 
 /** Rounds of third opinions one check may ask for (a witness that lied is replaced by the third opinion, which is then
@@ -191,9 +193,11 @@ export class HopChecks {
     try {
       const first = await this.witnessFor(h);
       if (!first) {
-        this.counts.deferred++;
+        if (!st.waiting) this.counts.deferred++;
+        st.waiting = true;
         return { kind: 'deferred' };
       }
+      st.waiting = false;
       let witness: HopSession[] = first;
       let theirs = await this.catchUp(witness, h.inputs, from, length);
       this.counts.checks++;
@@ -240,7 +244,8 @@ export class HopChecks {
       }
     } catch (e) {
       if (e instanceof WitnessFailed) {
-        this.counts.deferred++;
+        if (!st.waiting) this.counts.deferred++;
+        st.waiting = true;
         return { kind: 'deferred' };
       }
       throw e;

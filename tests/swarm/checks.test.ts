@@ -1,6 +1,7 @@
 // Checked hops end to end (real PeerServer, WebRTC over loopback, Dawn): a host that lies serves the middle span
-// [2, 4) of stories260K and is on the route from the start (it claims the fastest speed), two honest hosts serve the
-// same span (a witness and a third opinion), honest hosts the rest. For each kind of lie (tests/swarm/lying-host.ts:
+// [2, 4) of stories260K and is on the route from the start (the only host of its span when the route opens), two
+// honest hosts for the same span join after the first token (a witness and a third opinion), honest hosts serve the
+// rest. Until they join, the liar's checks wait (no witness); the first check after covers every position since 0. For each kind of lie (tests/swarm/lying-host.ts:
 // wrong but finite answers, one layer x1.05, lies only after step 20, lies only on steps it guesses are unchecked, a
 // file with the honest header but other weights) the client's greedy ids equal llama.cpp's on the honest file
 // (tests/fixtures/stories260K.greedy.json), the liar is banned by the client, and the verification counts say so;
@@ -36,19 +37,26 @@ afterEach(async () => {
   swarm = undefined;
 });
 
-/** A swarm with the liar on [2, 4), `honest` more hosts for [2, 4), and honest hosts for [0, 2) and [4, 5). */
-async function swarmWithLiar(name: string, lie: Lie, honest: number, file?: Parameters<typeof startLyingHost>[3]): Promise<{ s: Swarm; liar: LyingHost }> {
+/** A swarm with the liar on [2, 4) and honest hosts for [0, 2) and [4, 5), and a client that sees them all. */
+async function swarmWithLiar(name: string, lie: Lie, o: Parameters<typeof startLyingHost>[3] = {}): Promise<{ s: Swarm; liar: LyingHost; c: LaunchedClient }> {
   const s = await Swarm.start(name);
   swarm = s;
   await s.host({ start: 0, end: 2 });
   await s.host({ start: 4, end: 5 });
-  const liar = await startLyingHost(s, MIDDLE, lie, file);
+  const liar = await startLyingHost(s, MIDDLE, lie, o);
   liars.push(liar);
-  for (let i = 0; i < honest; i++) await s.host(MIDDLE);
-  return { s, liar };
+  const c = await s.client();
+  await s.settle(3);
+  return { s, liar, c };
 }
 
-/** Greedy ids from BOS, collecting the events; `onToken(n)` runs after the n-th token event. */
+/** `n` honest hosts for [2, 4) join, and the client sees them. */
+async function honestJoin(s: Swarm, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await s.host(MIDDLE);
+  await s.settle(s.hosts.length + 1); // and the liar
+}
+
+/** Greedy ids from BOS, collecting the events; `onToken(n)` runs after the n-th token event (the generation waits). */
 async function generate(c: LaunchedClient, n: number, onToken?: (count: number) => Promise<void>): Promise<{ ids: number[]; events: GenerationEvent[] }> {
   const it = generateTokens(c.model, { inputIds: [1], maxTokens: n, temperature: 0, ignoreEos: true });
   const events: GenerationEvent[] = [];
@@ -76,7 +84,8 @@ function expectCaught(c: LaunchedClient, liar: LyingHost): void {
 
 describe('checked hops: a lying host on the route', () => {
   it("(a) wrong but finite answers, through `flock generate --swarm --json`: llama.cpp's ids, the liar banned, counted in verification", async () => {
-    const { s, liar } = await swarmWithLiar('chk-noise', { kind: 'noise' }, 2);
+    // the liar answers slowly (150 ms), so the route is still on it when the honest hosts have joined
+    const { s, liar } = await swarmWithLiar('chk-noise', { kind: 'noise' }, { delayMs: 150 });
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((chunk: string | Uint8Array) => {
@@ -84,13 +93,17 @@ describe('checked hops: a lying host on the route', () => {
       return true;
     }) as typeof process.stdout.write;
     try {
-      await runSwarmGenerate({ swarm: s.name, signal: s.server.url, 'pow-bits': String(TEST_POW_BITS), model: STORIES, json: true, 'max-tokens': '16', temperature: '0' });
+      const generation = runSwarmGenerate({ swarm: s.name, signal: s.server.url, 'pow-bits': String(TEST_POW_BITS), model: STORIES, json: true, 'max-tokens': '48', temperature: '0' });
+      const t0 = performance.now();
+      while (liar.host.stats().sessions === 0 && performance.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 2; i++) await s.host(MIDDLE);
+      await generation;
     } finally {
       process.stdout.write = write;
     }
     const json = JSON.parse(out.trim().split('\n').pop()!) as { output_ids: number[]; verification: { checks: number; mismatches: number; banned: string[]; rollbacks: number }; reroutes: { from: string; reason: string }[] };
     console.log(`(a) noise: verification ${JSON.stringify(json.verification)}; liar lied ${liar.lies()} times`);
-    expect(json.output_ids).toEqual(ref.slice(0, 16));
+    expect(json.output_ids).toEqual(ref.slice(0, 48));
     expect(json.verification.banned).toEqual([liar.id]);
     expect(json.verification.mismatches).toBeGreaterThanOrEqual(1);
     expect(json.verification.rollbacks).toBeGreaterThanOrEqual(1);
@@ -101,20 +114,16 @@ describe('checked hops: a lying host on the route', () => {
   it("(b) one layer's output x1.05: llama.cpp's ids, the liar banned", async () => {
     // layer 2, the first of the span: the scaled row is diluted by layer 3 after it (the weakest case measured,
     // 2e-2 against the tolerance's 5e-3: tests/swarm/hop-tolerance.test.ts)
-    const { s, liar } = await swarmWithLiar('chk-scale', { kind: 'scale', layer: 2, factor: 1.05 }, 2);
-    const c = await s.client();
-    await s.settle(5);
-    const { ids } = await generate(c, 16);
+    const { s, liar, c } = await swarmWithLiar('chk-scale', { kind: 'scale', layer: 2, factor: 1.05 });
+    const { ids } = await generate(c, 16, async (n) => (n === 1 ? honestJoin(s, 2) : undefined));
     console.log(`(b) x1.05: verification ${JSON.stringify(c.model.verification)}`);
     expect(ids).toEqual(ref.slice(0, 16));
     expectCaught(c, liar);
   });
 
   it("(c) lies only from step 20 on: llama.cpp's ids, the liar banned, the withdrawn tokens reported", async () => {
-    const { s, liar } = await swarmWithLiar('chk-after', { kind: 'after', step: 20, lie: { kind: 'noise' } }, 2);
-    const c = await s.client();
-    await s.settle(5);
-    const { ids, events } = await generate(c, 32);
+    const { s, liar, c } = await swarmWithLiar('chk-after', { kind: 'after', step: 20, lie: { kind: 'noise' } });
+    const { ids, events } = await generate(c, 32, async (n) => (n === 1 ? honestJoin(s, 2) : undefined));
     const rollbacks = events.filter((e) => e.kind === 'rollback');
     console.log(`(c) after step 20: verification ${JSON.stringify(c.model.verification)}; rollback events ${JSON.stringify(rollbacks)}`);
     expect(ids).toEqual(ref.slice(0, 32));
@@ -131,10 +140,8 @@ describe('checked hops: a lying host on the route', () => {
   });
 
   it("(d) lies only on steps it guesses are unchecked (never on its first, never on a catch-up): llama.cpp's ids, banned", async () => {
-    const { s, liar } = await swarmWithLiar('chk-unchecked', { kind: 'unchecked', lie: { kind: 'scale', layer: 3, factor: 1.05 } }, 2);
-    const c = await s.client();
-    await s.settle(5);
-    const { ids } = await generate(c, 24);
+    const { s, liar, c } = await swarmWithLiar('chk-unchecked', { kind: 'unchecked', lie: { kind: 'scale', layer: 3, factor: 1.05 } });
+    const { ids } = await generate(c, 24, async (n) => (n === 1 ? honestJoin(s, 2) : undefined));
     console.log(`(d) unchecked steps: verification ${JSON.stringify(c.model.verification)}; liar lied ${liar.lies()} times`);
     expect(ids).toEqual(ref.slice(0, 24));
     expectCaught(c, liar);
@@ -148,10 +155,8 @@ describe('checked hops: a lying host on the route', () => {
       tamperedCopy(STORIES, path, honest, 'blk.3.ffn_down.weight', 1.5);
       const tampered = await openGguf(openSource(path));
       expect(await modelHashOf(tampered)).toBe(await modelHashOf(honest));
-      const { s, liar } = await swarmWithLiar('chk-file', { kind: 'none' }, 2, tampered);
-      const c = await s.client();
-      await s.settle(5);
-      const { ids } = await generate(c, 16);
+      const { s, liar, c } = await swarmWithLiar('chk-file', { kind: 'none' }, { file: tampered });
+      const { ids } = await generate(c, 16, async (n) => (n === 1 ? honestJoin(s, 2) : undefined));
       console.log(`(e) tampered weights: verification ${JSON.stringify(c.model.verification)}`);
       expect(ids).toEqual(ref.slice(0, 16));
       const v = c.model.verification;
@@ -166,17 +171,15 @@ describe('checked hops: a lying host on the route', () => {
 
 describe('checked hops: no third opinion', () => {
   it('a mismatch with no third host is unverified and bans nobody; a third host joining later decides it and the reply comes out right', async () => {
-    const { s, liar } = await swarmWithLiar('chk-third-late', { kind: 'noise' }, 1);
-    const c = await s.client();
-    await s.settle(4);
+    const { s, liar, c } = await swarmWithLiar('chk-third-late', { kind: 'noise' });
     let before = { ...c.model.verification, banned: [...c.model.verification.banned] };
     const { ids } = await generate(c, 16, async (n) => {
+      if (n === 1) await honestJoin(s, 1); // a witness, and no third opinion
       if (n !== 6) return;
       // so far: the witness and the liar disagree, and nobody else serves [2, 4)
       before = { ...c.model.verification, banned: [...c.model.verification.banned] };
       expect(c.model.banned().has(liar.id)).toBe(false);
-      await s.host(MIDDLE); // a third host joins
-      await s.settle(5);
+      await honestJoin(s, 1); // a third host joins
     });
     console.log(`late third opinion: before it joined ${JSON.stringify(before)}; at the end ${JSON.stringify(c.model.verification)}`);
     expect(before.unverified).toBeGreaterThanOrEqual(1);

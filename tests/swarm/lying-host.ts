@@ -8,8 +8,9 @@
 //       single decode steps after the first;
 //   (e) a file whose header is the honest file's (same model hash) but one layer's weights differ: tamperedCopy, served
 //       by an otherwise honest host.
-// It claims the fastest speed a record may, so routing puts it on the route first. Built here (not through serve.ts)
-// so no flag of the real `flock host` can make a host lie. Not a test by itself.
+// Tests put it on the route by starting it before any honest host of its span; the honest ones join once the route
+// is open. `delayMs` slows every answer (a route that stays on it long enough for them to join). Built here (not through serve.ts) so no flag of the real `flock host` can make a
+// host lie. Not a test by itself.
 
 import { copyFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { readConfig, type ModelConfig } from '../../src/model/config';
@@ -19,7 +20,7 @@ import type { FlockDevice } from '../../src/gpu/device';
 import { GpuStage, type StageSession } from '../../src/gpu/stage';
 import { Identity } from '../../src/swarm/identity';
 import { PROTOCOL_VERSION, type Span } from '../../src/swarm/protocol';
-import { MAX_CLAIMED_FREE_KV, MAX_CLAIMED_THROUGHPUT, modelHashOf } from '../../src/swarm/records';
+import { MAX_CLAIMED_FREE_KV, modelHashOf } from '../../src/swarm/records';
 import { StageHost, type HostStage } from '../../src/swarm/stage-host';
 import { SwarmNet } from '../../src/swarm/swarm-net';
 import type { Swarm } from './harness';
@@ -50,6 +51,7 @@ class LyingStage implements HostStage {
     /** the span's layers after the scaled one, when 'scale' splits it */
     private readonly rest: GpuStage | undefined,
     private readonly lie: Lie,
+    private readonly delayMs: number,
   ) {
     this.start = first.start;
     this.end = rest?.end ?? first.end;
@@ -59,13 +61,13 @@ class LyingStage implements HostStage {
     this.kvBytesPerPosition = first.kvBytesPerPosition + (rest?.kvBytesPerPosition ?? 0);
   }
 
-  static async load(dev: FlockDevice, file: GgufFile, span: Span, lie: Lie, maxContext: number): Promise<LyingStage> {
+  static async load(dev: FlockDevice, file: GgufFile, span: Span, lie: Lie, maxContext: number, delayMs = 0): Promise<LyingStage> {
     const cfg = readConfig(file);
     const scale = innermost(lie);
     const cut = scale.kind === 'scale' ? scale.layer + 1 : span.end;
     const first = await GpuStage.load(dev, file, cfg, span.start, cut, { maxContext });
     const rest = cut < span.end ? await GpuStage.load(dev, file, cfg, cut, span.end, { maxContext }) : undefined;
-    return new LyingStage(first, rest, lie);
+    return new LyingStage(first, rest, lie, delayMs);
   }
 
   createSession(maxPos?: number): StageSession {
@@ -100,6 +102,7 @@ class LyingStage implements HostStage {
     if (r) y = await this.rest!.forward(r, y);
     if (lying && inner.kind === 'noise') y = noisy(y, this.cfg.dim);
     if (lying && inner.kind !== 'none') this.lies++;
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     return y;
   }
 
@@ -152,11 +155,12 @@ export interface LyingHost {
 }
 
 /** A host in `swarm` serving `span` of `file` (default: the swarm's own), lying as `lie` says. */
-export async function startLyingHost(swarm: Swarm, span: Span, lie: Lie, file: GgufFile = swarm.file): Promise<LyingHost> {
+export async function startLyingHost(swarm: Swarm, span: Span, lie: Lie, o: { file?: GgufFile; delayMs?: number } = {}): Promise<LyingHost> {
+  const file = o.file ?? swarm.file;
   const modelHash = await modelHashOf(file);
   const identity = await Identity.generate({ powBits: swarm.config.powBits });
   const net = await SwarmNet.join(swarm.signal, swarm.config, identity, { link: swarm.link, announceMs: ANNOUNCE_MS });
-  const stage = await LyingStage.load(swarm.dev, file, span, lie, 256);
+  const stage = await LyingStage.load(swarm.dev, file, span, lie, 256, o.delayMs);
   // compile the decode and prefill pipelines before anyone is routed here (as serve.ts does)
   const warm = stage.createSession(8);
   await stage.forward(warm, new Float32Array(5 * stage.cfg.dim));
@@ -165,7 +169,7 @@ export async function startLyingHost(swarm: Swarm, span: Span, lie: Lie, file: G
   stage.lies = 0;
   const d = net.discovery;
   const host = new StageHost(stage, { peerId: net.peer.id, modelHash, link: swarm.link, auth: d.auth, banMs: 60_000 });
-  d.opts.self = () => ({ modelHash, span, throughput: MAX_CLAIMED_THROUGHPUT, freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION });
+  d.opts.self = () => ({ modelHash, span, throughput: 0, freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION });
   net.peer.on('connection', (conn) => {
     if (conn.label === 'flock') void host.accept(conn);
     else if (conn.label === 'flock-rv') d.answer(conn);
