@@ -1,6 +1,8 @@
 // Checked hops: a second host (or chain of hosts) for the same layers, the witness, runs the same inputs a route hop
 // ran and the client compares the answers (hop-check.ts). Per hop on the route it keeps the answers the hop gave
-// since its last check; per span a witness session whose KV cache is caught up lazily: at a check it runs the hop's
+// since its last check; per span a witness session, opened in the background as soon as a hop joins the route (a
+// check that finds none ready waits for a later step, and never holds a token up for a connection), whose KV cache is
+// caught up lazily: at a check it runs the hop's
 // kept inputs since its own last position in chunks of maxBatch (the replay of swarm-model.ts's recover), which
 // gives its answers for every position since the hop's last check, so one check covers every step since the last,
 // checked or not. On a mismatch a third opinion (another host or chain, caught up from position 0) decides: the hop
@@ -87,12 +89,16 @@ export class HopChecks {
   private readonly witnesses = new Map<string, HopSession[]>();
   /** hosts of witness chains that two others contradicted: never a witness again in this sequence */
   private readonly distrusted = new Set<string>();
+  /** per span: a witness being opened in the background */
+  private readonly opening = new Map<string, Promise<void>>();
+  private closed = false;
 
   constructor(private readonly ctx: CheckContext) {}
 
   /** `h` joins the route with positions [0, verified) settled; its first forward will be checked. */
   join(h: HopSession, verified: number): void {
     this.states.set(h, { verified, answers: [], rows: 0, served: 0, due: false });
+    if (!this.usable(this.witnesses.get(spanKey(h.span)), h)) this.prepare(h);
   }
 
   /** `h` left the route: its answers not yet checked, positions [from, from + rows), for comparison with its replacement. */
@@ -166,7 +172,13 @@ export class HopChecks {
       if (i < 0) return voided;
       const h = route.hops[i];
       tried.add(h);
-      const v = await this.check(h, route.length);
+      let v = await this.check(h, route.length);
+      const opening = this.opening.get(spanKey(h.span));
+      if (v.kind === 'deferred' && all && opening) {
+        // the end of a reply (or a checked-only step) waits for a witness being opened, then checks
+        await opening;
+        v = await this.check(h, route.length);
+      }
       if (v.kind !== 'liar') continue;
       route.voidFrom(v.at);
       this.counts.rollbacks++;
@@ -191,7 +203,7 @@ export class HopChecks {
     const bytes0 = this.ctx.wireBytes();
     const third: HopSession[][] = [];
     try {
-      const first = await this.witnessFor(h);
+      const first = this.witnessFor(h);
       if (!first) {
         if (!st.waiting) this.counts.deferred++;
         st.waiting = true;
@@ -257,6 +269,7 @@ export class HopChecks {
 
   /** Close every witness (the sequence ends). */
   close(): void {
+    this.closed = true;
     for (const w of this.witnesses.values()) for (const s of w) this.ctx.close(s);
     this.witnesses.clear();
     this.states.clear();
@@ -270,15 +283,32 @@ export class HopChecks {
     st.undecided = undefined;
   }
 
-  /** The span's witness, not on `h`'s host: the one kept, or a new one; null when no other host can be had now. */
-  private async witnessFor(h: HopSession): Promise<HopSession[] | null> {
-    const key = spanKey(h.span);
-    const kept = this.witnesses.get(key);
-    if (kept && !kept.some((s) => s.peer === h.peer || s.link.isDown)) return kept;
+  /** The span's witness, not on `h`'s host; null when none is ready (one is then opened for a later check). */
+  private witnessFor(h: HopSession): HopSession[] | null {
+    const kept = this.witnesses.get(spanKey(h.span));
+    if (this.usable(kept, h)) return kept;
     if (kept) this.dismiss(kept, false);
-    const w = await this.ctx.open(h.span, new Set([h.peer, ...this.distrusted]));
-    if (w) this.witnesses.set(key, w);
-    return w;
+    this.prepare(h);
+    return null;
+  }
+
+  private usable(w: HopSession[] | undefined, h: HopSession): w is HopSession[] {
+    return w !== undefined && !w.some((s) => s.peer === h.peer || s.link.isDown);
+  }
+
+  /** Open a witness for `h`'s span on other hosts, in the background (none now: a later check asks again). */
+  private prepare(h: HopSession): void {
+    const key = spanKey(h.span);
+    if (this.closed || this.opening.has(key)) return;
+    const opened = this.ctx.open(h.span, new Set([h.peer, ...this.distrusted])).then(
+      (w) => {
+        if (!w) return;
+        if (this.closed || this.witnesses.has(key)) for (const s of w) this.ctx.close(s);
+        else this.witnesses.set(key, w);
+      },
+      () => {}, // no witness now
+    ).finally(() => this.opening.delete(key));
+    this.opening.set(key, opened);
   }
 
   /** Close a witness chain; one that lied is banned (one host) or no longer trusted (a chain). */

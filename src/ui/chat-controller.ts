@@ -10,7 +10,7 @@ import {
   titleFrom, type Conversation, type SavedMessage,
 } from '../storage/conversations';
 import { loadLastConversation, saveLastConversation } from '../storage/settings';
-import { ChatView } from './chat-view';
+import { ChatView, correctionNote } from './chat-view';
 import { byId, saveFile } from './dom';
 import { formatRate } from './format';
 import type { Notice } from './notice';
@@ -154,6 +154,12 @@ export class ChatController {
       let rate = 0;
       let firstMs = 0;
       for await (const chunk of stream) {
+        const correction = chunk.flock.correction;
+        if (correction) {
+          // tokens already shown were withdrawn (a swarm host's wrong results): the text goes back, the message is marked
+          text = text.slice(0, correction.keepChars);
+          streaming.correct(correction.at, correction.keepChars);
+        }
         const piece = chunk.choices[0]?.delta.content ?? '';
         text += piece;
         streaming.push(chunk.flock.ids, piece);
@@ -169,7 +175,8 @@ export class ChatController {
       }
       const stats =
         `${tokens} tokens · ${formatRate(rate)} tokens/s · first token after ${Math.round(firstMs)} ms · ${FINISH_TEXT[finish]}` +
-        (s.temperature > 0 ? ` · seed ${seed}` : '');
+        (s.temperature > 0 ? ` · seed ${seed}` : '') +
+        (streaming.corrected.length > 0 ? ` · ${correctionNote(streaming.corrected)}` : '');
       streaming.finish(text, finish, stats);
       this.conv.messages.push({ role: 'assistant', content: text, finish, stats });
       this.conv.updatedAt = Date.now();

@@ -1,5 +1,6 @@
 // The conversation on screen: the message list (markdown rendered through renderMarkdown, never raw HTML), the
-// reply that is streaming in, and the side list of past chats with rename, export and delete.
+// reply that is streaming in (with a mark where it was corrected: swarm hosts caught returning wrong results), and the
+// side list of past chats with rename, export and delete.
 // Not here: storage or the engine; main.ts decides what happens on each click.
 
 import type { Role } from '../model/chat-template';
@@ -16,11 +17,18 @@ export interface ChatListActions {
 
 const ROLE_LABEL: Record<Role, string> = { user: 'You', assistant: 'Flock', system: 'System' };
 
+/** The mark on a reply that was corrected while it streamed, naming the tokens (1-based) it went back to. */
+export function correctionNote(at: readonly number[]): string {
+  return `corrected at token ${at.map((t) => t + 1).join(', ')}: a host returned wrong results`;
+}
+
 /** A reply being streamed: text arrives token by token and is re-rendered at most every 50 ms. */
 export class StreamingReply {
   private text = '';
   private ids: number[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** where the reply was corrected (0-based token index of the first token withdrawn each time) */
+  readonly corrected: number[] = [];
   constructor(
     readonly el: HTMLElement,
     private readonly content: HTMLElement,
@@ -34,6 +42,21 @@ export class StreamingReply {
   push(ids: readonly number[], piece: string): void {
     this.ids.push(...ids);
     this.text += piece;
+    this.timer ??= setTimeout(() => this.render(), 50);
+  }
+
+  /** Tokens streamed from token `at` on were withdrawn: cut the text to `keepChars` and mark the message. */
+  correct(at: number, keepChars: number): void {
+    this.text = this.text.slice(0, keepChars);
+    this.ids.length = Math.min(this.ids.length, at);
+    this.corrected.push(at);
+    this.el.dataset.corrected = this.corrected.join(',');
+    let mark = this.el.querySelector<HTMLElement>('.correction');
+    if (!mark) {
+      mark = h('div', { class: 'correction small', role: 'note' });
+      this.el.querySelector('.stats')!.before(mark);
+    }
+    mark.textContent = `⚠ ${correctionNote(this.corrected)}`;
     this.timer ??= setTimeout(() => this.render(), 50);
   }
 

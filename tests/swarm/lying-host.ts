@@ -23,8 +23,9 @@ import { PROTOCOL_VERSION, type Span } from '../../src/swarm/protocol';
 import { MAX_CLAIMED_FREE_KV, modelHashOf } from '../../src/swarm/records';
 import { StageHost, type HostStage } from '../../src/swarm/stage-host';
 import { SwarmNet } from '../../src/swarm/swarm-net';
-import type { Swarm } from './harness';
-import { ANNOUNCE_MS } from './harness';
+import type { SignalConfig } from '../../src/swarm/transport';
+import type { LinkOptions } from '../../src/swarm/transport';
+import type { SwarmConfig } from '../../src/swarm/swarm-config';
 
 export type Lie =
   | { kind: 'noise' }
@@ -154,12 +155,23 @@ export interface LyingHost {
   stop(): void;
 }
 
+/** Where a host joins: the tests' Swarm (harness.ts) is one, a benchmark's own swarm another. */
+export interface SwarmPlace {
+  dev: FlockDevice;
+  /** the model's header (a lying host serves this file unless given another) */
+  file: GgufFile;
+  signal: SignalConfig;
+  config: SwarmConfig;
+  link: Partial<LinkOptions>;
+}
+
 /** A host in `swarm` serving `span` of `file` (default: the swarm's own), lying as `lie` says. */
-export async function startLyingHost(swarm: Swarm, span: Span, lie: Lie, o: { file?: GgufFile; delayMs?: number } = {}): Promise<LyingHost> {
+export async function startLyingHost(swarm: SwarmPlace, span: Span, lie: Lie, o: { file?: GgufFile; delayMs?: number; announceMs?: number } = {}): Promise<LyingHost> {
   const file = o.file ?? swarm.file;
   const modelHash = await modelHashOf(file);
   const identity = await Identity.generate({ powBits: swarm.config.powBits });
-  const net = await SwarmNet.join(swarm.signal, swarm.config, identity, { link: swarm.link, announceMs: ANNOUNCE_MS });
+  // announced every 300 ms, as the tests' hosts are (harness.ts ANNOUNCE_MS)
+  const net = await SwarmNet.join(swarm.signal, swarm.config, identity, { link: swarm.link, announceMs: o.announceMs ?? 300 });
   const stage = await LyingStage.load(swarm.dev, file, span, lie, 256, o.delayMs);
   // compile the decode and prefill pipelines before anyone is routed here (as serve.ts does)
   const warm = stage.createSession(8);

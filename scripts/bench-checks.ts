@@ -1,0 +1,200 @@
+// What checked hops cost and what they catch, per check rate (src/swarm/hop-check.ts), on loopback: a local
+// PeerServer, hosts and clients in this process, real WebRTC, one Dawn device. stories260K split 0:2 / 2:4 / 4:5 with
+// two honest hosts per span (so every hop has a witness).
+//  - cost: greedy replies of --tokens tokens through an honest swarm, checks off (rate 0, no end-of-reply check) and
+//    at each rate (with the end-of-reply check): decode ms per token, bytes on the wire per token, checks per token;
+//    medians of --runs replies per rate, one client per rate;
+//  - detection: a host on [2, 4) that lies on every step it guesses is unchecked (never its first forward, never a
+//    forward of several positions: it scales layer 3's output by 1.05 on single decode steps after the first;
+//    tests/swarm/lying-host.ts), put on the route (the client's directory says the honest hosts of [2, 4) are far
+//    away), --runs replies per rate with the end-of-reply check off, a new client each (its bans are its own): how
+//    often it was caught before the reply ended, after how many tokens handed out, and the tokens withdrawn.
+// Prints two tables and JSON (--out writes the JSON). Not a test: it asserts nothing; numbers from a shared machine vary.
+// Usage: node --import tsx scripts/bench-checks.ts [--runs 10] [--tokens 32] [--rates 0,0.05,0.1,0.25,1] [--out FILE]
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { nodeDevice } from '../src/cli/dawn';
+import { launchHost, type LaunchedHost } from '../src/cli/host';
+import { cleanupNodeWebRtc, installNodeWebRtc } from '../src/cli/node-webrtc';
+import { startSignalServer } from '../src/cli/signal';
+import { drain, generateTokens } from '../src/engine/generate';
+import type { FlockDevice } from '../src/gpu/device';
+import { openGguf, type GgufFile } from '../src/model/gguf';
+import { FileSource } from '../src/model/source-file';
+import { DEFAULT_CHECK_POLICY } from '../src/swarm/hop-check';
+import { Identity } from '../src/swarm/identity';
+import { openSwarmClient } from '../src/swarm/open-client';
+import { findRoute } from '../src/swarm/routing';
+import { publicSwarm, type SwarmConfig } from '../src/swarm/swarm-config';
+import type { Directory, SwarmModel } from '../src/swarm/swarm-model';
+import { SwarmNet } from '../src/swarm/swarm-net';
+import { parseSignalUrl, type SignalConfig } from '../src/swarm/transport';
+import { startLyingHost } from '../tests/swarm/lying-host';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'public/models/stories260K.gguf' },
+    runs: { type: 'string', default: '10' },
+    tokens: { type: 'string', default: '32' },
+    rates: { type: 'string', default: '0,0.05,0.1,0.25,1' },
+    out: { type: 'string' },
+  },
+});
+const RUNS = Number(values.runs);
+const TOKENS = Number(values.tokens);
+const RATES = values.rates!.split(',').map(Number);
+const SPANS = [{ start: 0, end: 2 }, { start: 2, end: 4 }, { start: 4, end: 5 }];
+const LIAR_SPAN = SPANS[1];
+/** the tests' proof of work (tests/swarm/harness.ts TEST_POW_BITS): a new client per run costs milliseconds */
+const POW_BITS = 8;
+const ANNOUNCE_MS = 300;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+interface Client {
+  model: SwarmModel;
+  stop(): void;
+}
+
+/** A client with a fresh identity; `far` hosts look 500 ms away to its routing (so the route avoids them). */
+async function client(dev: FlockDevice, file: GgufFile, signal: SignalConfig, swarm: SwarmConfig, rate: number, atEnd: boolean, far: readonly string[] = []): Promise<Client> {
+  const net = await SwarmNet.join(signal, swarm, await Identity.generate({ powBits: POW_BITS }), { announceMs: ANNOUNCE_MS });
+  const d = net.discovery;
+  const directory: Directory = {
+    recordsFor: (h) => d.recordsFor(h),
+    rttMs: () => {
+      const m = new Map(d.rttMs());
+      for (const id of far) m.set(id, 500);
+      return m;
+    },
+    connect: (p, l) => d.connect(p, l),
+    probe: (p) => d.probe(p),
+  };
+  const model = await openSwarmClient({ dev, file, directory, swarm: { maxContext: 256, checks: { ...DEFAULT_CHECK_POLICY, rate, atEnd } } });
+  await d.waitFor(() => findRoute(net.records(model.modelHash), 0, model.config.nLayers) !== null, 20_000);
+  return {
+    model,
+    stop: () => {
+      net.stop();
+      model.destroy();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  installNodeWebRtc();
+  const dev = await nodeDevice();
+  const source = new FileSource(values.model!);
+  const file = await openGguf(source);
+  const server = await startSignalServer(0);
+  const signal = parseSignalUrl(server.url);
+  const swarm = publicSwarm(`bench-checks-${Date.now()}`, POW_BITS);
+  const hosts: LaunchedHost[] = [];
+  for (const span of SPANS) {
+    for (let i = 0; i < 2; i++) hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: ANNOUNCE_MS }));
+  }
+  const gen = { inputIds: [1], maxTokens: TOKENS, temperature: 0, ignoreEos: true };
+
+  // cost: an honest swarm, each rate against checks off
+  const cost: { rate: number | 'off'; msPerToken: number; bytesPerToken: number; checksPerToken: number }[] = [];
+  for (const rate of ['off' as const, ...RATES.filter((r) => r > 0)]) {
+    const c = await client(dev, file, signal, swarm, rate === 'off' ? 0 : rate, rate !== 'off');
+    await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, pipelines
+    const ms: number[] = [];
+    const bytes: number[] = [];
+    const checks: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const w0 = c.model.wire.bytesIn + c.model.wire.bytesOut;
+      const r = await drain(generateTokens(c.model, gen));
+      ms.push(r.timings.decodeMs / (TOKENS - 1));
+      bytes.push((c.model.wire.bytesIn + c.model.wire.bytesOut - w0) / TOKENS);
+      checks.push(c.model.verification.checks / TOKENS);
+    }
+    cost.push({ rate, msPerToken: median(ms), bytesPerToken: median(bytes), checksPerToken: median(checks) });
+    c.stop();
+    process.stderr.write(`cost ${rate}: ${median(ms).toFixed(2)} ms/token\n`);
+  }
+
+  // detection: a liar of type (d) on the route
+  const liar = await startLyingHost({ dev, file, signal, config: swarm, link: {} }, LIAR_SPAN, { kind: 'unchecked', lie: { kind: 'scale', layer: 3, factor: 1.05 } });
+  const far = hosts.filter((h) => h.span.start === LIAR_SPAN.start && h.span.end === LIAR_SPAN.end).map((h) => h.peer.id);
+  const detection: { rate: number; atEnd: boolean; runs: number; onRoute: number; caught: number; tokensBeforeCatch: number; withdrawn: number; msPerToken: number }[] = [];
+  for (const [rate, atEnd] of [...RATES.map((r) => [r, false] as const), [0, true] as const]) {
+    const row = { rate, atEnd, runs: RUNS, onRoute: 0, caught: 0, tokensBeforeCatch: NaN, withdrawn: NaN, msPerToken: NaN };
+    const before: number[] = [];
+    const withdrawn: number[] = [];
+    const ms: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const c = await client(dev, file, signal, swarm, rate, atEnd, far);
+      const it = generateTokens(c.model, gen);
+      let shown = 0;
+      let first: { shown: number; withdrawn: number } | undefined;
+      let onRoute = false;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          ms.push(r.value.timings.decodeMs / (TOKENS - 1));
+          break;
+        }
+        onRoute ||= c.model.route.some((h) => h.peer === liar.id) || c.model.verification.banned.includes(liar.id);
+        if (r.value.kind === 'token') shown++;
+        else {
+          first ??= { shown, withdrawn: r.value.withdrawn.length };
+          shown = r.value.keep;
+        }
+      }
+      if (onRoute) row.onRoute++;
+      if (c.model.verification.banned.includes(liar.id)) {
+        row.caught++;
+        if (first) {
+          before.push(first.shown);
+          withdrawn.push(first.withdrawn);
+        }
+      }
+      c.stop();
+    }
+    row.tokensBeforeCatch = mean(before);
+    row.withdrawn = mean(withdrawn);
+    row.msPerToken = median(ms);
+    detection.push(row);
+    process.stderr.write(`detection ${rate}${atEnd ? ' + end' : ''}: caught ${row.caught}/${row.onRoute}\n`);
+  }
+  liar.stop();
+  for (const h of hosts) h.stop();
+  await server.close();
+  await source.close();
+
+  const off = cost[0].msPerToken;
+  const table1 = [
+    `| check rate | decode ms/token | added ms/token | wire bytes/token | checks/token |`,
+    '|---:|---:|---:|---:|---:|',
+    ...cost.map((r) => `| ${r.rate === 'off' ? 'off' : `${r.rate} + end`} | ${r.msPerToken.toFixed(2)} | ${r.rate === 'off' ? '–' : (r.msPerToken - off).toFixed(2)} | ${r.bytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
+  ].join('\n');
+  const table2 = [
+    `| check rate | liar on the route | caught before the reply ended | tokens handed out before the catch (mean) | tokens withdrawn (mean) | decode ms/token |`,
+    '|---:|---:|---:|---:|---:|---:|',
+    ...detection.map((r) => `| ${r.rate}${r.atEnd ? ' + end' : ''} | ${r.onRoute}/${r.runs} | ${r.caught}/${r.onRoute} | ${r.tokensBeforeCatch.toFixed(1)} | ${r.withdrawn.toFixed(1)} | ${r.msPerToken.toFixed(2)} |`),
+  ].join('\n');
+  const json = { model: values.model, device: dev.adapterName, tokens: TOKENS, runs: RUNS, cost, detection };
+  process.stdout.write(`${table1}\n\n${table2}\n${JSON.stringify(json)}\n`);
+  if (values.out) {
+    mkdirSync(dirname(values.out), { recursive: true });
+    writeFileSync(values.out, JSON.stringify(json, null, 1) + '\n');
+  }
+  try {
+    cleanupNodeWebRtc();
+  } catch {
+    // libdatachannel may time out while channels close; the process exits next anyway
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench-checks: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+    process.exit(1);
+  },
+);
