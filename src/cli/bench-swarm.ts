@@ -1,8 +1,10 @@
 // `npm run bench:swarm`: per-token decode latency of a swarm on loopback (1, 2, 3 and 5 stages; a local PeerServer,
 // hosts and client in this process, real WebRTC through node-datachannel, one Dawn device) against the local run of
 // the same model, the milliseconds each hop adds, and the bytes on the wire per decoded token with f32 and f16
-// frames. Prints a table and JSON (and writes the JSON with --out). Medians of --runs runs; numbers from a shared
-// machine vary. With --churn: what hosts dying and coming back cost a client instead (bench-churn.ts).
+// frames. Then what checked hops cost (src/swarm/hop-check.ts): 3 stages with two hosts per span (each hop has a
+// witness), checks off against the default rate (with the end-of-reply check). Prints tables and JSON (and writes the
+// JSON with --out). Medians of --runs runs; numbers from a shared machine vary. With --churn: what hosts dying and
+// coming back cost a client instead (bench-churn.ts). Detection per check rate, with a lying host: scripts/bench-checks.ts.
 // Not a test: it asserts nothing.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { FileSource } from '../model/source-file';
 import { publicSwarm } from '../swarm/swarm-config';
 import { parseSignalUrl } from '../swarm/transport';
 import type { Dtype } from '../swarm/protocol';
+import { DEFAULT_CHECK_POLICY, type CheckPolicy } from '../swarm/hop-check';
 import { benchChurn, churnTable } from './bench-churn';
 import { nodeDevice } from './dawn';
 import { DEFAULT_MODEL } from './default-model';
@@ -25,6 +28,15 @@ import { startSignalServer } from './signal';
 import { launchClient } from './swarm-generate';
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** What checks cost on one route: decode ms and wire bytes per token, checks run per token. */
+interface CheckRow {
+  checks: 'off' | 'default';
+  rate: number;
+  decodeMsPerToken: number;
+  wireBytesPerToken: number;
+  checksPerToken: number;
+}
 
 interface Row {
   stages: number;
@@ -109,6 +121,35 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
     }
     for (const h of hosts) h.stop();
   }
+
+  // checks: 3 stages, two hosts per span, so every hop has a witness; checks off against the default policy
+  const checkRows: CheckRow[] = [];
+  {
+    const swarm = publicSwarm(`bench-checks-${Date.now()}`);
+    const hosts: LaunchedHost[] = [];
+    for (const span of splitLayers(nLayers, Math.min(3, nLayers))) {
+      for (let i = 0; i < 2; i++) hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: 500 }));
+    }
+    const settings: [CheckRow['checks'], CheckPolicy][] = [['off', { ...DEFAULT_CHECK_POLICY, rate: 0, atEnd: false }], ['default', DEFAULT_CHECK_POLICY]];
+    for (const [name, checks] of settings) {
+      const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, swarmOptions: { maxContext: 256, checks }, waitForRouteMs: 20_000 });
+      await c.discovery.waitFor((r) => r.filter((x) => x.modelHash === c.modelHash).length >= hosts.length, 20_000);
+      await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, witnesses, pipelines
+      const ms: number[] = [];
+      const bytes: number[] = [];
+      const checksRun: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const before = c.model.wire.bytesOut + c.model.wire.bytesIn;
+        const r = await drain(generateTokens(c.model, gen));
+        ms.push(msPerToken(r.timings.decodeMs));
+        bytes.push((c.model.wire.bytesOut + c.model.wire.bytesIn - before) / tokens);
+        checksRun.push(c.model.verification.checks / tokens);
+      }
+      checkRows.push({ checks: name, rate: checks.rate, decodeMsPerToken: median(ms), wireBytesPerToken: median(bytes), checksPerToken: median(checksRun) });
+      c.stop();
+    }
+    for (const h of hosts) h.stop();
+  }
   await server.close();
   await source.close();
 
@@ -117,8 +158,14 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
     '|---:|---|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.stages} | ${r.dtype} | ${r.decodeMsPerToken.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.addedMsPerHop.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.pingRttMs.toFixed(3)} | ${r.wireBytesPerToken.toFixed(0)} |`),
   ].join('\n');
-  const json = { model: values.model, device: dev.adapterName, tokens, runs, rows };
-  process.stdout.write(`${table}\n${JSON.stringify(json)}\n`);
+  const off = checkRows.find((r) => r.checks === 'off')?.decodeMsPerToken ?? NaN;
+  const checksTable = [
+    '| checks (3 stages, 2 hosts per span, f32) | decode ms/token | added ms/token | wire bytes/token | checks/token |',
+    '|---|---:|---:|---:|---:|',
+    ...checkRows.map((r) => `| ${r.checks === 'off' ? 'off' : `default (rate ${r.rate}, end of reply)`} | ${r.decodeMsPerToken.toFixed(2)} | ${r.checks === 'off' ? '–' : (r.decodeMsPerToken - off).toFixed(2)} | ${r.wireBytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
+  ].join('\n');
+  const json = { model: values.model, device: dev.adapterName, tokens, runs, rows, checks: checkRows };
+  process.stdout.write(`${table}\n\n${checksTable}\n${JSON.stringify(json)}\n`);
   if (values.out) {
     mkdirSync(dirname(values.out), { recursive: true });
     writeFileSync(values.out, JSON.stringify(json, null, 1) + '\n');

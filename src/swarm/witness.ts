@@ -75,6 +75,13 @@ interface HopState {
   waiting?: boolean;
 }
 
+/**
+ * How long the end of a reply (or a checked-only step) waits for a witness still being opened. 3 s: a WebRTC link on
+ * a good network opens in well under a second, and a candidate that never answers (a host frozen but still
+ * announced) must not hold every reply up for the whole open timeout.
+ */
+const WITNESS_WAIT_MS = 3_000;
+
 /** Rounds of third opinions one check may ask for (a witness that lied is replaced by the third opinion, which is then
  *  compared with the hop again). 2: one liar among witnesses, and one more chance. */
 const MAX_OPINIONS = 2;
@@ -175,8 +182,10 @@ export class HopChecks {
       let v = await this.check(h, route.length);
       const opening = this.opening.get(spanKey(h.span));
       if (v.kind === 'deferred' && all && opening) {
-        // the end of a reply (or a checked-only step) waits for a witness being opened, then checks
-        await opening;
+        // the end of a reply (or a checked-only step) waits a while for a witness being opened, then checks
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([opening, new Promise((r) => (timer = setTimeout(r, WITNESS_WAIT_MS)))]);
+        clearTimeout(timer);
         v = await this.check(h, route.length);
       }
       if (v.kind !== 'liar') continue;
