@@ -7,8 +7,9 @@
 //  - detection: a host on [2, 4) that lies on every step it guesses is unchecked (never its first forward, never a
 //    forward of several positions: it scales layer 3's output by 1.05 on single decode steps after the first;
 //    tests/swarm/lying-host.ts), put on the route (the client's directory says the honest hosts of [2, 4) are far
-//    away), --runs replies per rate with the end-of-reply check off, a new client each (its bans are its own): how
-//    often it was caught before the reply ended, after how many tokens handed out, and the tokens withdrawn.
+//    away), --runs replies per rate with the end-of-reply check off (and once with only that check), a new client each
+//    (its bans are its own): how often it was caught before the reply ended, how many tokens had been handed out
+//    when it was, and how many of them were withdrawn.
 // Prints two tables and JSON (--out writes the JSON). Not a test: it asserts nothing; numbers from a shared machine vary.
 // Usage: node --import tsx scripts/bench-checks.ts [--runs 10] [--tokens 32] [--rates 0,0.05,0.1,0.25,1] [--out FILE]
 
@@ -26,7 +27,6 @@ import { FileSource } from '../src/model/source-file';
 import { DEFAULT_CHECK_POLICY } from '../src/swarm/hop-check';
 import { Identity } from '../src/swarm/identity';
 import { openSwarmClient } from '../src/swarm/open-client';
-import { findRoute } from '../src/swarm/routing';
 import { publicSwarm, type SwarmConfig } from '../src/swarm/swarm-config';
 import type { Directory, SwarmModel } from '../src/swarm/swarm-model';
 import { SwarmNet } from '../src/swarm/swarm-net';
@@ -59,8 +59,11 @@ interface Client {
   stop(): void;
 }
 
-/** A client with a fresh identity; `far` hosts look 500 ms away to its routing (so the route avoids them). */
-async function client(dev: FlockDevice, file: GgufFile, signal: SignalConfig, swarm: SwarmConfig, rate: number, atEnd: boolean, far: readonly string[] = []): Promise<Client> {
+/**
+ * A client with a fresh identity, once it sees `hosts` hosts; `far` hosts look 500 ms away to its routing (so the
+ * route avoids them).
+ */
+async function client(dev: FlockDevice, file: GgufFile, signal: SignalConfig, swarm: SwarmConfig, rate: number, atEnd: boolean, hosts: number, far: readonly string[] = []): Promise<Client> {
   const net = await SwarmNet.join(signal, swarm, await Identity.generate({ powBits: POW_BITS }), { announceMs: ANNOUNCE_MS });
   const d = net.discovery;
   const directory: Directory = {
@@ -74,7 +77,7 @@ async function client(dev: FlockDevice, file: GgufFile, signal: SignalConfig, sw
     probe: (p) => d.probe(p),
   };
   const model = await openSwarmClient({ dev, file, directory, swarm: { maxContext: 256, checks: { ...DEFAULT_CHECK_POLICY, rate, atEnd } } });
-  await d.waitFor(() => findRoute(net.records(model.modelHash), 0, model.config.nLayers) !== null, 20_000);
+  await d.waitFor(() => net.records(model.modelHash).length >= hosts, 20_000);
   return {
     model,
     stop: () => {
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
   // cost: an honest swarm, each rate against checks off
   const cost: { rate: number | 'off'; msPerToken: number; bytesPerToken: number; checksPerToken: number }[] = [];
   for (const rate of ['off' as const, ...RATES.filter((r) => r > 0)]) {
-    const c = await client(dev, file, signal, swarm, rate === 'off' ? 0 : rate, rate !== 'off');
+    const c = await client(dev, file, signal, swarm, rate === 'off' ? 0 : rate, rate !== 'off', hosts.length);
     await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, pipelines
     const ms: number[] = [];
     const bytes: number[] = [];
@@ -121,44 +124,39 @@ async function main(): Promise<void> {
   // detection: a liar of type (d) on the route
   const liar = await startLyingHost({ dev, file, signal, config: swarm, link: {} }, LIAR_SPAN, { kind: 'unchecked', lie: { kind: 'scale', layer: 3, factor: 1.05 } });
   const far = hosts.filter((h) => h.span.start === LIAR_SPAN.start && h.span.end === LIAR_SPAN.end).map((h) => h.peer.id);
-  const detection: { rate: number; atEnd: boolean; runs: number; onRoute: number; caught: number; tokensBeforeCatch: number; withdrawn: number; msPerToken: number }[] = [];
+  const detection: { rate: number; atEnd: boolean; runs: number; onRoute: number; caught: number; shownAtCatch: number; withdrawn: number }[] = [];
   for (const [rate, atEnd] of [...RATES.map((r) => [r, false] as const), [0, true] as const]) {
-    const row = { rate, atEnd, runs: RUNS, onRoute: 0, caught: 0, tokensBeforeCatch: NaN, withdrawn: NaN, msPerToken: NaN };
-    const before: number[] = [];
+    const row = { rate, atEnd, runs: RUNS, onRoute: 0, caught: 0, shownAtCatch: NaN, withdrawn: NaN };
+    const shownAtCatch: number[] = [];
     const withdrawn: number[] = [];
-    const ms: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const c = await client(dev, file, signal, swarm, rate, atEnd, far);
+      const c = await client(dev, file, signal, swarm, rate, atEnd, hosts.length + 1, far);
       const it = generateTokens(c.model, gen);
-      let shown = 0;
-      let first: { shown: number; withdrawn: number } | undefined;
+      let handedOut = 0;
+      let caughtAt: number | undefined;
+      let gone = 0;
       let onRoute = false;
       for (;;) {
         const r = await it.next();
-        if (r.done) {
-          ms.push(r.value.timings.decodeMs / (TOKENS - 1));
-          break;
-        }
-        onRoute ||= c.model.route.some((h) => h.peer === liar.id) || c.model.verification.banned.includes(liar.id);
-        if (r.value.kind === 'token') shown++;
-        else {
-          first ??= { shown, withdrawn: r.value.withdrawn.length };
-          shown = r.value.keep;
-        }
+        if (r.done) break;
+        onRoute ||= c.model.route.some((h) => h.peer === liar.id);
+        const token = r.value.kind === 'token';
+        if (r.value.kind === 'token') handedOut++;
+        else gone += r.value.withdrawn.length;
+        // tokens handed out when the catch came: it happened before this event (a token event after a catch that
+        // went back before anything wrong was handed out, or the rollback event that withdraws them)
+        if (caughtAt === undefined && c.model.verification.banned.includes(liar.id)) caughtAt = handedOut - (token ? 1 : 0);
       }
-      if (onRoute) row.onRoute++;
-      if (c.model.verification.banned.includes(liar.id)) {
+      if (onRoute || caughtAt !== undefined) row.onRoute++;
+      if (caughtAt !== undefined) {
         row.caught++;
-        if (first) {
-          before.push(first.shown);
-          withdrawn.push(first.withdrawn);
-        }
+        shownAtCatch.push(caughtAt);
+        withdrawn.push(gone);
       }
       c.stop();
     }
-    row.tokensBeforeCatch = mean(before);
+    row.shownAtCatch = mean(shownAtCatch);
     row.withdrawn = mean(withdrawn);
-    row.msPerToken = median(ms);
     detection.push(row);
     process.stderr.write(`detection ${rate}${atEnd ? ' + end' : ''}: caught ${row.caught}/${row.onRoute}\n`);
   }
@@ -174,9 +172,9 @@ async function main(): Promise<void> {
     ...cost.map((r) => `| ${r.rate === 'off' ? 'off' : `${r.rate} + end`} | ${r.msPerToken.toFixed(2)} | ${r.rate === 'off' ? '–' : (r.msPerToken - off).toFixed(2)} | ${r.bytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
   ].join('\n');
   const table2 = [
-    `| check rate | liar on the route | caught before the reply ended | tokens handed out before the catch (mean) | tokens withdrawn (mean) | decode ms/token |`,
-    '|---:|---:|---:|---:|---:|---:|',
-    ...detection.map((r) => `| ${r.rate}${r.atEnd ? ' + end' : ''} | ${r.onRoute}/${r.runs} | ${r.caught}/${r.onRoute} | ${r.tokensBeforeCatch.toFixed(1)} | ${r.withdrawn.toFixed(1)} | ${r.msPerToken.toFixed(2)} |`),
+    `| check rate | liar on the route | caught before the reply was final | tokens handed out when caught (mean) | tokens withdrawn (mean) |`,
+    '|---:|---:|---:|---:|---:|',
+    ...detection.map((r) => `| ${r.rate}${r.atEnd ? ' + end' : ''} | ${r.onRoute}/${r.runs} | ${r.caught}/${r.onRoute} | ${r.shownAtCatch.toFixed(1)} | ${r.withdrawn.toFixed(1)} |`),
   ].join('\n');
   const json = { model: values.model, device: dev.adapterName, tokens: TOKENS, runs: RUNS, cost, detection };
   process.stdout.write(`${table1}\n\n${table2}\n${JSON.stringify(json)}\n`);

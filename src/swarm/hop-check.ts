@@ -84,6 +84,11 @@ export interface CheckPolicy {
  */
 export const DEFAULT_CHECK_POLICY: CheckPolicy = { rate: 0.1, atEnd: true, tolerance: HOP_TOLERANCE };
 
+/** Rate 0 without the end-of-reply check turns checks off: not even a hop's first step is checked, nothing is kept. */
+export function checksOff(p: CheckPolicy): boolean {
+  return p.rate === 0 && !p.atEnd;
+}
+
 export function validatePolicy(p: CheckPolicy): CheckPolicy {
   if (!(p.rate >= 0 && p.rate <= 1)) throw new InvalidArgumentError(`checks.rate must be in [0, 1], got ${p.rate}`);
   if (!(p.tolerance > 0 && Number.isFinite(p.tolerance))) throw new InvalidArgumentError(`checks.tolerance must be a positive number, got ${p.tolerance}`);

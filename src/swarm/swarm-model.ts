@@ -410,7 +410,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     const deadline = t0 + this.m.opts.recoverTimeoutMs;
     const old = this.hops[i];
     const reason = describe(cause);
-    blame(this.m, old.peer, cause);
+    if (!(cause instanceof HopMismatchError)) blame(this.m, old.peer, cause); // a liar the checks banned already
     this.opener.close(old);
     this.opener.lastError = reason;
     const unchecked = this.checker.leave(old);
@@ -537,12 +537,17 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
   /** CheckedRoute: positions from `p` on are void; hosts rewind at their next forward (a replay at `p`). */
   voidFrom(p: number): void {
     if (p >= this.length) return;
+    this.cutTo(p);
+    this.voided = Math.min(this.voided ?? Infinity, p);
+  }
+
+  /** Keep positions [0, p): the ids, each hop's kept inputs, the checks' answers (what a truncate needs too). */
+  private cutTo(p: number): void {
     const dim = this.m.config.dim;
     this.length = p;
     this.ids.length = Math.min(this.ids.length, p);
     for (const h of this.hops) h.inputs = cutRows(h.inputs, p, dim);
     this.checker.truncate(p);
-    this.voided = Math.min(this.voided ?? Infinity, p);
   }
 
   /** CheckedRoute: replace a hop whose host lied (banned by the checks) with a new route for its span. */
