@@ -2,8 +2,9 @@
 // PeerServer, hosts and clients in this process, real WebRTC, one Dawn device. stories260K split 0:2 / 2:4 / 4:5 with
 // two honest hosts per span (so every hop has a witness).
 //  - cost: greedy replies of --tokens tokens through an honest swarm, checks off (rate 0, no end-of-reply check) and
-//    at each rate (with the end-of-reply check): decode ms per token, bytes on the wire per token, checks per token;
-//    medians of --runs replies per rate, one client per rate;
+//    at each rate (with the end-of-reply check), and handing out only checked tokens (checkedOnly: every step
+//    checked before its token): decode ms per token, bytes on the wire per token, checks per token; medians of --runs
+//    replies per setting, one client per setting;
 //  - detection: a host on [2, 4) that lies on every step it guesses is unchecked (never its first forward, never a
 //    forward of several positions: it scales layer 3's output by 1.05 on single decode steps after the first;
 //    tests/swarm/lying-host.ts), put on the route (the client's directory says the honest hosts of [2, 4) are far
@@ -99,12 +100,14 @@ async function main(): Promise<void> {
   for (const span of SPANS) {
     for (let i = 0; i < 2; i++) hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: ANNOUNCE_MS }));
   }
-  const gen = { inputIds: [1], maxTokens: TOKENS, temperature: 0, ignoreEos: true };
+  const gen0 = { inputIds: [1], maxTokens: TOKENS, temperature: 0, ignoreEos: true };
 
   // cost: an honest swarm, each rate against checks off
-  const cost: { rate: number | 'off'; msPerToken: number; bytesPerToken: number; checksPerToken: number }[] = [];
-  for (const rate of ['off' as const, ...RATES.filter((r) => r > 0)]) {
-    const c = await client(dev, file, signal, swarm, rate === 'off' ? 0 : rate, rate !== 'off', hosts.length);
+  const cost: { rate: number | 'off' | 'checked only'; msPerToken: number; bytesPerToken: number; checksPerToken: number }[] = [];
+  for (const rate of ['off' as const, ...RATES.filter((r) => r > 0), 'checked only' as const]) {
+    const r0 = rate === 'off' ? 0 : rate === 'checked only' ? DEFAULT_CHECK_POLICY.rate : rate;
+    const c = await client(dev, file, signal, swarm, r0, rate !== 'off', hosts.length);
+    const gen = { ...gen0, checkedOnly: rate === 'checked only' };
     await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, pipelines
     const ms: number[] = [];
     const bytes: number[] = [];
@@ -131,7 +134,7 @@ async function main(): Promise<void> {
     const withdrawn: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const c = await client(dev, file, signal, swarm, rate, atEnd, hosts.length + 1, far);
-      const it = generateTokens(c.model, gen);
+      const it = generateTokens(c.model, gen0);
       let handedOut = 0;
       let caughtAt: number | undefined;
       let gone = 0;
@@ -169,7 +172,7 @@ async function main(): Promise<void> {
   const table1 = [
     `| check rate | decode ms/token | added ms/token | wire bytes/token | checks/token |`,
     '|---:|---:|---:|---:|---:|',
-    ...cost.map((r) => `| ${r.rate === 'off' ? 'off' : `${r.rate} + end`} | ${r.msPerToken.toFixed(2)} | ${r.rate === 'off' ? '–' : (r.msPerToken - off).toFixed(2)} | ${r.bytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
+    ...cost.map((r) => `| ${typeof r.rate === 'number' ? `${r.rate} + end` : r.rate} | ${r.msPerToken.toFixed(2)} | ${r.rate === 'off' ? '–' : (r.msPerToken - off).toFixed(2)} | ${r.bytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
   ].join('\n');
   const table2 = [
     `| check rate | liar on the route | caught before the reply was final | tokens handed out when caught (mean) | tokens withdrawn (mean) |`,

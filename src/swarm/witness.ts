@@ -81,6 +81,7 @@ interface HopState {
  * announced) must not hold every reply up for the whole open timeout.
  */
 const WITNESS_WAIT_MS = 3_000;
+// (The witness of a hop starts opening when the hop joins the route, so by its first step it is usually open.)
 
 /** Rounds of third opinions one check may ask for (a witness that lied is replaced by the third opinion, which is then
  *  compared with the hop again). 2: one liar among witnesses, and one more chance. */
@@ -180,10 +181,11 @@ export class HopChecks {
       if (i < 0) return voided;
       const h = route.hops[i];
       tried.add(h);
+      const first = this.states.get(h)?.served === 1;
       let v = await this.check(h, route.length);
       const opening = this.opening.get(spanKey(h.span));
-      if (v.kind === 'deferred' && all && opening) {
-        // the end of a reply (or a checked-only step) waits a while for a witness being opened, then checks
+      if (v.kind === 'deferred' && (all || first) && opening) {
+        // a hop's first step, the end of a reply and a checked-only step wait a while for a witness being opened
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([opening, new Promise((r) => (timer = setTimeout(r, WITNESS_WAIT_MS)))]);
         clearTimeout(timer);
