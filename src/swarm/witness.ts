@@ -76,12 +76,12 @@ interface HopState {
 }
 
 /**
- * How long the end of a reply (or a checked-only step) waits for a witness still being opened. 3 s: a WebRTC link on
- * a good network opens in well under a second, and a candidate that never answers (a host frozen but still
+ * How long a hop's first step, the end of a reply, or a checked-only step waits for a witness still being opened
+ * (it starts opening when the hop joins the route, so by the hop's first step it is usually open). 3 s: a WebRTC link
+ * on a good network opens in well under a second, and a candidate that never answers (a host frozen but still
  * announced) must not hold every reply up for the whole open timeout.
  */
 const WITNESS_WAIT_MS = 3_000;
-// (The witness of a hop starts opening when the hop joins the route, so by its first step it is usually open.)
 
 /** Rounds of third opinions one check may ask for (a witness that lied is replaced by the third opinion, which is then
  *  compared with the hop again). 2: one liar among witnesses, and one more chance. */
