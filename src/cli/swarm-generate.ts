@@ -12,7 +12,7 @@ import type { Discovery } from '../swarm/discovery';
 import { SwarmNet } from '../swarm/swarm-net';
 import { Identity } from '../swarm/identity';
 import type { SwarmConfig } from '../swarm/swarm-config';
-import { openSwarmClient } from '../swarm/open-client';
+import { openSwarmClient, type OwnLayers } from '../swarm/open-client';
 import { findRoute } from '../swarm/routing';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { generateTokens } from '../engine/generate';
@@ -31,9 +31,11 @@ export interface LaunchClientOptions {
   epochMs?: number;
   knownPeers?: string[];
   swarmOptions?: Partial<SwarmOptions>;
+  /** layers the client runs itself (open-client.ts); default DEFAULT_OWN_LAYERS */
+  own?: OwnLayers;
   link?: Partial<LinkOptions>;
   announceMs?: number;
-  /** wait until the records cover every layer (ms); 0 = do not wait */
+  /** wait until the records cover the hosts' layers (ms); 0 = do not wait */
   waitForRouteMs?: number;
 }
 
@@ -54,9 +56,10 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
     const identity = o.identity ?? (await Identity.generate({ powBits: o.swarm.powBits }));
     net = await SwarmNet.join(o.signal, o.swarm, identity, { announceMs: o.announceMs, link: o.link, epochMs: o.epochMs, knownPeers: o.knownPeers });
     const n = net;
-    const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions });
+    const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions, own: o.own });
     if (o.waitForRouteMs) {
-      await n.discovery.waitFor(() => findRoute(n.records(model.modelHash), 0, model.config.nLayers) !== null, o.waitForRouteMs);
+      const { start, end } = model.remote;
+      await n.discovery.waitFor(() => findRoute(n.records(model.modelHash), start, end) !== null, o.waitForRouteMs);
     }
     return {
       peer: n.peer, discovery: n.discovery, model, config: model.config, modelHash: model.modelHash,

@@ -13,7 +13,7 @@ import type { Link } from './link';
 import { requests } from './link-requests';
 import type { Limits, Span } from './protocol';
 import type { PeerRecord } from './records';
-import { findRoute, hopCost, uncovered } from './routing';
+import { findRoute, holdsSpan, hopCost, uncovered } from './routing';
 
 /** Candidates raced at once for one span. 3: enough to beat a stale record or two, few enough not to flood. */
 const RACE = 3;
@@ -166,7 +166,7 @@ export class RouteOpener {
     const records = this.ctx.recordsFor(this.ctx.modelHash);
     const exclude = this.ctx.excluded(records);
     const rtt = this.ctx.rttMs();
-    const same = records.filter((r) => r.span.start === span.start && r.span.end === span.end && !exclude.has(r.id));
+    const same = records.filter((r) => holdsSpan(r.span, span) && !exclude.has(r.id));
     const measuredMs = this.ctx.measuredMs();
     same.sort((a, b) => hopCost(a, rtt, { measuredMs }) - hopCost(b, rtt, { measuredMs }) || (a.id < b.id ? -1 : 1));
     const ids = same.map((r) => r.id);
@@ -189,8 +189,8 @@ export class RouteOpener {
     if (hello.modelHash !== this.ctx.modelHash) {
       throw new RemoteError('model-mismatch', peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
     }
-    if (hello.span.start !== span.start || hello.span.end !== span.end) {
-      throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), its record said [${span.start}, ${span.end})`);
+    if (!holdsSpan(hello.span, span)) {
+      throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), not [${span.start}, ${span.end}) as its record said`);
     }
     const session = newSessionId();
     const answer = req.wait(`open:${session}`, timeout);
@@ -216,7 +216,7 @@ export class RouteOpener {
       void this.ctx.connect(peer, this.ctx.limits).then(
         async (link) => {
           const hello = await link.waitHello(this.ctx.openTimeoutMs);
-          if (!hello || hello.modelHash !== this.ctx.modelHash || hello.span.start !== h.span.start || hello.span.end !== h.span.end) {
+          if (!hello || hello.modelHash !== this.ctx.modelHash || !holdsSpan(hello.span, h.span)) {
             if (this.spares.get(key) === peer) this.spares.delete(key);
           }
         },

@@ -1,7 +1,7 @@
 // The host service: serves one GpuStage (layers [start, end) of one model) to many client sessions over PeerLinks.
 // Every link starts by proving who is at the other end (link-auth.ts); what follows is keyed by that key, not by a
 // peer id anyone could change: bans, links per key, sessions, KV cache and session opens per minute per key. Every
-// message is checked before it costs anything: span and dims must match what we serve, steps must come in order
+// message is checked before it costs anything: spans must lie in what we serve, dims must match, steps must come in order
 // (StepGuard per link), sessions and KV cache are bounded (per link, per key, in total, and by a byte budget), and
 // forwards run one at a time on the GPU with keys taking turns (fair-queue.ts), so a greedy key slows only itself.
 // A peer that breaks the protocol is told why, disconnected and its key banned with a doubling backoff; the others
@@ -19,7 +19,7 @@ import { withoutUndefined } from '../model/options';
 import { PeerLink, type LinkAuth, type LinkOptions } from './transport';
 
 /** The GPU part a host needs (GpuStage, or a stand-in in tests). */
-export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
+export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'kvBytesPerPositionOf' | 'holds' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
 
 export interface HostOptions {
   /** our peer id (announced in hello) */
@@ -260,13 +260,14 @@ export class StageHost {
 
   private open(st: LinkState, m: OpenMsg): void {
     const { stage } = this;
-    if (m.span.start !== this.span.start || m.span.end !== this.span.end) {
-      return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), not [${m.span.start}, ${m.span.end})`);
+    // a client may route through part of the span (its own first or last layers cut into it)
+    if (!stage.holds(m.span)) {
+      return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), which do not hold [${m.span.start}, ${m.span.end})`);
     }
     if (m.maxTokens > stage.maxContext) {
       return this.reply(st, m.session, 0, 'bad-request', `maxTokens ${m.maxTokens} > this host's context ${stage.maxContext}`);
     }
-    const kvBytes = m.maxTokens * stage.kvBytesPerPosition;
+    const kvBytes = m.maxTokens * stage.kvBytesPerPositionOf(m.span);
     if (this.kvReserved + kvBytes > this.opts.kvBudgetBytes) {
       return this.reply(st, m.session, 0, 'kv-full', `${kvBytes} bytes of KV cache do not fit (${this.opts.kvBudgetBytes - this.kvReserved} free)`);
     }
@@ -298,7 +299,7 @@ export class StageHost {
     }
     let session: StageSession;
     try {
-      session = stage.createSession(m.maxTokens);
+      session = stage.createSession(m.maxTokens, m.span);
     } catch (e) {
       st.guard.end(m.session);
       return this.reply(st, m.session, 0, 'internal', e instanceof Error ? e.message : String(e));

@@ -1,7 +1,10 @@
-// The client side of the swarm: a Backend (engine/generate.ts) whose Head (embedding, output head, sampler) runs on
-// this device and whose layers run on remote hosts. A step embeds the ids on the local GPU, reads the hidden states
-// back, sends them through the route's hops in order, uploads the last result and runs the Head's select. Token ids
-// never leave the device; hosts see hidden states only.
+// The client side of the swarm: a Backend (engine/generate.ts) whose Head (embedding, output head, sampler) and own
+// first and last layers (open-client.ts OwnLayers) run on this device and whose other layers run on remote hosts. A
+// step embeds the ids on the local GPU, runs the own first layers, reads the hidden states back, sends them through
+// the route's hops in order, uploads the last result, runs the own last layers and the Head's select. Hosts receive
+// hidden states, not token ids or text; but hidden states can be turned back into the tokens that made them (a host
+// that knows the public weights inverts a few layers by search: tests/swarm/inversion.test.ts), so in a public swarm
+// hosts can reconstruct what the user writes. The own layers only raise that bar.
 //
 // Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
 // When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
@@ -14,8 +17,9 @@
 import type { ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { Tokenizer } from '../model/tokenizer';
-import { encodeReadback, storageBuffer, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
+import { encodeReadback, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
 import type { Candidates, GpuHead } from '../gpu/head';
+import type { GpuStage, StageSession } from '../gpu/stage';
 import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
 import { FlockError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
@@ -146,6 +150,13 @@ export class SwarmModel implements Backend, HopContext {
   /** peers that failed by leaving, with the expiry of the record they had then */
   private readonly gone = new Map<string, number>();
   private readonly X: GPUBuffer;
+  /** the Head on this device */
+  readonly head: GpuHead;
+  /** this device's own first and last layers (open-client.ts OwnLayers), around the hosts' */
+  readonly front: GpuStage | undefined;
+  readonly back: GpuStage | undefined;
+  /** the layers the hosts run */
+  readonly remote: Span;
   private busy = false;
 
   constructor(
@@ -156,17 +167,22 @@ export class SwarmModel implements Backend, HopContext {
     readonly tokenizer: Tokenizer,
     /** our model's hash (records.ts modelHashOf): hosts must announce it, and a hello naming another is refused */
     readonly modelHash: string,
-    /** the Head on this device; the model owns it (destroy() frees it) */
-    readonly head: GpuHead,
+    /** what runs on this device, and the hidden-state buffer [maxBatch, dim] they share; the model owns them */
+    local: { head: GpuHead; front?: GpuStage; back?: GpuStage; X: GPUBuffer },
     readonly directory: Directory,
     opts: Partial<SwarmOptions> = {},
   ) {
+    this.head = local.head;
+    this.front = local.front;
+    this.back = local.back;
+    this.X = local.X;
+    this.remote = { start: this.front?.end ?? 0, end: this.back?.start ?? config.nLayers };
     this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
-    this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
-    this.maxContext = Math.min(this.opts.maxContext, config.ctx);
+    const own = [local.front, local.back].filter((st) => st !== undefined);
+    this.maxBatch = Math.min(this.opts.maxBatch, local.head.maxBatch, ...own.map((st) => st.maxBatch));
+    this.maxContext = Math.min(this.opts.maxContext, config.ctx, ...own.map((st) => st.maxContext));
     this.limits = modelLimits({ dim: config.dim, nLayers: config.nLayers, maxBatch: this.maxBatch, maxContext: this.maxContext });
     this.bans = new BanList(this.opts.banMs, MAX_BAN_MS);
-    this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
   }
 
   /** the latest sequence's route, hop by hop, each with its latest round trip */
@@ -271,6 +287,8 @@ export class SwarmModel implements Backend, HopContext {
   destroy(): void {
     this.X.destroy();
     this.head.destroy();
+    this.front?.destroy();
+    this.back?.destroy();
   }
 }
 
@@ -282,19 +300,33 @@ class SwarmSequence implements BackendSequence {
   private readonly ids: number[] = [];
   private closed = false;
   private readonly opener: RouteOpener;
+  /** sessions of this device's own first and last layers */
+  private readonly front: StageSession | undefined;
+  private readonly back: StageSession | undefined;
 
   constructor(
     private readonly m: SwarmModel,
     private readonly maxPos: number,
   ) {
     this.opener = new RouteOpener(m, maxPos);
+    this.front = m.front?.createSession(maxPos);
+    this.back = m.back?.createSession(maxPos);
   }
 
   async start(): Promise<void> {
-    const L = this.m.config.nLayers;
-    this.hops = await this.opener.openRange({ start: 0, end: L }, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
+    try {
+      this.hops = await this.opener.openRange(this.m.remote, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
+    } catch (e) {
+      this.freeOwn();
+      throw e;
+    }
     this.m.log.start(this.hops);
     this.opener.warmSpares(this.hops);
+  }
+
+  private freeOwn(): void {
+    if (this.front) this.m.front!.closeSession(this.front);
+    if (this.back) this.m.back!.closeSession(this.back);
   }
 
   /** One forward through one hop session: send X, wait for its result. */
@@ -399,40 +431,51 @@ class SwarmSequence implements BackendSequence {
     const { dim } = this.m.config;
     if (n < 1 || n > this.m.maxBatch) throw new InvalidArgumentError(`A step runs 1..${this.m.maxBatch} tokens, not ${n}.`);
     if (this.length + n > this.maxPos) throw new InvalidArgumentError(`Step past the sequence's ${this.maxPos} positions.`);
-    this.ids.push(...ids);
     const dev = this.m.dev;
     const X = this.m.hidden;
-    // embed on the local GPU and read the hidden states back: X [n, dim]
+    const { front, back } = this.m;
+    // embed and run the own first layers on the local GPU, read the hidden states back: X [n, dim]
     const enc = dev.device.createCommandEncoder({ label: 'swarm embed' });
     this.m.head.encodeEmbed(enc, X, ids);
+    if (front) front.encode(enc, this.front!, X, n);
     const read = encodeReadback(dev, enc, X, n * dim * 4);
     submit(dev, enc);
-    let x: Float32Array = new Float32Array(await read());
-    // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
-    for (let i = 0; i < this.hops.length; ) {
-      try {
-        x = await this.forwardHop(this.hops[i], x, n, this.length);
-        i++;
-      } catch (e) {
-        if (!isHopFailure(e)) throw e;
-        await this.recover(i, e);
+    try {
+      let x: Float32Array = new Float32Array(await read());
+      this.ids.push(...ids);
+      // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
+      for (let i = 0; i < this.hops.length; ) {
+        try {
+          x = await this.forwardHop(this.hops[i], x, n, this.length);
+          i++;
+        } catch (e) {
+          if (!isHopFailure(e)) throw e;
+          await this.recover(i, e);
+        }
       }
+      // the own last layers and the Head: upload the hosts' result, layers, final norm, logits, top-k
+      writeBufferPadded(dev, X, 0, x);
+      const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
+      if (back) back.encode(enc2, this.back!, X, n);
+      const sel = select ? this.m.head.encodeSelect(enc2, X, n - 1, select.k, select.penaltyIds, select.penalty) : undefined;
+      submit(dev, enc2);
+      this.length += n;
+      this.stepNo++;
+      return await sel?.();
+    } catch (e) {
+      // a step that did not finish leaves no trace in the own layers' caches
+      if (front) front.truncate(this.front!, this.length);
+      if (back) back.truncate(this.back!, this.length);
+      this.ids.length = Math.min(this.ids.length, this.length);
+      throw e;
     }
-    this.length += n;
-    this.stepNo++;
-    if (!select) return undefined;
-    // the Head: upload the last hidden states, final norm, logits, top-k
-    writeBufferPadded(dev, X, 0, x);
-    const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
-    const sel = this.m.head.encodeSelect(enc2, X, n - 1, select.k, select.penaltyIds, select.penalty);
-    submit(dev, enc2);
-    return sel();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const h of this.hops) this.opener.close(h);
+    this.freeOwn();
     this.m.release();
   }
 }

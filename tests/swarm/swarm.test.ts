@@ -6,6 +6,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drain, generateTokens } from '../../src/engine/generate';
+import { DEFAULT_OWN_LAYERS } from '../../src/swarm/open-client';
 import { referenceIds, Swarm } from './harness';
 
 const N = 64;
@@ -33,6 +34,18 @@ describe('swarm: three hosts, one client', () => {
     expect(c.model.route.map((h) => [h.start, h.end])).toEqual([[0, 2], [2, 4], [4, 5]]);
     expect(c.model.reroutes).toEqual([]);
     console.log(`swarm f32: ${N} tokens in ${ms.toFixed(0)} ms (${(ms / N).toFixed(1)} ms/token), wire out ${c.model.wire.bytesOut} B, in ${c.model.wire.bytesIn} B`);
+  });
+
+  it("the client's own first and last layers (the default): hosts run layers 1..3 only, cut from their spans; llama.cpp's ids", async () => {
+    const before = swarm.hosts.map((h) => h.host.stats().forwards);
+    const c = await swarm.client({}, { own: DEFAULT_OWN_LAYERS });
+    expect(c.model.remote).toEqual({ start: 1, end: 4 });
+    const res = await drain(generateTokens(c.model, { inputIds: [1], maxTokens: 16, temperature: 0, ignoreEos: true }));
+    expect(res.outputIds).toEqual(ref.slice(0, 16));
+    // the host of 0:2 runs only layer 1 for this client, the host of 4:5 nothing: no host saw an embedding row or the last layer's input
+    expect(c.model.route.map((h) => [h.start, h.end])).toEqual([[1, 2], [2, 4]]);
+    const forwards = swarm.hosts.map((h, i) => h.host.stats().forwards - before[i]);
+    expect(forwards).toEqual([16, 16, 0]);
   });
 });
 
