@@ -19,7 +19,7 @@ import { generateTokens } from '../engine/generate';
 import { generateOptionsFrom, num, printGeneration, type SamplingArgs } from './generate-output';
 import { FlockError } from '../model/errors';
 import { openNodeModel } from './node-model';
-import { swarmFromFlags } from './swarm-flags';
+import { ownLayersFromFlag, swarmFromFlags } from './swarm-flags';
 
 export interface LaunchClientOptions {
   dev: FlockDevice;
@@ -86,9 +86,10 @@ export interface SwarmGenerateArgs extends SamplingArgs {
   dtype?: string;
   'secret-file'?: string;
   'pow-bits'?: string;
+  'own-layers'?: string;
 }
 
-/** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route` and `reroutes` in --json. */
+/** `flock generate --swarm NAME --signal URL …`: like the local generate, plus `own_layers`, `route` and `reroutes` in --json. */
 export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void> {
   if (!values.swarm || !values.signal) throw new FlockError('A swarm generation needs both --swarm NAME and --signal URL.');
   const dtype = values.dtype ?? 'f32';
@@ -103,6 +104,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
     swarm: swarmFromFlags(values.swarm, values['secret-file'], values['pow-bits']),
     signal: parseSignalUrl(values.signal),
     swarmOptions: { dtype, maxContext: num(values['max-context'], 'max-context') },
+    own: ownLayersFromFlag(values['own-layers']),
     waitForRouteMs: 20_000,
   });
   const loadMs = performance.now() - t0;
@@ -112,6 +114,8 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
       loadMs,
       device: dev.adapterName,
       extra: () => ({
+        // layers this machine ran itself, and the hosts' (open-client.ts OwnLayers)
+        own_layers: { front: c.model.front ? [c.model.front.start, c.model.front.end] : null, back: c.model.back ? [c.model.back.start, c.model.back.end] : null },
         route: c.model.route,
         reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
         wire_bytes: c.model.wire,

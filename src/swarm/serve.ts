@@ -14,6 +14,7 @@ import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { StageHost, type HostOptions } from './stage-host';
 import { chooseSpan, shouldMove } from './placement';
+import { hostedLayers } from './own-layers';
 import { MAX_CLAIMED_FREE_KV, MAX_CLAIMED_THROUGHPUT, modelHashOf } from './records';
 import type { SwarmNet } from './swarm-net';
 import { PROTOCOL_VERSION, type Span } from './protocol';
@@ -83,7 +84,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     // let the rendezvous' answers arrive (they follow our first announce within milliseconds; 1 s is plenty), then
     // take the least covered span
     await d.waitFor(() => d.recordsFor(modelHash).length > 0, 1_000).catch(() => {});
-    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(modelHash));
+    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(modelHash), hostedLayers(config.nLayers));
   }
   if (!(span.start >= 0 && span.start < span.end && span.end <= config.nLayers)) {
     throw new InvalidArgumentError(`Layers ${span.start}:${span.end} are not inside this model's 0:${config.nLayers}.`);
@@ -120,7 +121,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
       // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
       if (stopped || o.layers || serving.host.stats().sessions > 0) return false;
       const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
-      const target = shouldMove(config.nLayers, serving.span, others);
+      const target = shouldMove(config.nLayers, serving.span, others, hostedLayers(config.nLayers));
       if (!target) return false;
       const next = await load(target);
       const old = { host: serving.host, stage: serving.stage };

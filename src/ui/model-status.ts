@@ -43,7 +43,7 @@ export class ModelStatus {
     this.name.textContent = m.name;
     this.status.textContent = m.mode === 'local'
       ? `ready · ${m.context} tokens of context · ${formatBytes(m.weightBytes)} of weights · ${m.arch}, ${m.nLayers} layers · loaded in ${Math.round(m.loadMs)} ms`
-      : `swarm · ${m.context} tokens of context · head on this device (${formatBytes(m.weightBytes)}), ${m.nLayers} layers on peers`;
+      : `swarm · ${m.context} tokens of context · ${swarmSplit(m)}`;
     this.status.dataset.context = String(m.context);
     this.button.title = `${m.name}: ${this.status.textContent}`;
     this.templateNote.hidden = m.chatTemplate;
@@ -59,4 +59,14 @@ export class ModelStatus {
   gpu(text: string): void {
     this.device.textContent = text;
   }
+}
+
+/** Where a swarm model's layers run, numbered from 1: e.g. "head and layers 1, 5 on this device (12 MB), layers 2–4 on peers". */
+export function swarmSplit(m: LoadedModel): string {
+  const range = (a: number, b: number) => (b - a === 1 ? `${a + 1}` : `${a + 1}–${b}`);
+  const own = [m.own?.front, m.own?.back].filter((x) => x != null).map((x) => range(x.start, x.end));
+  const start = m.own?.front?.end ?? 0;
+  const end = m.own?.back?.start ?? m.nLayers;
+  const here = own.length ? `head and layer${own.length > 1 || own[0].includes('–') ? 's' : ''} ${own.join(', ')}` : 'head';
+  return `${here} on this device (${formatBytes(m.weightBytes)}), layer${end - start > 1 ? 's' : ''} ${range(start, end)} of ${m.nLayers} on peers`;
 }

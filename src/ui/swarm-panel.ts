@@ -233,7 +233,7 @@ export class SwarmPanel {
     await this.host.engine.setSwarmRecords(records, [...net.rttMs()]);
     const status = await this.host.engine.swarmStatus();
     if (this.net !== net) return; // left meanwhile
-    renderSwarm(this.els.map, { nLayers: head.nLayers, records, status });
+    renderSwarm(this.els.map, { nLayers: head.nLayers, records, status, own: head.own });
     const covered = this.els.map.dataset.coverage === 'full';
     this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${head.name}` +
       (covered ? '' : ' · waiting for every layer to be served'));

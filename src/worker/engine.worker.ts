@@ -12,6 +12,7 @@ import { FlockChatEngine } from '../engine/chat';
 import { PrefixCache } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
+import type { GpuStage } from '../gpu/stage';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
 import { DEFAULT_CONTEXT } from '../model/memory';
@@ -106,12 +107,14 @@ class EngineWorker implements EngineApi {
       const file = await openGguf(source);
       const directory = new RelayedDirectory(bridge);
       const swarm = { dtype: options.dtype, hopTimeoutMs: options.hopTimeoutMs, recoverTimeoutMs: options.recoverTimeoutMs, maxContext: options.maxContext };
-      const model = await openSwarmClient({ dev, file, directory, swarm, signal, onProgress: throttled(onProgress) });
+      const model = await openSwarmClient({ dev, file, directory, swarm, own: options.own, signal, onProgress: throttled(onProgress) });
       const chat = new FlockChatEngine(model);
+      const span = (st: GpuStage | undefined) => (st ? { start: st.start, end: st.end } : null);
       const info: LoadedModel = {
         mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
-        weightBytes: model.head.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash,
+        weightBytes: model.head.weightBytes + (model.front?.weightBytes ?? 0) + (model.back?.weightBytes ?? 0),
+        loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
+        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, own: { front: span(model.front), back: span(model.back) },
       };
       return { info, backend: model, chat, directory };
     });

@@ -110,7 +110,7 @@ describe('the page\'s swarm client', () => {
       console.log(`NoRouteError after ${r.ids.length} streamed ids: ${r.error?.message}`);
       expect(r.error?.name).toBe('NoRouteError');
       expect(r.error?.isNoRouteError).toBe(true);
-      expect(r.error?.missing).toEqual({ start: 0, end: 5 });
+      expect(r.error?.missing).toEqual({ start: 1, end: 4 }); // the layers between the page's own first and last
       // the conversation so far: the prompt (BOS alone), then what was generated, the step that failed included
       const ids = r.error?.ids ?? [];
       expect(ids[0]).toBe(1);

@@ -99,7 +99,7 @@ describe('swarm: hosts choose their own spans', () => {
     await swarm?.stop();
   });
 
-  it('three hosts started without --layers (max 2 layers each) tile the model; 1 KiB frames; the reference ids', async () => {
+  it("three hosts started without --layers (max 2 layers each) tile the layers clients send (1..3); 1 KiB frames; the reference ids", async () => {
     const ref = await referenceIds();
     // 1 KiB frames: a 21-token prefill (21 x 64 x 4 B = 5,376 B) travels as 6 frames each way and is reassembled
     swarm = await Swarm.start('test-placement', { maxFrameBytes: 1024 });
@@ -108,8 +108,9 @@ describe('swarm: hosts choose their own spans', () => {
       const h = await swarm.host(undefined, 2);
       spans.push([h.span.start, h.span.end]);
     }
-    expect(spans).toEqual([[0, 2], [2, 4], [4, 5]]);
-    const c = await swarm.client({ hopTimeoutMs: 15_000 }); // the client's own first prefill compiles too
+    // layers 0 and 4 run on every client with the default own layers: hosts choosing their own span leave them out
+    expect(spans).toEqual([[1, 3], [3, 4], [1, 3]]);
+    const c = await swarm.client({ hopTimeoutMs: 15_000 }, { own: DEFAULT_OWN_LAYERS }); // the client's own first prefill compiles too
     const res = await drain(generateTokens(c.model, { inputIds: [1, ...ref.slice(0, 20)], maxTokens: 16, temperature: 0, ignoreEos: true }));
     expect(res.outputIds).toEqual(ref.slice(20, 36));
     const link = await c.discovery.connect(c.model.route[0].peer);
@@ -118,13 +119,13 @@ describe('swarm: hosts choose their own spans', () => {
   });
 
   it('a self-placed host moves when its span becomes much better covered than another', async () => {
-    const y = swarm.hosts[1]; // chose [2, 4)
-    expect(await y.rebalance()).toBe(false); // balanced: nothing to do
-    for (let i = 0; i < 3; i++) await swarm.host({ start: 2, end: 4 }); // [2, 4) now has 3 other hosts, [0, 2) one
-    await y.discovery.waitFor((r) => r.filter((x) => x.span.start === 2 && x.span.end === 4).length >= 4, 10_000);
+    const y = swarm.hosts[0]; // chose [1, 3), as did hosts[2]
+    expect(await y.rebalance()).toBe(false); // layer 3 has one host, layers 1..2 one besides y: nothing to gain
+    for (let i = 0; i < 3; i++) await swarm.host({ start: 1, end: 3 }); // [1, 3) now has 4 other hosts, [3, 4) one
+    await y.discovery.waitFor((r) => r.filter((x) => x.span.start === 1 && x.span.end === 3).length >= 5, 10_000);
     expect(await y.rebalance()).toBe(true);
-    expect(y.span).toEqual({ start: 0, end: 2 });
-    expect(y.host.span).toEqual({ start: 0, end: 2 });
-    expect(y.discovery.records().find((r) => r.id === y.peer.id)?.span).toEqual({ start: 0, end: 2 });
+    expect(y.span).toEqual({ start: 3, end: 4 });
+    expect(y.host.span).toEqual({ start: 3, end: 4 });
+    expect(y.discovery.records().find((r) => r.id === y.peer.id)?.span).toEqual({ start: 3, end: 4 });
   });
 });
