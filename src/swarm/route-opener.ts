@@ -29,6 +29,8 @@ export interface HopSession {
   step: number;
   /** hidden-state inputs, one per step, in order (kept for replay) */
   inputs: Float32Array[];
+  /** the sequence was cut back (truncate): the next forward rewinds the host's session, flagged as a replay */
+  rewind?: boolean;
 }
 
 /** What opening hops needs of the client. */
@@ -58,7 +60,8 @@ function newSessionId(): number {
 /** Whether a failure means the host is gone or full (leave it out for now) rather than misbehaving (ban it). */
 export function isDeparture(e: unknown): boolean {
   if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'leaving' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
-  if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full';
+  // no-session: the host let the session expire (idle between turns); it did nothing wrong
+  if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full' || e.code === 'no-session';
   return false;
 }
 

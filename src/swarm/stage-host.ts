@@ -324,9 +324,11 @@ export class StageHost {
     } catch (e) {
       return this.violation(st, e instanceof StepOrderError ? e : new ProtocolError('bad-field', String(e)));
     }
-    // Positions must continue the session (next) or rewind into it (replay); pos0 + n must fit the session.
+    // Positions must continue the session, or, flagged as a replay, rewind into it (recovery, or a client that cut
+    // its conversation back to a shared prefix for the next turn); pos0 + n must fit the session.
     const expectPos = s.nextPos;
-    if ((verdict === 'next' && m.pos0 !== expectPos) || (verdict === 'replay' && m.pos0 > expectPos)) {
+    const rewind = verdict === 'replay' || m.replay;
+    if ((!rewind && m.pos0 !== expectPos) || (rewind && m.pos0 > expectPos)) {
       return this.violation(st, new ProtocolError('bad-field', `step ${m.step} at position ${m.pos0}; expected ${expectPos}`));
     }
     if (m.pos0 + m.nTokens > s.stage.maxPos) {
@@ -345,7 +347,7 @@ export class StageHost {
         return;
       }
       try {
-        if (verdict === 'replay') stage.truncate(s.stage, m.pos0);
+        if (rewind) stage.truncate(s.stage, m.pos0);
         const t0 = performance.now();
         const out = await stage.forward(s.stage, m.payload);
         const tps = (m.nTokens * 1000) / Math.max(0.01, performance.now() - t0);

@@ -338,7 +338,7 @@ class SwarmSequence implements BackendSequence {
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
     const frames = encodeTensor(
-      { kind: 'forward', session: h.session, step, replay: false, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
+      { kind: 'forward', session: h.session, step, replay: h.rewind === true, pos0, nTokens, dim: this.m.config.dim, dtype: this.m.opts.dtype, payload: x },
       h.link.frameBytes, h.link.limits,
     );
     await h.link.sendFrames(frames);
@@ -354,6 +354,7 @@ class SwarmSequence implements BackendSequence {
     // a result comes back in as many frames as the forward went out, each with the same header
     this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2) + frames.length * TENSOR_PAYLOAD_OFFSET;
     h.step++;
+    h.rewind = false;
     h.inputs.push(x);
     return r.payload;
   }
@@ -469,6 +470,36 @@ class SwarmSequence implements BackendSequence {
       this.ids.length = Math.min(this.ids.length, this.length);
       throw e;
     }
+  }
+
+  /**
+   * Forget every position from `length` on (a next turn sharing the first `length` positions with this one): the own
+   * layers' caches are cut here, each hop's kept inputs are cut, and its host rewinds with the next forward (flagged
+   * replay). Each turn then sends only its new tokens' hidden states; the sessions stay open on the hosts meanwhile
+   * (until they expire idle: then the next forward re-routes and replays the kept inputs, as for any failed hop).
+   */
+  truncate(length: number): void {
+    if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
+    if (!Number.isInteger(length) || length < 0) throw new InvalidArgumentError(`Cannot cut a sequence to ${length} positions.`);
+    if (length >= this.length) return;
+    const { dim } = this.m.config;
+    if (this.front) this.m.front!.truncate(this.front, length);
+    if (this.back) this.m.back!.truncate(this.back, length);
+    this.ids.length = length;
+    for (const h of this.hops) {
+      let pos = 0;
+      const kept: Float32Array[] = [];
+      for (const x of h.inputs) {
+        const n = x.length / dim;
+        if (pos >= length) break;
+        kept.push(pos + n <= length ? x : x.subarray(0, (length - pos) * dim));
+        pos += n;
+      }
+      h.inputs = kept;
+      h.step = kept.length;
+      h.rewind = true;
+    }
+    this.length = length;
   }
 
   close(): void {

@@ -36,7 +36,7 @@ interface Loaded {
   info: LoadedModel;
   backend: LocalModel | SwarmModel;
   chat: FlockChatEngine;
-  /** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens (local) */
+  /** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens */
   cache?: PrefixCache;
   /** Swarm mode: the records and links the page relays */
   directory?: RelayedDirectory;
@@ -108,7 +108,9 @@ class EngineWorker implements EngineApi {
       const directory = new RelayedDirectory(bridge);
       const swarm = { dtype: options.dtype, hopTimeoutMs: options.hopTimeoutMs, recoverTimeoutMs: options.recoverTimeoutMs, maxContext: options.maxContext };
       const model = await openSwarmClient({ dev, file, directory, swarm, own: options.own, signal, onProgress: throttled(onProgress) });
-      const chat = new FlockChatEngine(model);
+      // the conversation's sessions stay open on the hosts between turns: each turn sends only its new tokens
+      const cache = new PrefixCache();
+      const chat = new FlockChatEngine(model, { cache });
       const span = (st: GpuStage | undefined) => (st ? { start: st.start, end: st.end } : null);
       const info: LoadedModel = {
         mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
@@ -116,7 +118,7 @@ class EngineWorker implements EngineApi {
         loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
         chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, own: { front: span(model.front), back: span(model.back) },
       };
-      return { info, backend: model, chat, directory };
+      return { info, backend: model, chat, cache, directory };
     });
   }
 

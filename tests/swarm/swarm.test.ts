@@ -5,7 +5,7 @@
 // the bytes both ways. Not here: failures (swarm-failover.test.ts), hostile peers (swarm-hostile.test.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drain, generateTokens } from '../../src/engine/generate';
+import { drain, generateTokens, PrefixCache } from '../../src/engine/generate';
 import { DEFAULT_OWN_LAYERS } from '../../src/swarm/open-client';
 import { referenceIds, Swarm } from './harness';
 
@@ -46,6 +46,62 @@ describe('swarm: three hosts, one client', () => {
     expect(c.model.route.map((h) => [h.start, h.end])).toEqual([[1, 2], [2, 4]]);
     const forwards = swarm.hosts.map((h, i) => h.host.stats().forwards - before[i]);
     expect(forwards).toEqual([16, 16, 0]);
+  });
+});
+
+describe('swarm: a conversation across turns', () => {
+  let swarm: Swarm;
+  let ref: number[];
+  beforeAll(async () => {
+    ref = await referenceIds();
+    swarm = await Swarm.start('test-turns');
+    await swarm.host({ start: 0, end: 2 });
+    await swarm.host({ start: 2, end: 4 });
+    await swarm.host({ start: 4, end: 5 });
+  });
+  afterAll(async () => {
+    await swarm?.stop();
+  });
+
+  it("the second turn sends only its new tokens' hidden states (the sessions stay open on the hosts); llama.cpp's ids", async () => {
+    const c = await swarm.client();
+    const dim = c.config.dim;
+    const hops = 3;
+    const forward = (n: number) => n * dim * 4 + 40; // bytes of one f32 forward frame
+    const cache = new PrefixCache();
+    const turn = async (input: number[], maxTokens: number, withCache: PrefixCache | undefined) => {
+      const out0 = c.model.wire.bytesOut;
+      const tokens0 = swarm.hosts.map((h) => h.host.stats().tokens);
+      const t0 = performance.now();
+      const res = await drain(generateTokens(c.model, { inputIds: input, maxTokens, temperature: 0, ignoreEos: true, cache: withCache }));
+      return {
+        res, ms: performance.now() - t0, bytes: c.model.wire.bytesOut - out0,
+        hostTokens: swarm.hosts.map((h, i) => h.host.stats().tokens - tokens0[i]),
+      };
+    };
+    // turn 1: BOS and 10 ids, 8 generated
+    const one = await turn([1, ...ref.slice(0, 10)], 8, cache);
+    expect(one.res.outputIds).toEqual(ref.slice(10, 18));
+    // turn 2: the whole conversation so far and 12 more ids (what a chat sends), 8 generated
+    const input2 = [1, ...ref.slice(0, 30)];
+    const two = await turn(input2, 8, cache);
+    expect(two.res.outputIds).toEqual(ref.slice(30, 38));
+    // the cache held the first 18 of its 31 positions (the last generated id of turn 1 was never run)
+    expect(two.res.cachedTokens).toBe(18);
+    const fresh = input2.length - 18;
+    expect(two.bytes).toBe(hops * (forward(fresh) + 7 * forward(1)));
+    expect(two.hostTokens).toEqual([fresh + 7, fresh + 7, fresh + 7]);
+    // Regenerate: the same input again cuts the sessions back inside turn 2's prefill (the hosts rewind mid-step)
+    const regen = await turn(input2, 8, cache);
+    expect(regen.res.outputIds).toEqual(ref.slice(30, 38));
+    expect(regen.res.cachedTokens).toBe(input2.length - 1);
+    expect(regen.bytes).toBe(hops * 8 * forward(1));
+    cache.clear();
+    // the same turn without the cache sends the whole conversation again
+    const again = await turn(input2, 8, undefined);
+    expect(again.res.outputIds).toEqual(ref.slice(30, 38));
+    expect(again.bytes).toBe(hops * (forward(input2.length) + 7 * forward(1)));
+    console.log(`turn 2 of a swarm chat: ${two.bytes} B out in ${two.ms.toFixed(0)} ms with the sessions kept, ${again.bytes} B in ${again.ms.toFixed(0)} ms sending the whole conversation again`);
   });
 });
 
