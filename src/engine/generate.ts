@@ -8,7 +8,7 @@
 // to the positions whose ids the generation kept, so a prefix cache holds exactly what one-step decoding leaves.
 
 import type { ModelConfig } from '../model/config';
-import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
+import { ContextOverflowError, InvalidArgumentError, StepAbortedError } from '../model/errors';
 import { candidateCount, isGreedy, normalizeSampling, penalizedIds, Sampler, type SamplingParams } from '../model/sampler';
 import { TokenDecoder, type Tokenizer } from '../model/tokenizer';
 import type { GpuCounters } from '../gpu/device';
@@ -25,8 +25,12 @@ export interface StepSelect {
 export interface BackendSequence {
   /** positions filled so far */
   readonly length: number;
-  /** Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. */
-  step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
+  /**
+   * Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. A backend
+   * whose steps can wait long (on other machines) rejects with StepAbortedError soon after `signal` aborts; the
+   * sequence is then void (closed, never reused).
+   */
+  step(ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined>;
   /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
   truncate?(length: number): void;
   /**
@@ -190,9 +194,18 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
   const t0 = performance.now();
   let tFirst = t0;
   let cAfterFirst = backend.counters();
+  // a step that Stop cut short voids the sequence: the generation ends as aborted and the sequence is not kept
+  let voided = false;
   const step = async (ids: number[], select: boolean): Promise<number | undefined> => {
-    const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined);
-    return c ? sampler.pick(c.ids, c.logits) : undefined;
+    try {
+      const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined, opts.signal);
+      return c ? sampler.pick(c.ids, c.logits) : undefined;
+    } catch (e) {
+      if (!(e instanceof StepAbortedError)) throw e;
+      voided = true;
+      finishReason = 'abort';
+      return undefined;
+    }
   };
   try {
     // prefill: the prompt in chunks of maxBatch; the last chunk also yields the first token
@@ -203,6 +216,7 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
         break;
       }
       next = await step(input.slice(i, i + backend.maxBatch), i + backend.maxBatch >= input.length && opts.maxTokens > 0);
+      if (voided) break;
     }
     tFirst = performance.now();
     cAfterFirst = backend.counters();
@@ -250,10 +264,10 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
       }
     }
     // steps queued past the end ran on ids the generation did not keep: forget their positions
-    if (seq.length > history.length) seq.truncate?.(history.length);
+    if (!voided && seq.length > history.length) seq.truncate?.(history.length);
     const tail = decoder.flush();
     text += tail;
-    if (opts.cache && seq.truncate) {
+    if (opts.cache && seq.truncate && !voided) {
       // keep the sequence for the next turn: it holds the ids of every position it ran
       opts.cache.seq = seq;
       opts.cache.ids = history.slice(0, seq.length);

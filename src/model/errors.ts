@@ -85,9 +85,15 @@ export class InvalidLogitsError extends FlockError {
   override name = 'InvalidLogitsError';
 }
 
+/** A step stopped before it finished because the generation was aborted (Stop); the sequence that ran it is void. */
+export class StepAbortedError extends FlockError {
+  override name = 'StepAbortedError';
+}
+
 /** Every error class of this layer by its literal name (the worker boundary's registry, src/worker/errors.ts). */
 export const MODEL_ERRORS = {
   FlockError,
+  StepAbortedError,
   ChatTemplateError,
   ChatTemplateRenderError,
   ChatRequestError,

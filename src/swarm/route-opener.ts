@@ -8,6 +8,7 @@
 // announces itself again; one that misbehaves (wrong model or span, protocol errors, no answer while connected) is
 // banned with a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
 
+import { StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
 import type { Link } from './link';
 import { requests } from './link-requests';
@@ -80,6 +81,8 @@ export class RouteOpener {
   /** per span ('start:end'), a peer whose link is up and introduced, not on the route: the first to try */
   private readonly spares = new Map<string, string>();
   lastError = '';
+  /** set when the sequence is closed: a route still being opened is closed again and the opening ends */
+  stopped = false;
 
   constructor(
     private readonly ctx: HopContext,
@@ -93,11 +96,16 @@ export class RouteOpener {
    */
   async openRange(range: Span, deadline: number, ids: readonly number[], step: number): Promise<HopSession[]> {
     for (;;) {
+      if (this.stopped) throw new StepAbortedError('The sequence was closed while its route was being opened.');
       const records = this.ctx.recordsFor(this.ctx.modelHash);
       const exclude = this.ctx.excluded(records);
       const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
-      if (plan) {
+      if (plan && performance.now() < deadline) {
         const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline)));
+        if (this.stopped) {
+          for (const h of opened) if (h) this.close(h);
+          throw new StepAbortedError('The sequence was closed while its route was being opened.');
+        }
         if (opened.every((h) => h !== null)) return opened as HopSession[];
         // keep what opened; plan again only the spans that did not
         try {

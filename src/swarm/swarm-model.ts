@@ -21,7 +21,7 @@ import { encodeReadback, submit, writeBufferPadded, type FlockDevice, type GpuCo
 import type { Candidates, GpuHead } from '../gpu/head';
 import type { GpuStage, StageSession } from '../gpu/stage';
 import type { Backend, BackendSequence, StepSelect } from '../engine/generate';
-import { FlockError } from '../model/errors';
+import { FlockError, StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
 import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type ResultMsg, type Span } from './protocol';
 import type { PeerRecord } from './records';
@@ -329,12 +329,13 @@ class SwarmSequence implements BackendSequence {
     if (this.back) this.m.back!.closeSession(this.back);
   }
 
-  /** One forward through one hop session: send X, wait for its result. */
-  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number): Promise<Float32Array> {
+  /** One forward through one hop session: send X, wait for its result (at most hopTimeoutMs, and not past `deadline`). */
+  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number, deadline = Infinity): Promise<Float32Array> {
+    if (this.closed) throw new StepAbortedError('The sequence was closed during its step.');
     const req = requests(h.link);
     const step = h.step;
     const t0 = performance.now();
-    const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
+    const answer = req.wait(`fwd:${h.session}:${step}`, Math.max(1, Math.min(this.m.opts.hopTimeoutMs, deadline - t0)));
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
     const frames = encodeTensor(
@@ -407,7 +408,7 @@ class SwarmSequence implements BackendSequence {
         for (const chunk of replayChunks(old.inputs, this.m.maxBatch, this.m.config.dim)) {
           const n = chunk.length / this.m.config.dim;
           let y = chunk;
-          for (const h of fresh) y = await this.forwardHop(h, y, n, pos);
+          for (const h of fresh) y = await this.forwardHop(h, y, n, pos, deadline);
           pos += n;
         }
         this.hops.splice(i, 1, ...fresh);
@@ -415,7 +416,10 @@ class SwarmSequence implements BackendSequence {
         this.opener.warmSpares(this.hops);
         return;
       } catch (e) {
-        if (!isHopFailure(e)) throw e;
+        if (!isHopFailure(e)) {
+          for (const h of fresh) this.opener.close(h);
+          throw e;
+        }
         // a replacement failed during replay: leave out whoever failed and try again within the same deadline
         this.opener.lastError = describe(e);
         for (const h of fresh) this.opener.close(h);
@@ -426,8 +430,9 @@ class SwarmSequence implements BackendSequence {
     }
   }
 
-  async step(ids: number[], select?: StepSelect): Promise<Candidates | undefined> {
+  async step(ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined> {
     if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
+    if (signal?.aborted) throw new StepAbortedError('The generation was stopped.');
     const n = ids.length;
     const { dim } = this.m.config;
     if (n < 1 || n > this.m.maxBatch) throw new InvalidArgumentError(`A step runs 1..${this.m.maxBatch} tokens, not ${n}.`);
@@ -442,18 +447,11 @@ class SwarmSequence implements BackendSequence {
     const read = encodeReadback(dev, enc, X, n * dim * 4);
     submit(dev, enc);
     try {
-      let x: Float32Array = new Float32Array(await read());
+      const x0 = new Float32Array(await read());
       this.ids.push(...ids);
-      // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
-      for (let i = 0; i < this.hops.length; ) {
-        try {
-          x = await this.forwardHop(this.hops[i], x, n, this.length);
-          i++;
-        } catch (e) {
-          if (!isHopFailure(e)) throw e;
-          await this.recover(i, e);
-        }
-      }
+      // Stop ends the step at once, even mid-recovery: the hops' work goes on in the background until it notices the
+      // sequence closed (the generation closes a voided sequence), and is thrown away
+      const x = await untilAborted(this.throughHops(x0, n), signal);
       // the own last layers and the Head: upload the hosts' result, layers, final norm, logits, top-k
       writeBufferPadded(dev, X, 0, x);
       const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
@@ -464,12 +462,27 @@ class SwarmSequence implements BackendSequence {
       this.stepNo++;
       return await sel?.();
     } catch (e) {
+      if (e instanceof StepAbortedError) throw e; // void: closed, never reused
       // a step that did not finish leaves no trace in the own layers' caches
       if (front) front.truncate(this.front!, this.length);
       if (back) back.truncate(this.back!, this.length);
       this.ids.length = Math.min(this.ids.length, this.length);
       throw e;
     }
+  }
+
+  /** The hidden states x [n, dim] through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place. */
+  private async throughHops(x: Float32Array, n: number): Promise<Float32Array> {
+    for (let i = 0; i < this.hops.length; ) {
+      try {
+        x = await this.forwardHop(this.hops[i], x, n, this.length);
+        i++;
+      } catch (e) {
+        if (!isHopFailure(e)) throw e;
+        await this.recover(i, e);
+      }
+    }
+    return x;
   }
 
   /**
@@ -505,10 +518,23 @@ class SwarmSequence implements BackendSequence {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.opener.stopped = true;
     for (const h of this.hops) this.opener.close(h);
     this.freeOwn();
     this.m.release();
   }
+}
+
+/** `p`, or StepAbortedError as soon as `signal` aborts (p keeps running; its outcome is dropped). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  p.catch(() => {}); // dropped after an abort: must not go unhandled
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StepAbortedError('The generation was stopped.'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Kept inputs (one per step, [n_i, dim] each) joined in order and cut into chunks of at most maxBatch rows. */

@@ -16,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOUNCE_MS, referenceIds, Swarm } from '../swarm/harness';
-import { startOversizeHost } from '../swarm/oversize-host';
+import { startRogueHost } from '../swarm/rogue-host';
 import type { SwarmChatArgs, SwarmChatResult } from './engine-page/main';
 import { launchChromium, ROOT } from './browser';
 import { startModelServer, type ModelServer } from './model-server';
@@ -67,7 +67,7 @@ describe('the page\'s swarm client', () => {
     const errors: string[] = [];
     try {
       const ref = await referenceIds();
-      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const liar = await startRogueHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS, behaviour: 'oversize' });
       const tab = await openTab(errors);
       const chat = swarmChat(tab, {
         modelUrl: model.url, signal: swarm.server.url, swarm: swarm.name, prompt: '', maxTokens: 24,
