@@ -4,6 +4,7 @@
 
 import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
 import type { MemoryLimits, MemoryNeed, MemoryProblem } from '../model/memory';
+import type { WeightsStatus } from '../model/manifest-check';
 import type { LoadProgress } from '../model/source';
 import type { LinkDownReason } from '../swarm/errors';
 import type { Limits } from '../swarm/protocol';
@@ -64,6 +65,9 @@ export interface LoadedModel {
   chatTemplate: boolean;
   /** sha256 of the GGUF header (records.ts modelHashOf): the hash hosts of this model announce */
   modelHash: string;
+  /** 'verified': the tensors loaded here matched the model's pinned manifest (all of them in Local mode, the Head's
+   *  in Swarm mode); 'unpinned': no manifest is pinned for this model */
+  weights: WeightsStatus;
 }
 
 /**

@@ -14,6 +14,7 @@ import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
+import { checkWhileLoading, weightsStatusOf } from '../model/manifest-check';
 import { DEFAULT_CONTEXT } from '../model/memory';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { sourceFor } from '../storage/model-source';
@@ -87,13 +88,20 @@ class EngineWorker implements EngineApi {
     return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      // a model with a pinned manifest has every tensor checked as it loads (manifest-check.ts), or is refused
+      const file = await openGguf(source, signal);
+      const check = await checkWhileLoading(file, file.tensors.keys());
+      const model = await LocalModel.load(dev, check.source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      const weights = await check.finish(signal).catch((e: unknown) => {
+        model.destroy();
+        throw e;
+      });
       const cache = new PrefixCache();
       const chat = new FlockChatEngine(model, { cache });
       const info: LoadedModel = {
         mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file),
+        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file), weights,
       };
       return { info, backend: model, chat, cache };
     });
@@ -111,7 +119,7 @@ class EngineWorker implements EngineApi {
       const info: LoadedModel = {
         mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.head.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash,
+        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, weights: weightsStatusOf(model.modelHash),
       };
       return { info, backend: model, chat, directory };
     });
