@@ -88,7 +88,10 @@ class EngineWorker implements EngineApi {
     return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      // a model with a pinned manifest has every tensor checked as it loads (manifest-check.ts), or is refused
+      // A model with a pinned manifest has every tensor checked as it loads (manifest-check.ts), or is refused. On
+      // every load, not only the first after a download: the hashes ride on the load's own reads and cost ~2 ms for
+      // the embedded model, ~1.5 s per GB on a 2-core machine (scripts/bench-manifest.ts), and URLs and picked files
+      // never pass through the download cache.
       const file = await openGguf(source, signal);
       const check = await checkWhileLoading(file, file.tensors.keys());
       const model = await LocalModel.load(dev, check.source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
