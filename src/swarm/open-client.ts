@@ -2,10 +2,13 @@
 // own first and last layers on this device, and a SwarmModel that runs the layers between them on the hosts a
 // Directory offers, with link limits derived from the model. Only the Head's and the own layers' tensors are read.
 // `flock generate --swarm` (Discovery on a Node peer), the engine worker in the page (records and links the page
-// relays) and the tests all open their client here. Not here: where records and links come from (the Directory).
+// relays) and the tests all open their client here. A model with a pinned manifest has its Head's and own layers'
+// tensors checked against it while they load (ManifestMismatchError when they differ). Not here: where records and links come from
+// (the Directory).
 
-import { partBytes, readConfig, type ModelConfig } from '../model/config';
+import { partBytes, partTensors, readConfig, type ModelConfig } from '../model/config';
 import type { GgufFile } from '../model/gguf';
+import { checkWhileLoading } from '../model/manifest-check';
 import { candidateCount, normalizeSampling } from '../model/sampler';
 import type { LoadProgress } from '../model/source';
 import { createTokenizer } from '../model/tokenizer';
@@ -56,14 +59,17 @@ export async function openSwarmClient(o: OpenClientOptions): Promise<SwarmModel>
   const report = () => o.onProgress?.({ ...progress });
   const counter = { loaded: 0, onBytes: (loaded: number) => { progress.loaded = loaded; report(); } };
   const common = { maxBatch, counter, signal: o.signal };
+  // the tensors loaded here are checked against the model's pinned manifest as they load (manifest-check.ts)
+  const parts = [HEAD_PART, ...[spans.front, spans.back].filter((sp) => sp !== null).map((sp) => ({ ...sp, head: false }))];
+  const check = await checkWhileLoading(o.file, new Set(parts.flatMap((p) => [...partTensors(o.file, config, p).keys()])));
   let head: GpuHead | undefined;
   const stages: GpuStage[] = [];
   const X = storageBuffer(o.dev, 'swarm hidden', maxBatch * config.dim * 4);
   try {
-    head = await GpuHead.load(o.dev, o.file, config, common);
+    head = await GpuHead.load(o.dev, check.file, config, common);
     const loadStage = async (sp: Span | null) => {
       if (!sp) return undefined;
-      const st = await GpuStage.load(o.dev, o.file, config, sp.start, sp.end, { ...common, maxContext });
+      const st = await GpuStage.load(o.dev, check.file, config, sp.start, sp.end, { ...common, maxContext });
       stages.push(st);
       return st;
     };
@@ -76,6 +82,7 @@ export async function openSwarmClient(o: OpenClientOptions): Promise<SwarmModel>
       progress.pipelines = n;
       report();
     });
+    await check.finish(o.signal);
     progress.loaded = progress.total;
     report();
     return new SwarmModel(o.dev, o.file, config, tokenizer, modelHash, { head, front, back, X }, o.directory, { ...o.swarm, maxBatch });

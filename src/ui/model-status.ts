@@ -6,6 +6,12 @@ import type { LoadedModel, LoadProgress } from '../worker/api';
 import { byId } from './dom';
 import { formatBytes, formatProgress } from './format';
 
+/** What was checked of the loaded weights (src/model/manifest-check.ts), in words. */
+export function weightsText(m: Pick<LoadedModel, 'mode' | 'weights'>): string {
+  if (m.weights === 'unpinned') return 'weights not pinned: not checked';
+  return m.mode === 'local' ? 'weights checked against the pinned manifest' : 'head\'s weights checked against the pinned manifest';
+}
+
 export class ModelStatus {
   private readonly name = byId('model-name', HTMLElement);
   private readonly status = byId('model-status', HTMLElement);
@@ -41,10 +47,12 @@ export class ModelStatus {
   /** What the worker loaded. */
   ready(m: LoadedModel): void {
     this.name.textContent = m.name;
-    this.status.textContent = m.mode === 'local'
+    this.status.textContent = (m.mode === 'local'
       ? `ready · ${m.context} tokens of context · ${formatBytes(m.weightBytes)} of weights · ${m.arch}, ${m.nLayers} layers · loaded in ${Math.round(m.loadMs)} ms`
-      : `swarm · ${m.context} tokens of context · ${swarmSplit(m)}`;
+      : `swarm · ${m.context} tokens of context · ${swarmSplit(m)}`) +
+      ` · ${weightsText(m)}`;
     this.status.dataset.context = String(m.context);
+    this.status.dataset.weights = m.weights;
     this.button.title = `${m.name}: ${this.status.textContent}`;
     this.templateNote.hidden = m.chatTemplate;
     this.templateNote.textContent = m.chatTemplate ? '' : `${m.name}: ${FALLBACK_DESCRIPTION}.`;

@@ -4,6 +4,7 @@
 
 import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
 import type { MemoryLimits, MemoryNeed, MemoryProblem } from '../model/memory';
+import type { WeightsStatus } from '../model/manifest-check';
 import type { LoadProgress } from '../model/source';
 import type { LinkDownReason } from '../swarm/errors';
 import type { Limits, Span } from '../swarm/protocol';
@@ -67,6 +68,9 @@ export interface LoadedModel {
   modelHash: string;
   /** swarm mode: the layers this device runs itself, before and after the hosts' (swarm/open-client.ts OwnLayers) */
   own?: { front: Span | null; back: Span | null };
+  /** 'verified': the tensors loaded here matched the model's pinned manifest (all of them in Local mode, the Head's and own layers'
+   *  in Swarm mode); 'unpinned': no manifest is pinned for this model */
+  weights: WeightsStatus;
 }
 
 /**

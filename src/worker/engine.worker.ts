@@ -15,6 +15,7 @@ import { requestFlockDevice, type FlockDevice } from '../gpu/device';
 import type { GpuStage } from '../gpu/stage';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
+import { checkWhileLoading, weightsStatusOf } from '../model/manifest-check';
 import { DEFAULT_CONTEXT } from '../model/memory';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { sourceFor } from '../storage/model-source';
@@ -88,13 +89,23 @@ class EngineWorker implements EngineApi {
     return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      // A model with a pinned manifest has every tensor checked as it loads (manifest-check.ts), or is refused. On
+      // every load, not only the first after a download: the hashes ride on the load's own reads and cost ~2 ms for
+      // the embedded model, ~1.5 s per GB on a 2-core machine (scripts/bench-manifest.ts), and URLs and picked files
+      // never pass through the download cache.
+      const file = await openGguf(source, signal);
+      const check = await checkWhileLoading(file, file.tensors.keys());
+      const model = await LocalModel.load(dev, check.source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      const weights = await check.finish(signal).catch((e: unknown) => {
+        model.destroy();
+        throw e;
+      });
       const cache = new PrefixCache();
       const chat = new FlockChatEngine(model, { cache });
       const info: LoadedModel = {
         mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file),
+        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file), weights,
       };
       return { info, backend: model, chat, cache };
     });
@@ -116,7 +127,7 @@ class EngineWorker implements EngineApi {
         mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.head.weightBytes + (model.front?.weightBytes ?? 0) + (model.back?.weightBytes ?? 0),
         loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, own: { front: span(model.front), back: span(model.back) },
+        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, weights: weightsStatusOf(model.modelHash), own: { front: span(model.front), back: span(model.back) },
       };
       return { info, backend: model, chat, cache, directory };
     });

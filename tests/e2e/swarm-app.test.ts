@@ -60,7 +60,12 @@ async function contribute(): Promise<(typeof contributors)[number]> {
   }, undefined, { timeout: 60_000, polling: 100 });
   const msg = await page.$eval('#message', (el) => ((el as HTMLElement).hidden ? '' : el.textContent ?? ''));
   if (msg) throw new Error(`contributing failed: ${msg}`);
-  const { span, peer } = await page.$eval('#contribute-stats', (el) => ({ span: (el as HTMLElement).dataset.span ?? '', peer: (el as HTMLElement).dataset.peer ?? '' }));
+  const { span, peer, weights } = await page.$eval('#contribute-stats', (el) => {
+    const d = (el as HTMLElement).dataset;
+    return { span: d.span ?? '', peer: d.peer ?? '', weights: d.weights ?? '' };
+  });
+  // the embedded model is pinned: each contributor checked its span's tensors before announcing it
+  expect(weights).toBe('verified');
   const c = { page, span, peer, errors };
   contributors.push(c);
   return c;
@@ -100,6 +105,10 @@ beforeAll(async () => {
   const local = await waitForReply(chat);
   expect(local.state).toBe('done');
   expect(local.ids).toEqual(want);
+  // Local mode checked the embedded model's every tensor against its pinned manifest, and says so
+  const status = await chat.$eval('#model-status', (el) => ({ weights: (el as HTMLElement).dataset.weights, text: el.textContent ?? '' }));
+  expect(status.weights).toBe('verified');
+  expect(status.text).toContain('weights checked against the pinned manifest');
 });
 
 afterAll(async () => {
@@ -124,6 +133,9 @@ describe('the app in Swarm and Contribute modes', () => {
     await chat.waitForSelector('#app[data-state="ready"]');
     expect(await chat.$$eval('#swarm-map .swarm-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.span).sort())).toEqual(['1:3', '1:3', '3:4']);
     expect(await chat.$$eval('#swarm-map .swarm-strip .cell', (cells) => cells.map((c) => c.textContent))).toEqual(['you', '2', '2', '1', 'you']);
+    // the Head's tensors were checked; a pinned model's swarm line has no unpinned warning
+    expect(await chat.$eval('#model-status', (el) => (el as HTMLElement).dataset.weights)).toBe('verified');
+    expect(await chat.$eval('#swarm-status', (el) => el.textContent ?? '')).not.toContain('not pinned');
 
     const t1 = performance.now();
     await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
