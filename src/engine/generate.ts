@@ -69,6 +69,12 @@ export interface Backend {
   readonly maxBatch: number;
   readonly maxContext: number;
   begin(maxPos: number): BackendSequence | Promise<BackendSequence>;
+  /**
+   * Positions to open a sequence with that a PrefixCache will keep for later turns, when this generation needs
+   * `maxPos` (default: maxContext). A backend whose positions cost other machines memory asks for less; a later turn
+   * that does not fit then starts a new sequence.
+   */
+  cachedCapacity?(maxPos: number): number;
   /** GPU work counters of this device so far */
   counters(): GpuCounters;
 }
@@ -173,7 +179,7 @@ async function openSequence(backend: Backend, input: number[], maxPos: number, c
     return { seq, reused: common };
   }
   cache?.clear();
-  const capacity = cache ? backend.maxContext : maxPos;
+  const capacity = cache ? Math.max(maxPos, Math.min(backend.maxContext, backend.cachedCapacity?.(maxPos) ?? backend.maxContext)) : maxPos;
   const seq = await backend.begin(capacity);
   if (cache) cache.capacity = capacity;
   return { seq, reused: 0 };

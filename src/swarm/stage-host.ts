@@ -44,7 +44,7 @@ export interface HostOptions {
   maxLinksPerKey: number;
   /** Sessions one key may hold, all its links together. 8: a conversation needs one per hop routed here. */
   maxSessionsPerKey: number;
-  /** Share of kvBudgetBytes one key may reserve. 1/4: four heavy users at least fit. */
+  /** Share of kvBudgetBytes one key may reserve (never less than one whole-context session). 1/4: four heavy users at least fit. */
   kvShareOfKey: number;
   /** Sessions one key may open per minute. 30: a client opens one per hop per conversation or re-route. */
   opensPerMinutePerKey: number;
@@ -281,8 +281,11 @@ export class StageHost {
       return this.reply(st, m.session, 0, 'busy', `this key holds ${mine.length} sessions here, the most one key may`);
     }
     const keyKv = mine.reduce((t, x) => t + x.kvBytes, 0);
-    if (keyKv + kvBytes > this.opts.kvShareOfKey * this.opts.kvBudgetBytes) {
-      return this.reply(st, m.session, 0, 'kv-full', `this key holds ${keyKv} bytes of KV cache here; one key may hold ${Math.floor(this.opts.kvShareOfKey * this.opts.kvBudgetBytes)}`);
+    // a key may hold its share of the budget, and never less than one session of the whole context (a host whose
+    // budget fits only that serves one conversation at a time, taking turns by the fair queue and the session limits)
+    const keyCap = Math.max(this.opts.kvShareOfKey * this.opts.kvBudgetBytes, stage.maxContext * stage.kvBytesPerPosition);
+    if (keyKv + kvBytes > keyCap) {
+      return this.reply(st, m.session, 0, 'kv-full', `this key holds ${keyKv} bytes of KV cache here; one key may hold ${Math.floor(keyCap)}`);
     }
     const now = Date.now();
     const recent = (this.opens.get(key) ?? []).filter((t) => now - t < 60_000);

@@ -69,6 +69,9 @@ export interface SwarmOptions {
  *  half missed heartbeats at the default 1 s, well before the heartbeat gives up on it (5 s). */
 const SILENT_MS = 1_500;
 
+/** Positions beyond this turn's that a kept conversation reserves on hosts. 512: a few more turns of a short chat. */
+const CACHED_ROOM = 512;
+
 /** Longest ban of a failing host. 30 min: long enough to stop retrying a broken host, short enough to forgive one. */
 const MAX_BAN_MS = 30 * 60_000;
 
@@ -272,6 +275,14 @@ export class SwarmModel implements Backend, HopContext {
       this.busy = false;
       throw e;
     }
+  }
+
+  /**
+   * A conversation kept across turns reserves KV cache on every host of its route: room for this turn and about as
+   * much again (at least CACHED_ROOM more positions), not the whole context. A turn past it starts a new sequence.
+   */
+  cachedCapacity(maxPos: number): number {
+    return Math.min(this.maxContext, Math.max(2 * maxPos, maxPos + CACHED_ROOM));
   }
 
   /** @internal */

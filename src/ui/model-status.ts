@@ -9,7 +9,7 @@ import { formatBytes, formatProgress } from './format';
 /** What was checked of the loaded weights (src/model/manifest-check.ts), in words. */
 export function weightsText(m: Pick<LoadedModel, 'mode' | 'weights'>): string {
   if (m.weights === 'unpinned') return 'weights not pinned: not checked';
-  return m.mode === 'local' ? 'weights checked against the pinned manifest' : 'head\'s weights checked against the pinned manifest';
+  return m.mode === 'local' ? 'weights checked against the pinned manifest' : 'weights on this device checked against the pinned manifest';
 }
 
 export class ModelStatus {
@@ -69,12 +69,13 @@ export class ModelStatus {
   }
 }
 
-/** Where a swarm model's layers run, numbered from 1: e.g. "head and layers 1, 5 on this device (12 MB), layers 2–4 on peers". */
+/** Where a swarm model's layers run (numbered from 0, as the swarm picture numbers them): e.g. "head and layers 0, 4 on this device (12 MB), layers 1–3 of 5 on peers". */
 export function swarmSplit(m: LoadedModel): string {
-  const range = (a: number, b: number) => (b - a === 1 ? `${a + 1}` : `${a + 1}–${b}`);
-  const own = [m.own?.front, m.own?.back].filter((x) => x != null).map((x) => range(x.start, x.end));
+  const range = (a: number, b: number) => (b - a === 1 ? `${a}` : `${a}–${b - 1}`);
+  const ownSpans = [m.own?.front, m.own?.back].filter((x) => x != null);
+  const ownCount = ownSpans.reduce((t, x) => t + x.end - x.start, 0);
   const start = m.own?.front?.end ?? 0;
   const end = m.own?.back?.start ?? m.nLayers;
-  const here = own.length ? `head and layer${own.length > 1 || own[0].includes('–') ? 's' : ''} ${own.join(', ')}` : 'head';
+  const here = ownCount > 0 ? `head and layer${ownCount > 1 ? 's' : ''} ${ownSpans.map((x) => range(x.start, x.end)).join(', ')}` : 'head';
   return `${here} on this device (${formatBytes(m.weightBytes)}), layer${end - start > 1 ? 's' : ''} ${range(start, end)} of ${m.nLayers} on peers`;
 }
