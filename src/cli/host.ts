@@ -8,6 +8,7 @@ import type { Peer } from 'peerjs';
 import type { ModelConfig } from '../model/config';
 import { FlockError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
+import type { WeightsStatus } from '../model/manifest-check';
 import type { GpuStage } from '../gpu/stage';
 import type { Discovery } from '../swarm/discovery';
 import type { StageHost } from '../swarm/stage-host';
@@ -41,6 +42,8 @@ export interface LaunchedHost {
   readonly span: Span;
   config: ModelConfig;
   modelHash: string;
+  /** whether the span's weights matched the model's pinned manifest ('verified') or none is pinned ('unpinned') */
+  readonly weights: WeightsStatus;
   /**
    * Move to a much less covered span when the swarm changed (placement.ts shouldMove), if this host chose its own
    * span and has no sessions. Runs every rebalanceMs; returns whether it moved.
@@ -73,6 +76,9 @@ export async function launchHost(o: LaunchHostOptions): Promise<LaunchedHost> {
       },
       get span() {
         return serving.span;
+      },
+      get weights() {
+        return serving.weights;
       },
       rebalance: () => serving.rebalance(),
       stop: () => {
@@ -139,6 +145,9 @@ export async function runHost(argv: string[]): Promise<void> {
     announceMs,
   });
   process.stderr.write(`flock host ${h.peer.id}: layers ${h.span.start}:${h.span.end} of ${h.config.nLayers}, model ${h.modelHash.slice(0, 12)}…, ${swarm.secret ? 'private' : 'public'} swarm "${swarm.name}"\n`);
+  process.stderr.write(h.weights === 'verified'
+    ? 'weights: verified (the span\'s tensors match the manifest pinned for this model)\n'
+    : 'weights: unpinned (no manifest is pinned for this model: its tensors were not checked)\n');
   // SIGINT / SIGTERM: leave on purpose, so clients re-route at once and the swarm forgets this host
   await new Promise<void>((resolve) => {
     const quit = (): void => void h.leave().finally(resolve);

@@ -17,7 +17,8 @@ const USAGE = `Usage:
                  [--decode-ahead N]   greedy steps queued per submission (default 4; 0: one step per token)
   flock chat     [--model PATH|URL] [--system TEXT] [--temperature T] [--max-tokens N] ...   (see flock chat --help)
   flock bench    [--model PATH ...] [--out FILE] [--contexts N,N] [--tokens N] [--decode-ahead N,N] [--profile]
-  flock generate --swarm NAME --signal URL [--secret-file PATH] ...   (layers on the swarm's hosts)
+  flock generate --swarm NAME --signal URL [--secret-file PATH] [--own-layers F,L] ...
+                 (layers on the swarm's hosts, but the first F and last L here; default 1,1)
   flock host     --model PATH|URL --swarm NAME --signal URL [--layers A:B | --max-layers N] [--key-file PATH]
                  [--secret-file PATH | --pow-bits N] [--max-context N] [--announce-ms MS]
   flock signal   [--port 9000] [--host 127.0.0.1]                     (a local signalling server)
@@ -47,6 +48,7 @@ async function generate(argv: string[]): Promise<void> {
       dtype: { type: 'string' },
       'secret-file': { type: 'string' },
       'pow-bits': { type: 'string' },
+      'own-layers': { type: 'string' },
     },
   });
   if (values.swarm !== undefined || values.signal !== undefined) {

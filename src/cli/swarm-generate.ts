@@ -12,14 +12,14 @@ import type { Discovery } from '../swarm/discovery';
 import { SwarmNet } from '../swarm/swarm-net';
 import { Identity } from '../swarm/identity';
 import type { SwarmConfig } from '../swarm/swarm-config';
-import { openSwarmClient } from '../swarm/open-client';
+import { openSwarmClient, type OwnLayers } from '../swarm/open-client';
 import { findRoute } from '../swarm/routing';
 import { parseSignalUrl, type LinkOptions, type SignalConfig } from '../swarm/transport';
 import { generateTokens } from '../engine/generate';
 import { generateOptionsFrom, num, printGeneration, type SamplingArgs } from './generate-output';
 import { FlockError } from '../model/errors';
 import { openNodeModel } from './node-model';
-import { swarmFromFlags } from './swarm-flags';
+import { ownLayersFromFlag, swarmFromFlags } from './swarm-flags';
 
 export interface LaunchClientOptions {
   dev: FlockDevice;
@@ -31,9 +31,11 @@ export interface LaunchClientOptions {
   epochMs?: number;
   knownPeers?: string[];
   swarmOptions?: Partial<SwarmOptions>;
+  /** layers the client runs itself (open-client.ts); default DEFAULT_OWN_LAYERS */
+  own?: OwnLayers;
   link?: Partial<LinkOptions>;
   announceMs?: number;
-  /** wait until the records cover every layer (ms); 0 = do not wait */
+  /** wait until the records cover the hosts' layers (ms); 0 = do not wait */
   waitForRouteMs?: number;
 }
 
@@ -54,9 +56,10 @@ export async function launchClient(o: LaunchClientOptions): Promise<LaunchedClie
     const identity = o.identity ?? (await Identity.generate({ powBits: o.swarm.powBits }));
     net = await SwarmNet.join(o.signal, o.swarm, identity, { announceMs: o.announceMs, link: o.link, epochMs: o.epochMs, knownPeers: o.knownPeers });
     const n = net;
-    const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions });
+    const model = await openSwarmClient({ dev: o.dev, file, directory: n.discovery, swarm: o.swarmOptions, own: o.own });
     if (o.waitForRouteMs) {
-      await n.discovery.waitFor(() => findRoute(n.records(model.modelHash), 0, model.config.nLayers) !== null, o.waitForRouteMs);
+      const { start, end } = model.remote;
+      await n.discovery.waitFor(() => findRoute(n.records(model.modelHash), start, end) !== null, o.waitForRouteMs);
     }
     return {
       peer: n.peer, discovery: n.discovery, model, config: model.config, modelHash: model.modelHash,
@@ -83,11 +86,12 @@ export interface SwarmGenerateArgs extends SamplingArgs {
   dtype?: string;
   'secret-file'?: string;
   'pow-bits'?: string;
+  'own-layers'?: string;
 }
 
 /**
- * `flock generate --swarm NAME --signal URL …`: like the local generate, plus `route`, `reroutes` and `verification`
- * (what checks of the hosts found: checks, mismatches, banned, rollbacks, …; swarm/hop-check.ts) in --json.
+ * `flock generate --swarm NAME --signal URL …`: like the local generate, plus `own_layers`, `route`, `reroutes` and
+ * `verification` (what checks of the hosts found: checks, mismatches, banned, rollbacks, …; swarm/hop-check.ts) in --json.
  */
 export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void> {
   if (!values.swarm || !values.signal) throw new FlockError('A swarm generation needs both --swarm NAME and --signal URL.');
@@ -103,6 +107,7 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
     swarm: swarmFromFlags(values.swarm, values['secret-file'], values['pow-bits']),
     signal: parseSignalUrl(values.signal),
     swarmOptions: { dtype, maxContext: num(values['max-context'], 'max-context') },
+    own: ownLayersFromFlag(values['own-layers']),
     waitForRouteMs: 20_000,
   });
   const loadMs = performance.now() - t0;
@@ -112,6 +117,8 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
       loadMs,
       device: dev.adapterName,
       extra: () => ({
+        // layers this machine ran itself, and the hosts' (open-client.ts OwnLayers)
+        own_layers: { front: c.model.front ? [c.model.front.start, c.model.front.end] : null, back: c.model.back ? [c.model.back.start, c.model.back.end] : null },
         route: c.model.route,
         reroutes: c.model.reroutes.map((x) => ({ step: x.step, span: x.span, from: x.from, to: x.to, reason: x.reason, ms: x.ms })),
         wire_bytes: c.model.wire,

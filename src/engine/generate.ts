@@ -13,7 +13,7 @@
 // only tokens whose steps were checked.
 
 import type { ModelConfig } from '../model/config';
-import { ContextOverflowError, InvalidArgumentError } from '../model/errors';
+import { ContextOverflowError, InvalidArgumentError, StepAbortedError } from '../model/errors';
 import { candidateCount, isGreedy, normalizeSampling, penalizedIds, Sampler, type SamplerState, type SamplingParams } from '../model/sampler';
 import { TokenDecoder, type Tokenizer } from '../model/tokenizer';
 import type { GpuCounters } from '../gpu/device';
@@ -39,10 +39,13 @@ export interface SequenceChecks {
    * positions before it; the ids from there on must run again.
    */
   takeVoided(): number | undefined;
-  /** check every position run so far (emit-only-checked: after every step) */
-  checkAll(): Promise<void>;
-  /** the reply is about to end: run the checks the sequence runs then (every position, unless configured off) */
-  finish(): Promise<void>;
+  /**
+   * Check every position run so far (emit-only-checked: after every step). Rejects with StepAbortedError soon after
+   * `signal` aborts, as step does; the sequence is then void.
+   */
+  checkAll(signal?: AbortSignal): Promise<void>;
+  /** the reply is about to end: run the checks the sequence runs then (every position, unless configured off); `signal` as for checkAll */
+  finish(signal?: AbortSignal): Promise<void>;
 }
 
 export interface BackendSequence {
@@ -50,8 +53,12 @@ export interface BackendSequence {
   readonly length: number;
   /** present on sequences whose results are checked after the fact (swarm sequences) */
   readonly checks?: SequenceChecks;
-  /** Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. */
-  step(ids: number[], select?: StepSelect): Promise<Candidates | undefined>;
+  /**
+   * Run ids (at most maxBatch) at the next positions; with `select`, return candidates for the last row. A backend
+   * whose steps can wait long (on other machines) rejects with StepAbortedError soon after `signal` aborts; the
+   * sequence is then void (closed, never reused).
+   */
+  step(ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined>;
   /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
   truncate?(length: number): void;
   /**
@@ -90,6 +97,12 @@ export interface Backend {
   readonly maxBatch: number;
   readonly maxContext: number;
   begin(maxPos: number): BackendSequence | Promise<BackendSequence>;
+  /**
+   * Positions to open a sequence with that a PrefixCache will keep for later turns, when this generation needs
+   * `maxPos` (default: maxContext). A backend whose positions cost other machines memory asks for less; a later turn
+   * that does not fit then starts a new sequence.
+   */
+  cachedCapacity?(maxPos: number): number;
   /** GPU work counters of this device so far */
   counters(): GpuCounters;
 }
@@ -225,7 +238,7 @@ async function openSequence(backend: Backend, input: number[], maxPos: number, c
     return { seq, reused: common };
   }
   cache?.clear();
-  const capacity = cache ? backend.maxContext : maxPos;
+  const capacity = cache ? Math.max(maxPos, Math.min(backend.maxContext, backend.cachedCapacity?.(maxPos) ?? backend.maxContext)) : maxPos;
   const seq = await backend.begin(capacity);
   if (cache) cache.capacity = capacity;
   return { seq, reused: 0 };
@@ -255,12 +268,22 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
   /** the sampler's state before output[i] was picked */
   const draws: SamplerState[] = [];
   const rollbacks: GenerationResult['rollbacks'] = [];
+  // A step (or a check) that Stop cut short voids the sequence: the generation ends as aborted and the sequence is
+  // not kept
+  let seqVoid = false;
   const step = async (ids: number[], select: boolean): Promise<number | undefined> => {
-    const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined);
-    if (checkedOnly) await checks.checkAll();
-    if (!c) return undefined;
-    draws[output.length] = sampler.state();
-    return sampler.pick(c.ids, c.logits);
+    try {
+      const c = await seq.step(ids, select ? { k, penaltyIds: penalizedIds(history, sampling), penalty: sampling.repeatPenalty } : undefined, opts.signal);
+      if (checkedOnly) await checks.checkAll(opts.signal);
+      if (!c) return undefined;
+      draws[output.length] = sampler.state();
+      return sampler.pick(c.ids, c.logits);
+    } catch (e) {
+      if (!(e instanceof StepAbortedError)) throw e;
+      seqVoid = true;
+      finishReason = 'abort';
+      return undefined;
+    }
   };
   /** Hand out output tokens up to `upTo`; true when the caller said stop. */
   const show = function* (upTo: number): Generator<GenerationEvent, boolean, void> {
@@ -305,6 +328,7 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
           return undefined;
         }
         next = await step(history.slice(i, i + backend.maxBatch), i + backend.maxBatch >= history.length && opts.maxTokens > 0);
+        if (seqVoid) return undefined;
         voided = checks?.takeVoided();
         if (voided !== undefined) break;
       }
@@ -374,7 +398,14 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
       // The reply would end here. Unchecked results (streamed tokens) are checked first: a wrong one takes the
       // reply back there and it goes on. Tokens handed out with checkedOnly were checked already.
       if (!checks || checkedOnly || finishReason === 'abort') break;
-      await checks.finish();
+      try {
+        await checks.finish(opts.signal);
+      } catch (e) {
+        if (!(e instanceof StepAbortedError)) throw e;
+        seqVoid = true;
+        finishReason = 'abort';
+        break;
+      }
       const voided = checks.takeVoided();
       if (voided === undefined) break;
       next = yield* runFrom(yield* rewind(voided));
@@ -386,10 +417,10 @@ export async function* generateTokens(backend: Backend, opts: GenerateOptions): 
     output.length = shown;
     history.length = input.length + shown;
     // steps queued past the end ran on ids the generation did not keep: forget their positions
-    if (seq.length > history.length) seq.truncate?.(history.length);
+    if (!seqVoid && seq.length > history.length) seq.truncate?.(history.length);
     const tail = decoder.flush();
     text += tail;
-    if (opts.cache && seq.truncate) {
+    if (opts.cache && seq.truncate && !seqVoid) {
       // keep the sequence for the next turn: it holds the ids of every position it ran
       opts.cache.seq = seq;
       opts.cache.ids = history.slice(0, seq.length);

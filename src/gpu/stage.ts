@@ -59,6 +59,8 @@ export class StageSession {
     /** MAX_STEPS_PER_SUBMISSION slots of PARAMS_BYTES, copied into `params` step by step */
     readonly paramTable: GPUBuffer,
     readonly maxPos: number,
+    /** the layers this session runs: the stage's, or a part of them (a client routing through part of a host's span) */
+    readonly span: { start: number; end: number },
   ) {}
   destroy(): void {
     for (const b of [...this.kc, ...this.vc, this.params, this.paramTable]) b.destroy();
@@ -124,14 +126,18 @@ export class GpuStage {
     return new GpuStage(dev, cfg, start, end, maxBatch, maxContext, layers, rope, scratch, weightBytes);
   }
 
-  createSession(maxPos = this.maxContext): StageSession {
+  /** A session for `maxPos` positions running `span` (default: all of this stage's layers; any contiguous part). */
+  createSession(maxPos = this.maxContext, span = { start: this.start, end: this.end }): StageSession {
     if (maxPos > this.maxContext) {
       throw new ContextOverflowError(`A session of ${maxPos} positions exceeds this stage's context of ${this.maxContext}.`);
+    }
+    if (!this.holds(span)) {
+      throw new InvalidArgumentError(`Layers [${span.start}, ${span.end}) are not a part of this stage's [${this.start}, ${this.end}).`);
     }
     const kvBytes = maxPos * this.cfg.nKvHeads * this.cfg.headDim * 4;
     const kc: GPUBuffer[] = [];
     const vc: GPUBuffer[] = [];
-    for (let l = this.start; l < this.end; l++) {
+    for (let l = span.start; l < span.end; l++) {
       kc.push(storageBuffer(this.dev, `k cache ${l}`, kvBytes));
       vc.push(storageBuffer(this.dev, `v cache ${l}`, kvBytes));
     }
@@ -139,7 +145,7 @@ export class GpuStage {
     const table = this.dev.device.createBuffer({
       label: 'stage params table', size: PARAMS_BYTES * MAX_STEPS_PER_SUBMISSION, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
-    const s = new StageSession(kc, vc, params, table, maxPos);
+    const s = new StageSession(kc, vc, params, table, maxPos, { start: span.start, end: span.end });
     this.sessions.add(s);
     return s;
   }
@@ -149,9 +155,19 @@ export class GpuStage {
     this.sessions.delete(s);
   }
 
-  /** KV cache bytes one position takes in this stage */
+  /** Whether `span` is a non-empty run of this stage's layers. */
+  holds(span: { start: number; end: number }): boolean {
+    return Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= this.start && span.end <= this.end && span.start < span.end;
+  }
+
+  /** KV cache bytes one position takes in this stage (all its layers; a session of fewer layers takes less) */
   get kvBytesPerPosition(): number {
-    return 2 * (this.end - this.start) * this.cfg.nKvHeads * this.cfg.headDim * 4;
+    return this.kvBytesPerPositionOf(this);
+  }
+
+  /** KV cache bytes one position of a session running `span` takes */
+  kvBytesPerPositionOf(span: { start: number; end: number }): number {
+    return 2 * (span.end - span.start) * this.cfg.nKvHeads * this.cfg.headDim * 4;
   }
 
   private buildOps(s: StageSession, X: GPUBuffer, tiled: boolean): Op[] {
@@ -161,7 +177,8 @@ export class GpuStage {
     const ops: Op[] = [];
     const norm = (w: GPUBuffer) =>
       makeOp(dev, { op: 'rmsnorm', dim, eps: cfg.normEps, singleRow: false }, [X, w, S.xn, P], (n) => [n, 1, 1]);
-    this.layers.forEach((L, i) => {
+    // the session's layers; i indexes its KV cache
+    this.layers.slice(s.span.start - this.start, s.span.end - this.start).forEach((L, i) => {
       const mm = (role: WeightRole, x: GPUBuffer, y: GPUBuffer, acc: boolean, input?: FusedInput) =>
         matmulOps(dev, L.w[role], x, y, P, tiled, acc, L.bias[role], input);
       // Decode (matvec) fuses each RMSNorm into the products that read it, SwiGLU into Wdown's input, and runs Q, K
@@ -238,7 +255,7 @@ export class GpuStage {
     if (!cached) s.opsCache.set(X, (cached = {}));
     const tiled = n > MATVEC_MAX_N;
     const ops = tiled ? (cached.prefill ??= this.buildOps(s, X, true)) : (cached.decode ??= this.buildOps(s, X, false));
-    encodeOps(this.dev, enc, ops, n, `layers ${this.start}-${this.end}`);
+    encodeOps(this.dev, enc, ops, n, `layers ${s.span.start}-${s.span.end}`);
     s.length += n;
   }
 

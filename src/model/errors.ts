@@ -85,9 +85,32 @@ export class InvalidLogitsError extends FlockError {
   override name = 'InvalidLogitsError';
 }
 
+/** A step stopped before it finished because the generation was aborted (Stop); the sequence that ran it is void. */
+export class StepAbortedError extends FlockError {
+  override name = 'StepAbortedError';
+}
+
+/** A manifest (manifest.ts) that is not one: wrong shape, a hash that is not 64 hex digits, too many or too long names. */
+export class ManifestError extends FlockError {
+  override name = 'ManifestError';
+}
+
+/** Tensors whose bytes do not hash to what the model's pinned manifest says: the file is damaged or altered. */
+export class ManifestMismatchError extends FlockError {
+  override name = 'ManifestMismatchError';
+  constructor(
+    message: string,
+    /** the tensors that differ, by name */
+    readonly tensors: string[] = [],
+  ) {
+    super(message);
+  }
+}
+
 /** Every error class of this layer by its literal name (the worker boundary's registry, src/worker/errors.ts). */
 export const MODEL_ERRORS = {
   FlockError,
+  StepAbortedError,
   ChatTemplateError,
   ChatTemplateRenderError,
   ChatRequestError,
@@ -103,4 +126,6 @@ export const MODEL_ERRORS = {
   WebGpuUnavailableError,
   InvalidArgumentError,
   InvalidLogitsError,
+  ManifestError,
+  ManifestMismatchError,
 } as const;

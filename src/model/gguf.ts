@@ -104,6 +104,17 @@ export async function openGguf(source: ByteSource, signal?: AbortSignal): Promis
   return file;
 }
 
+/**
+ * The same parsed file, read through `source` instead: a wrapper over the file's own source that serves the same
+ * bytes (manifest-check.ts hashes tensors as they pass). Keeps the header bytes read at open.
+ */
+export function withSource(file: GgufFile, source: ByteSource): GgufFile {
+  const copy: GgufFile = { ...file, source };
+  const header = headers.get(file);
+  if (header) headers.set(copy, header);
+  return copy;
+}
+
 /** Check that `byteLength` bytes of a tensor fit in the file (called once the type's block size is known). */
 export function checkTensorBounds(file: GgufFile, t: TensorEntry, byteLength: number): void {
   if (t.offset + byteLength > file.fileSize) {
@@ -116,8 +127,17 @@ export function checkTensorBounds(file: GgufFile, t: TensorEntry, byteLength: nu
 
 /** Read `length` bytes of the file at `offset` (from the header's bytes when they hold them). */
 export async function readBytes(file: GgufFile, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-  const cached = headers.get(file)?.slice(offset, length);
+  const header = headers.get(file);
+  const cached = header?.slice(offset, length);
   if (cached) return cached;
+  if (header && offset < header.bytes.length) {
+    // the header's part from memory, only the rest (the padding before the data, say) from the source
+    const head = header.bytes.subarray(offset);
+    const out = new Uint8Array(length);
+    out.set(head);
+    out.set(await readBytes(file, offset + head.length, length - head.length, signal), head.length);
+    return out;
+  }
   const bytes = await file.source.read(offset, length, signal);
   if (bytes.length !== length) {
     throw new TensorBoundsError(`${file.source.name}: wanted ${length} bytes at ${offset}, got ${bytes.length}: the file is truncated. Download it again.`);

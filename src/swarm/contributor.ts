@@ -7,6 +7,7 @@
 import { partBytes, readConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
+import type { WeightsStatus } from '../model/manifest-check';
 import type { LoadProgress } from '../model/source';
 import type { FlockDevice } from '../gpu/device';
 import type { Span } from './protocol';
@@ -28,6 +29,8 @@ export interface ContributeStats {
   tokensPerSecond: number;
   /** bytes of this span's weights on the GPU */
   weightBytes: number;
+  /** checked against the model's pinned manifest when loaded ('verified'), or no manifest is pinned ('unpinned') */
+  weights: WeightsStatus;
 }
 
 export interface ContributeOptions {
@@ -83,6 +86,7 @@ export class Contributor {
       uptimeMs: Date.now() - this.serving.since,
       tokensPerSecond: this.serving.host.tokensPerSecond,
       weightBytes: partBytes(this.file, this.serving.config, { ...this.serving.span, head: false }),
+      weights: this.serving.weights,
     };
   }
 

@@ -208,7 +208,7 @@ export class Discovery implements Directory {
       for (const [id, a] of d.outgoing) if (!a.ready && e.message.endsWith(` ${id}`)) d.outgoing.delete(id);
     });
     await d.round();
-    d.timer = setInterval(() => void d.round(), d.opts.announceMs);
+    d.timer = setInterval(() => void d.round().catch(() => undefined), d.opts.announceMs); // a failed round waits for the next
     await d.settle();
     return d;
   }
@@ -293,7 +293,9 @@ export class Discovery implements Directory {
    */
   async leave(): Promise<void> {
     this.opts.self = undefined;
-    const d = await signDeparture(this.opts.identity, this.peer.id);
+    const myId = this.peer.id as string | null;
+    if (!myId) return; // never reached the signalling server, or lost it: the record expires on its own
+    const d = await signDeparture(this.opts.identity, myId);
     this.table.depart(d, Date.now());
     const msg = encodeTable({ records: [], gone: [d] });
     for (const a of this.outgoing.values()) if (a.ready && a.conn.open) a.conn.send(msg);
@@ -348,8 +350,9 @@ export class Discovery implements Directory {
   private async roundInner(): Promise<void> {
     const now = Date.now();
     const self = this.opts.self?.();
-    if (self) {
-      const r = await signRecord(this.opts.identity, this.peer.id, self, now + this.opts.ttlMs);
+    const myId = this.peer.id as string | null; // null while the signalling server is out of reach (PeerJS)
+    if (self && myId) {
+      const r = await signRecord(this.opts.identity, myId, self, now + this.opts.ttlMs);
       if (this.table.merge([r], now)) this.push();
     }
     const epoch = Math.floor(now / this.opts.epochMs);

@@ -1,6 +1,8 @@
 // The client's side of a link to a host: requests waiting for their answer (a session's `opened`, a step's `result`),
-// matched by session and step, failed by the host's `error`, by a deadline, or by the link going down. One per link,
-// shared by every session on it. Not here: what the answers mean (swarm-model.ts).
+// matched by session and step, failed by the host's `error`, by a deadline, or by the link going down. An answer to
+// nothing asked (not waited for, nor given up on) cuts the link: a host streaming results nobody requested would
+// otherwise cost the client bandwidth and decoding for as long as it liked. One per link, shared by every session on
+// it. Not here: what the answers mean (swarm-model.ts).
 
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
 import type { Link } from './link';
@@ -12,8 +14,13 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** Requests given up on whose late answers are still forgiven (the latest ones; older late answers are cut off). */
+const FORGIVEN = 64;
+
 export class LinkRequests {
   readonly waiting = new Map<string, Pending>();
+  /** keys of requests given up on (timed out), oldest first: one late answer each is dropped quietly */
+  private readonly gaveUp = new Set<string>();
   constructor(readonly link: Link) {
     link.onMessage((m) => this.dispatch(m));
     // A host frame we cannot decode means the host is broken: treat like a dead link.
@@ -65,9 +72,23 @@ export class LinkRequests {
 
   private settle(key: string, m: Msg): void {
     const p = this.waiting.get(key);
-    if (!p) return; // late answer to a request we gave up on
+    if (p) {
+      this.waiting.delete(key);
+      p.resolve(m);
+    } else if (this.gaveUp.has(key)) {
+      this.gaveUp.delete(key); // a late answer to a request we gave up on
+    } else {
+      this.link.close('protocol', `an unrequested '${m.kind}' (${key})`);
+    }
+  }
+
+  /** Stop waiting for `key`: its answer, should it still come, is dropped quietly. */
+  forget(key: string): void {
+    const p = this.waiting.get(key);
+    if (!p) return;
     this.waiting.delete(key);
-    p.resolve(m);
+    this.gaveUp.add(key);
+    if (this.gaveUp.size > FORGIVEN) this.gaveUp.delete(this.gaveUp.values().next().value!);
   }
 
   /** Wait for the answer `key`, failing after timeoutMs. */
@@ -75,7 +96,7 @@ export class LinkRequests {
     if (this.link.isDown) return Promise.reject(new LinkDownError('closed', this.link.peer, 'link is down'));
     return new Promise<Msg>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.waiting.delete(key);
+        this.forget(key);
         reject(new HopTimeoutError(`${this.link.peer} did not answer ${key} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(key, {

@@ -1,5 +1,5 @@
 // Span choice for a host started without --layers: a pure function over the swarm's records (as Petals'
-// block_selection does). Coverage of layer l = how many live hosts serve it, weighted by throughput when known; a new
+// block_selection does), within the layers clients send to hosts (own-layers.ts hostedLayers). Coverage of layer l = how many live hosts serve it, weighted by throughput when known; a new
 // host takes the window (at most maxLayers long, aligned to existing span boundaries) whose weakest layer is weakest.
 // Not here: when to move (shouldMove compares the current span with the best one).
 
@@ -34,13 +34,23 @@ function score(cov: number[], start: number, len: number): [number, number] {
 
 /**
  * The span this host should serve given the others' records: at most `maxLayers` layers, starting at a boundary of
- * an existing span (or 0) and, when one lies inside the window, ending at the last such boundary. Hosts run whole spans, so a route
+ * an existing span (or the range's start) and, when one lies inside the window, ending at the last such boundary. Hosts run whole spans, so a route
  * must tile [0, L) with them; spans that overlap partially cannot be chained, while boundary-aligned ones can.
  * Best = the weakest layer least covered, then the longest window, then the least summed coverage, then the lowest start.
  */
-export function chooseSpan(nLayers: number, maxLayers: number, records: readonly Pick<PeerRecord, 'span' | 'throughput'>[]): Span {
+export function chooseSpan(
+  nLayers: number, maxLayers: number, records: readonly Pick<PeerRecord, 'span' | 'throughput'>[], range: Span = { start: 0, end: nLayers },
+): Span {
   if (!Number.isInteger(nLayers) || nLayers < 1) throw new InvalidArgumentError(`nLayers = ${nLayers} must be >= 1.`);
   if (!Number.isInteger(maxLayers) || maxLayers < 1) throw new InvalidArgumentError(`--max-layers = ${maxLayers} must be >= 1.`);
+  if (!(range.start >= 0 && range.start < range.end && range.end <= nLayers)) throw new InvalidArgumentError(`Layers [${range.start}, ${range.end}) are not a part of ${nLayers}.`);
+  // within `range`: layers renumbered from its start, records cut to it
+  const shifted = records.map((r) => ({ throughput: r.throughput, span: { start: r.span.start - range.start, end: r.span.end - range.start } }));
+  const s = chooseFrom(range.end - range.start, maxLayers, shifted);
+  return { start: s.start + range.start, end: s.end + range.start };
+}
+
+function chooseFrom(nLayers: number, maxLayers: number, records: readonly Pick<PeerRecord, 'span' | 'throughput'>[]): Span {
   const len = Math.min(maxLayers, nLayers);
   const cov = coverage(nLayers, records);
   const bounds = new Set<number>([0]);
@@ -68,11 +78,13 @@ export function chooseSpan(nLayers: number, maxLayers: number, records: readonly
  * others, not us) is covered less than half as well as our current span's weakest layer without us: moving costs a
  * weight download and drops sessions, so small differences are not worth it (Petals uses a similar 'balance quality').
  */
-export function shouldMove(nLayers: number, current: Span, others: readonly Pick<PeerRecord, 'span' | 'throughput'>[]): Span | null {
+export function shouldMove(
+  nLayers: number, current: Span, others: readonly Pick<PeerRecord, 'span' | 'throughput'>[], range: Span = { start: 0, end: nLayers },
+): Span | null {
   const len = current.end - current.start;
   const cov = coverage(nLayers, others);
-  const best = chooseSpan(nLayers, len, others);
+  const best = chooseSpan(nLayers, len, others, range);
   const [curMin] = score(cov, current.start, len);
-  const [bestMin] = score(cov, best.start, len);
+  const [bestMin] = score(cov, best.start, best.end - best.start);
   return bestMin * 2 < curMin ? best : null;
 }

@@ -19,7 +19,7 @@ export type { Span };
 // ---------------------------------------------------------------------------------------------------------------
 // Constants of the wire format.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** First byte of every frame. Not ASCII, so a stray text/JSON message ('{' = 0x7b) is rejected at byte 0. */
 export const MAGIC = 0xf1;
 export const HEADER_BYTES = 20;
@@ -162,7 +162,10 @@ export interface TensorFields {
 /** Client -> host: hidden states X [nTokens, dim] at positions pos0 .. pos0 + nTokens - 1. */
 export interface ForwardMsg extends TensorFields {
   kind: 'forward';
-  /** Re-sends an already accepted step (recovery); the host rewinds to it. */
+  /**
+   * Rewinds the session to pos0 (at most its end) before running: a re-sent step (recovery), or the first step after
+   * the client cut its conversation back (a next turn that shares a prefix with the last).
+   */
   replay: boolean;
   /** X: [nTokens, dim], row major. Decoded single-frame f32 payloads view the frame's buffer (no copy). */
   payload: Float32Array;

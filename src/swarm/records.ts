@@ -9,9 +9,11 @@
 // and every tensor's name, type, shape and offset. Two copies of a file hash the same, it costs one Range read of
 // the header (which a host reads anyway), and any re-quantisation, re-ordering or metadata change gives a new hash.
 // It does not cover the tensor bytes themselves: a file corrupted after its header hashes like the good one (hashing
-// gigabytes of weights would make every host download the whole model, which spans exist to avoid).
+// gigabytes of weights would make every host download the whole model, which spans exist to avoid). The tensors'
+// bytes are what a pinned manifest covers (model/manifest.ts): a host checks its span's tensors against it.
 
-import { readBytes, type GgufFile } from '../model/gguf';
+import type { GgufFile } from '../model/gguf';
+import { headerHashOf } from '../model/manifest';
 import { fromBase64url, toBase64url } from './base64url';
 import { checkPublicIdentity, keyIdOf, peerIdOf, powValid, verifySignature, type Identity, type KeyAlg, type PublicIdentity } from './identity';
 import { PROTOCOL_VERSION, type Span } from './protocol';
@@ -187,12 +189,8 @@ export function usableRecords(records: Iterable<PeerRecord>, modelHash: string, 
   return out;
 }
 
-/** sha256 of the GGUF header bytes [0, dataOffset), lowercase hex (see the header comment for why). */
-export async function modelHashOf(file: GgufFile): Promise<string> {
-  const header = await readBytes(file, 0, file.dataOffset);
-  const copy = new Uint8Array(header); // digest wants an ArrayBuffer-backed view it owns
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', copy));
-  let hex = '';
-  for (const b of digest) hex += b.toString(16).padStart(2, '0');
-  return hex;
+/** sha256 of the GGUF header bytes [0, dataOffset), lowercase hex (see the header comment for why; model/manifest.ts
+ *  headerHashOf computes it, and a pinned manifest adds the hash of every tensor's bytes). */
+export function modelHashOf(file: GgufFile): Promise<string> {
+  return headerHashOf(file);
 }

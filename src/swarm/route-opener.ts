@@ -8,12 +8,13 @@
 // announces itself again; one that misbehaves (wrong model or span, protocol errors, no answer while connected) is
 // banned with a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
 
+import { StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
 import type { Link } from './link';
 import { requests } from './link-requests';
 import type { Limits, Span } from './protocol';
 import type { PeerRecord } from './records';
-import { findRoute, hopCost, uncovered } from './routing';
+import { findRoute, holdsSpan, hopCost, uncovered } from './routing';
 
 /** Candidates raced at once for one span. 3: enough to beat a stale record or two, few enough not to flood. */
 const RACE = 3;
@@ -60,7 +61,8 @@ function newSessionId(): number {
 /** Whether a failure means the host is gone or full (leave it out for now) rather than misbehaving (ban it). */
 export function isDeparture(e: unknown): boolean {
   if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'leaving' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
-  if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full';
+  // no-session: the host let the session expire (idle between turns); it did nothing wrong
+  if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full' || e.code === 'no-session';
   return false;
 }
 
@@ -79,6 +81,8 @@ export class RouteOpener {
   /** per span ('start:end'), a peer whose link is up and introduced, not on the route: the first to try */
   private readonly spares = new Map<string, string>();
   lastError = '';
+  /** set when the sequence is closed: a route still being opened is closed again and the opening ends */
+  stopped = false;
 
   constructor(
     private readonly ctx: HopContext,
@@ -92,11 +96,16 @@ export class RouteOpener {
    */
   async openRange(range: Span, deadline: number, ids: readonly number[], step: number, avoid?: ReadonlySet<string>): Promise<HopSession[]> {
     for (;;) {
+      if (this.stopped) throw new StepAbortedError('The sequence was closed while its route was being opened.');
       const records = this.ctx.recordsFor(this.ctx.modelHash);
       const exclude = this.excludedNow(records, avoid);
       const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
-      if (plan) {
+      if (plan && performance.now() < deadline) {
         const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline, avoid)));
+        if (this.stopped) {
+          for (const h of opened) if (h) this.close(h);
+          throw new StepAbortedError('The sequence was closed while its route was being opened.');
+        }
         if (opened.every((h) => h !== null)) return opened as HopSession[];
         // keep what opened; plan again only the spans that did not
         try {
@@ -183,7 +192,7 @@ export class RouteOpener {
     const records = this.ctx.recordsFor(this.ctx.modelHash);
     const exclude = this.excludedNow(records, avoid);
     const rtt = this.ctx.rttMs();
-    const same = records.filter((r) => r.span.start === span.start && r.span.end === span.end && !exclude.has(r.id));
+    const same = records.filter((r) => holdsSpan(r.span, span) && !exclude.has(r.id));
     const measuredMs = this.ctx.measuredMs();
     same.sort((a, b) => hopCost(a, rtt, { measuredMs }) - hopCost(b, rtt, { measuredMs }) || (a.id < b.id ? -1 : 1));
     const ids = same.map((r) => r.id);
@@ -206,8 +215,8 @@ export class RouteOpener {
     if (hello.modelHash !== this.ctx.modelHash) {
       throw new RemoteError('model-mismatch', peer, `serves model ${hello.modelHash.slice(0, 12)}…, not ours`);
     }
-    if (hello.span.start !== span.start || hello.span.end !== span.end) {
-      throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), its record said [${span.start}, ${span.end})`);
+    if (!holdsSpan(hello.span, span)) {
+      throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), not [${span.start}, ${span.end}) as its record said`);
     }
     const session = newSessionId();
     const answer = req.wait(`open:${session}`, timeout);
@@ -233,7 +242,7 @@ export class RouteOpener {
       void this.ctx.connect(peer, this.ctx.limits).then(
         async (link) => {
           const hello = await link.waitHello(this.ctx.openTimeoutMs);
-          if (!hello || hello.modelHash !== this.ctx.modelHash || hello.span.start !== h.span.start || hello.span.end !== h.span.end) {
+          if (!hello || hello.modelHash !== this.ctx.modelHash || !holdsSpan(hello.span, h.span)) {
             if (this.spares.get(key) === peer) this.spares.delete(key);
           }
         },

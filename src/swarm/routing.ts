@@ -1,5 +1,6 @@
 // Routing: the chain of hosts a client sends hidden states through, as a pure function over peer records. A route
-// for [from, to) is a sequence of records whose spans tile it exactly (a host runs its whole span). Cost of a hop =
+// for [from, to) is a sequence of records whose spans, cut to [from, to), tile it exactly: a host runs its whole span
+// except where the route's ends cut into it (a client running its own first and last layers). Cost of a hop =
 // hopMs (a fixed price per hop: serialisation + a network round trip on a good link) + its measured round trip, or
 // defaultRttMs when unmeasured, + its compute time (1000 / throughput ms per token, when known). The cheapest tiling
 // wins (a shortest path over layer boundaries, which only move forward); ties go to fewer hops, then lower peer ids,
@@ -47,7 +48,12 @@ export function overclaims(r: PeerRecord, measuredMs: number, rttMs: number): bo
 /** A claim of speed this many times what was measured marks its host. 4: far beyond a busy moment's noise. */
 const OVERCLAIM = 4;
 
-/** Cheapest chain of records tiling [from, to), or null when the records cannot cover it. */
+/** Whether a host announcing `has` can run `want` (a run of its layers). */
+export function holdsSpan(has: Span, want: Span): boolean {
+  return want.start >= has.start && want.end <= has.end && want.start < want.end;
+}
+
+/** Cheapest chain of records tiling [from, to) (each cut to it), or null when the records cannot cover it. */
 export function findRoute(records: readonly PeerRecord[], from: number, to: number, opts: RouteOptions = {}): Hop[] | null {
   if (!(from < to)) return null;
   const cost = (r: PeerRecord): number => hopCost(r, opts.rttMs, opts);
@@ -55,7 +61,8 @@ export function findRoute(records: readonly PeerRecord[], from: number, to: numb
   type Best = { cost: number; hops: number; rec: PeerRecord | null; prev: number; key: string };
   const best = new Map<number, Best>([[from, { cost: 0, hops: 0, rec: null, prev: -1, key: '' }]]);
   const usable = records
-    .filter((r) => !opts.exclude?.has(r.id) && r.span.start >= from && r.span.end <= to)
+    .filter((r) => !opts.exclude?.has(r.id) && r.span.start < to && r.span.end > from)
+    .map((r) => ({ ...r, span: { start: Math.max(from, r.span.start), end: Math.min(to, r.span.end) } }))
     .sort((a, b) => a.span.start - b.span.start || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   // Spans only move forward, so visiting records by start relaxes every edge after its source is final.
   for (const r of usable) {

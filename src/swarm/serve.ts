@@ -2,18 +2,22 @@
 // given, load only its tensors onto the GPU, compile its pipelines, announce it through discovery and hand the peer's
 // 'flock' connections to a StageHost; move to a much less covered span when the swarm changes. The one place a span
 // is served: in Node (`flock host`, src/cli/host.ts), in a browser tab (Contribute mode, contributor.ts) and on the
-// tests' host page. Everything here is plain WebGPU and PeerJS. Not here: joining the swarm or opening the model file
-// (the caller's), the protocol or the host logic (stage-host.ts).
+// tests' host page. A span of a model with a pinned manifest (model/manifest.ts) is checked while it loads: a tensor
+// whose bytes differ refuses the span with ManifestMismatchError before anything is announced; a model without one
+// is served as 'unpinned'. Everything here is plain WebGPU and PeerJS. Not here: joining the swarm or opening the
+// model file (the caller's), the protocol or the host logic (stage-host.ts).
 
 import type { DataConnection } from 'peerjs';
-import { partBytes, readConfig, type ModelConfig } from '../model/config';
+import { partBytes, partTensors, readConfig, type ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { GgufFile } from '../model/gguf';
+import { checkWhileLoading, type WeightsStatus } from '../model/manifest-check';
 import { layerKvBytes } from '../model/memory';
 import type { FlockDevice } from '../gpu/device';
 import { GpuStage } from '../gpu/stage';
 import { StageHost, type HostOptions } from './stage-host';
 import { chooseSpan, shouldMove } from './placement';
+import { hostedLayers } from './own-layers';
 import { MAX_CLAIMED_FREE_KV, MAX_CLAIMED_THROUGHPUT, modelHashOf } from './records';
 import type { SwarmNet } from './swarm-net';
 import { PROTOCOL_VERSION, type Span } from './protocol';
@@ -42,6 +46,11 @@ export interface ServingHost {
   config: ModelConfig;
   /** records.ts modelHashOf: what the span is announced under */
   modelHash: string;
+  /**
+   * 'verified': the span's tensors matched the manifest pinned for modelHash when they loaded; 'unpinned': no manifest
+   * is pinned for this model, so its weights were not checked
+   */
+  weights: WeightsStatus;
   host: StageHost;
   stage: GpuStage;
   span: Span;
@@ -83,15 +92,24 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     // let the rendezvous' answers arrive (they follow our first announce within milliseconds; 1 s is plenty), then
     // take the least covered span
     await d.waitFor(() => d.recordsFor(modelHash).length > 0, 1_000).catch(() => {});
-    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(modelHash));
+    span = chooseSpan(config.nLayers, o.maxLayers ?? config.nLayers, d.recordsFor(modelHash), hostedLayers(config.nLayers));
   }
   if (!(span.start >= 0 && span.start < span.end && span.end <= config.nLayers)) {
     throw new InvalidArgumentError(`Layers ${span.start}:${span.end} are not inside this model's 0:${config.nLayers}.`);
   }
-  const load = async (sp: Span): Promise<{ stage: GpuStage; host: StageHost }> => {
+  const load = async (sp: Span): Promise<{ stage: GpuStage; host: StageHost; weights: WeightsStatus }> => {
     const total = partBytes(o.file, config, { ...sp, head: false });
     const counter = { loaded: 0, onBytes: (loaded: number) => o.onProgress?.({ loaded, total }) };
-    const stage = await GpuStage.load(o.dev, o.file, config, sp.start, sp.end, { maxContext: o.maxContext, signal: o.signal, counter });
+    // the span's tensors are hashed as they load (no second read) and checked before anything is announced
+    const check = await checkWhileLoading(o.file, partTensors(o.file, config, { ...sp, head: false }).keys());
+    const stage = await GpuStage.load(o.dev, check.file, config, sp.start, sp.end, { maxContext: o.maxContext, signal: o.signal, counter });
+    let weights: WeightsStatus;
+    try {
+      weights = await check.finish(o.signal);
+    } catch (e) {
+      stage.destroy();
+      throw e;
+    }
     // Compile the decode (1 token) and prefill (tiled, > 4 tokens) pipelines now, before anyone is routed here: on a
     // software adapter a first compile takes seconds and would run into clients' hop timeouts.
     const warm = stage.createSession(8);
@@ -103,7 +121,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
       modelHash, span: sp, throughput: Math.min(host.tokensPerSecond, MAX_CLAIMED_THROUGHPUT),
       freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION,
     });
-    return { stage, host };
+    return { stage, host, weights };
   };
   const first = await load(span);
   let timer: ReturnType<typeof setInterval> | undefined;
@@ -114,17 +132,17 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     else conn.once('open', () => conn.close()); // not mid-negotiation: see StageHost.accept
   };
   const serving: ServingHost = {
-    config, modelHash,
+    config, modelHash, weights: first.weights,
     host: first.host, stage: first.stage, span, since: Date.now(),
     rebalance: async () => {
       // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
       if (stopped || o.layers || serving.host.stats().sessions > 0) return false;
       const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
-      const target = shouldMove(config.nLayers, serving.span, others);
+      const target = shouldMove(config.nLayers, serving.span, others, hostedLayers(config.nLayers));
       if (!target) return false;
       const next = await load(target);
       const old = { host: serving.host, stage: serving.stage };
-      Object.assign(serving, { host: next.host, stage: next.stage, span: target, since: Date.now() });
+      Object.assign(serving, { host: next.host, stage: next.stage, span: target, since: Date.now(), weights: next.weights });
       old.host.stop();
       old.stage.destroy();
       await d.round();

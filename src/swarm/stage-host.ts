@@ -1,7 +1,7 @@
 // The host service: serves one GpuStage (layers [start, end) of one model) to many client sessions over PeerLinks.
 // Every link starts by proving who is at the other end (link-auth.ts); what follows is keyed by that key, not by a
 // peer id anyone could change: bans, links per key, sessions, KV cache and session opens per minute per key. Every
-// message is checked before it costs anything: span and dims must match what we serve, steps must come in order
+// message is checked before it costs anything: spans must lie in what we serve, dims must match, steps must come in order
 // (StepGuard per link), sessions and KV cache are bounded (per link, per key, in total, and by a byte budget), and
 // forwards run one at a time on the GPU with keys taking turns (fair-queue.ts), so a greedy key slows only itself.
 // A peer that breaks the protocol is told why, disconnected and its key banned with a doubling backoff; the others
@@ -19,7 +19,7 @@ import { withoutUndefined } from '../model/options';
 import { PeerLink, type LinkAuth, type LinkOptions } from './transport';
 
 /** The GPU part a host needs (GpuStage, or a stand-in in tests). */
-export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
+export type HostStage = Pick<GpuStage, 'start' | 'end' | 'cfg' | 'maxBatch' | 'maxContext' | 'kvBytesPerPosition' | 'kvBytesPerPositionOf' | 'holds' | 'createSession' | 'closeSession' | 'forward' | 'truncate'>;
 
 export interface HostOptions {
   /** our peer id (announced in hello) */
@@ -44,7 +44,7 @@ export interface HostOptions {
   maxLinksPerKey: number;
   /** Sessions one key may hold, all its links together. 8: a conversation needs one per hop routed here. */
   maxSessionsPerKey: number;
-  /** Share of kvBudgetBytes one key may reserve. 1/4: four heavy users at least fit. */
+  /** Share of kvBudgetBytes one key may reserve (never less than one whole-context session). 1/4: four heavy users at least fit. */
   kvShareOfKey: number;
   /** Sessions one key may open per minute. 30: a client opens one per hop per conversation or re-route. */
   opensPerMinutePerKey: number;
@@ -260,13 +260,14 @@ export class StageHost {
 
   private open(st: LinkState, m: OpenMsg): void {
     const { stage } = this;
-    if (m.span.start !== this.span.start || m.span.end !== this.span.end) {
-      return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), not [${m.span.start}, ${m.span.end})`);
+    // a client may route through part of the span (its own first or last layers cut into it)
+    if (!stage.holds(m.span)) {
+      return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), which do not hold [${m.span.start}, ${m.span.end})`);
     }
     if (m.maxTokens > stage.maxContext) {
       return this.reply(st, m.session, 0, 'bad-request', `maxTokens ${m.maxTokens} > this host's context ${stage.maxContext}`);
     }
-    const kvBytes = m.maxTokens * stage.kvBytesPerPosition;
+    const kvBytes = m.maxTokens * stage.kvBytesPerPositionOf(m.span);
     if (this.kvReserved + kvBytes > this.opts.kvBudgetBytes) {
       return this.reply(st, m.session, 0, 'kv-full', `${kvBytes} bytes of KV cache do not fit (${this.opts.kvBudgetBytes - this.kvReserved} free)`);
     }
@@ -280,8 +281,11 @@ export class StageHost {
       return this.reply(st, m.session, 0, 'busy', `this key holds ${mine.length} sessions here, the most one key may`);
     }
     const keyKv = mine.reduce((t, x) => t + x.kvBytes, 0);
-    if (keyKv + kvBytes > this.opts.kvShareOfKey * this.opts.kvBudgetBytes) {
-      return this.reply(st, m.session, 0, 'kv-full', `this key holds ${keyKv} bytes of KV cache here; one key may hold ${Math.floor(this.opts.kvShareOfKey * this.opts.kvBudgetBytes)}`);
+    // a key may hold its share of the budget, and never less than one session of the whole context (a host whose
+    // budget fits only that serves one conversation at a time, taking turns by the fair queue and the session limits)
+    const keyCap = Math.max(this.opts.kvShareOfKey * this.opts.kvBudgetBytes, stage.maxContext * stage.kvBytesPerPosition);
+    if (keyKv + kvBytes > keyCap) {
+      return this.reply(st, m.session, 0, 'kv-full', `this key holds ${keyKv} bytes of KV cache here; one key may hold ${Math.floor(keyCap)}`);
     }
     const now = Date.now();
     const recent = (this.opens.get(key) ?? []).filter((t) => now - t < 60_000);
@@ -298,7 +302,7 @@ export class StageHost {
     }
     let session: StageSession;
     try {
-      session = stage.createSession(m.maxTokens);
+      session = stage.createSession(m.maxTokens, m.span);
     } catch (e) {
       st.guard.end(m.session);
       return this.reply(st, m.session, 0, 'internal', e instanceof Error ? e.message : String(e));
@@ -323,9 +327,11 @@ export class StageHost {
     } catch (e) {
       return this.violation(st, e instanceof StepOrderError ? e : new ProtocolError('bad-field', String(e)));
     }
-    // Positions must continue the session (next) or rewind into it (replay); pos0 + n must fit the session.
+    // Positions must continue the session, or, flagged as a replay, rewind into it (recovery, or a client that cut
+    // its conversation back to a shared prefix for the next turn); pos0 + n must fit the session.
     const expectPos = s.nextPos;
-    if ((verdict === 'next' && m.pos0 !== expectPos) || (verdict === 'replay' && m.pos0 > expectPos)) {
+    const rewind = verdict === 'replay' || m.replay;
+    if ((!rewind && m.pos0 !== expectPos) || (rewind && m.pos0 > expectPos)) {
       return this.violation(st, new ProtocolError('bad-field', `step ${m.step} at position ${m.pos0}; expected ${expectPos}`));
     }
     if (m.pos0 + m.nTokens > s.stage.maxPos) {
@@ -344,7 +350,7 @@ export class StageHost {
         return;
       }
       try {
-        if (verdict === 'replay') stage.truncate(s.stage, m.pos0);
+        if (rewind) stage.truncate(s.stage, m.pos0);
         const t0 = performance.now();
         const out = await stage.forward(s.stage, m.payload);
         const tps = (m.nTokens * 1000) / Math.max(0.01, performance.now() - t0);

@@ -1,7 +1,10 @@
-// The client side of the swarm: a Backend (engine/generate.ts) whose Head (embedding, output head, sampler) runs on
-// this device and whose layers run on remote hosts. A step embeds the ids on the local GPU, reads the hidden states
-// back, sends them through the route's hops in order, uploads the last result and runs the Head's select. Token ids
-// never leave the device; hosts see hidden states only.
+// The client side of the swarm: a Backend (engine/generate.ts) whose Head (embedding, output head, sampler) and own
+// first and last layers (open-client.ts OwnLayers) run on this device and whose other layers run on remote hosts. A
+// step embeds the ids on the local GPU, runs the own first layers, reads the hidden states back, sends them through
+// the route's hops in order, uploads the last result, runs the own last layers and the Head's select. Hosts receive
+// hidden states, not token ids or text; but hidden states can be turned back into the tokens that made them (a host
+// that knows the public weights inverts a few layers by search: tests/swarm/inversion.test.ts), so in a public swarm
+// hosts can reconstruct what the user writes. The own layers only raise that bar.
 //
 // Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
 // When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
@@ -18,10 +21,11 @@
 import type { ModelConfig } from '../model/config';
 import { InvalidArgumentError } from '../model/errors';
 import type { Tokenizer } from '../model/tokenizer';
-import { encodeReadback, storageBuffer, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
+import { encodeReadback, submit, writeBufferPadded, type FlockDevice, type GpuCounters } from '../gpu/device';
 import type { Candidates, GpuHead } from '../gpu/head';
+import type { GpuStage, StageSession } from '../gpu/stage';
 import type { Backend, BackendSequence, SequenceChecks, StepSelect } from '../engine/generate';
-import { FlockError } from '../model/errors';
+import { FlockError, StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
 import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type ResultMsg, type Span } from './protocol';
 import type { PeerRecord } from './records';
@@ -73,6 +77,9 @@ export interface SwarmOptions {
 /** A host on the route heard from not at all for this long while a forward waits is asked after. 1.5 s: one and a
  *  half missed heartbeats at the default 1 s, well before the heartbeat gives up on it (5 s). */
 const SILENT_MS = 1_500;
+
+/** Positions beyond this turn's that a kept conversation reserves on hosts. 512: a few more turns of a short chat. */
+const CACHED_ROOM = 512;
 
 /** Longest ban of a failing host. 30 min: long enough to stop retrying a broken host, short enough to forgive one. */
 const MAX_BAN_MS = 30 * 60_000;
@@ -158,6 +165,13 @@ export class SwarmModel implements Backend, HopContext {
   /** peers that failed by leaving, with the expiry of the record they had then */
   private readonly gone = new Map<string, number>();
   private readonly X: GPUBuffer;
+  /** the Head on this device */
+  readonly head: GpuHead;
+  /** this device's own first and last layers (open-client.ts OwnLayers), around the hosts' */
+  readonly front: GpuStage | undefined;
+  readonly back: GpuStage | undefined;
+  /** the layers the hosts run */
+  readonly remote: Span;
   private busy = false;
 
   constructor(
@@ -168,18 +182,23 @@ export class SwarmModel implements Backend, HopContext {
     readonly tokenizer: Tokenizer,
     /** our model's hash (records.ts modelHashOf): hosts must announce it, and a hello naming another is refused */
     readonly modelHash: string,
-    /** the Head on this device; the model owns it (destroy() frees it) */
-    readonly head: GpuHead,
+    /** what runs on this device, and the hidden-state buffer [maxBatch, dim] they share; the model owns them */
+    local: { head: GpuHead; front?: GpuStage; back?: GpuStage; X: GPUBuffer },
     readonly directory: Directory,
     opts: Partial<SwarmOptions> = {},
   ) {
+    this.head = local.head;
+    this.front = local.front;
+    this.back = local.back;
+    this.X = local.X;
+    this.remote = { start: this.front?.end ?? 0, end: this.back?.start ?? config.nLayers };
     this.opts = { ...DEFAULT_SWARM_OPTIONS, ...withoutUndefined(opts) };
     validatePolicy(this.opts.checks);
-    this.maxBatch = Math.min(this.opts.maxBatch, head.maxBatch);
-    this.maxContext = Math.min(this.opts.maxContext, config.ctx);
+    const own = [local.front, local.back].filter((st) => st !== undefined);
+    this.maxBatch = Math.min(this.opts.maxBatch, local.head.maxBatch, ...own.map((st) => st.maxBatch));
+    this.maxContext = Math.min(this.opts.maxContext, config.ctx, ...own.map((st) => st.maxContext));
     this.limits = modelLimits({ dim: config.dim, nLayers: config.nLayers, maxBatch: this.maxBatch, maxContext: this.maxContext });
     this.bans = new BanList(this.opts.banMs, MAX_BAN_MS);
-    this.X = storageBuffer(dev, 'swarm hidden', this.maxBatch * config.dim * 4);
   }
 
   /** the latest sequence's route, hop by hop, each with its latest round trip */
@@ -276,6 +295,14 @@ export class SwarmModel implements Backend, HopContext {
     }
   }
 
+  /**
+   * A conversation kept across turns reserves KV cache on every host of its route: room for this turn and about as
+   * much again (at least CACHED_ROOM more positions), not the whole context. A turn past it starts a new sequence.
+   */
+  cachedCapacity(maxPos: number): number {
+    return Math.min(this.maxContext, Math.max(2 * maxPos, maxPos + CACHED_ROOM));
+  }
+
   /** @internal */
   release(): void {
     this.busy = false;
@@ -289,6 +316,8 @@ export class SwarmModel implements Backend, HopContext {
   destroy(): void {
     this.X.destroy();
     this.head.destroy();
+    this.front?.destroy();
+    this.back?.destroy();
   }
 }
 
@@ -300,6 +329,9 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
   private readonly ids: number[] = [];
   private closed = false;
   private readonly opener: RouteOpener;
+  /** sessions of this device's own first and last layers */
+  private readonly front: StageSession | undefined;
+  private readonly back: StageSession | undefined;
   /** witnesses and what they found (witness.ts) */
   private readonly checker: HopChecks;
   /** the first position found wrong and not yet told to the generation loop */
@@ -314,6 +346,8 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     private readonly maxPos: number,
   ) {
     this.opener = new RouteOpener(m, maxPos);
+    this.front = m.front?.createSession(maxPos);
+    this.back = m.back?.createSession(maxPos);
     this.checker = new HopChecks(this.checkContext());
     m.log.verification = this.checker.counts;
     const self = this;
@@ -326,31 +360,42 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
         this.voided = undefined;
         return v;
       },
-      checkAll: () => this.runChecks(true),
-      finish: () => (m.opts.checks.atEnd ? this.runChecks(true) : Promise.resolve()),
+      checkAll: (signal) => untilAborted(this.runChecks(true), signal),
+      finish: (signal) => (m.opts.checks.atEnd ? untilAborted(this.runChecks(true), signal) : Promise.resolve()),
     };
   }
 
   async start(): Promise<void> {
-    const L = this.m.config.nLayers;
-    this.hops = await this.opener.openRange({ start: 0, end: L }, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
+    try {
+      this.hops = await this.opener.openRange(this.m.remote, performance.now() + this.m.opts.recoverTimeoutMs, this.ids, -1);
+    } catch (e) {
+      this.freeOwn();
+      throw e;
+    }
     this.m.log.start(this.hops);
     this.opener.warmSpares(this.hops);
     for (const h of this.hops) this.checker.join(h, 0);
   }
 
+  private freeOwn(): void {
+    if (this.front) this.m.front!.closeSession(this.front);
+    if (this.back) this.m.back!.closeSession(this.back);
+  }
+
   /**
-   * One forward through one hop session: send X, wait for its result. A position before what the session holds
-   * rewinds it (a replay, after the route was cut back). `keep`: remember X as the hop's input (route hops do;
-   * witnesses run inputs the route hop keeps).
+   * One forward through one hop session: send X, wait for its result (at most hopTimeoutMs, and not past `deadline`).
+   * A position before what the session holds rewinds it: flagged as a replay (after a truncate, a rollback, or a
+   * witness caught up from an earlier position). `keep`: remember X as the hop's input (route hops do; witnesses run
+   * inputs the route hop keeps).
    */
-  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number, keep = true): Promise<Float32Array> {
+  private async forwardHop(h: HopSession, x: Float32Array, nTokens: number, pos0: number, deadline = Infinity, keep = true): Promise<Float32Array> {
+    if (this.closed) throw new StepAbortedError('The sequence was closed during its step.');
     const req = requests(h.link);
-    // a replay repeats the host's last step number with the replay flag (step-guard.ts); the next one follows it
+    // steps go on in order; the replay flag has the host rewind to pos0 first (protocol.ts ForwardMsg)
     const replay = pos0 < h.length;
-    const step = replay ? h.step - 1 : h.step;
+    const step = h.step;
     const t0 = performance.now();
-    const answer = req.wait(`fwd:${h.session}:${step}`, this.m.opts.hopTimeoutMs);
+    const answer = req.wait(`fwd:${h.session}:${step}`, Math.max(1, Math.min(this.m.opts.hopTimeoutMs, deadline - t0)));
     answer.catch(() => {}); // a send failure below rejects first; this promise must not go unhandled
     // Encoded here (not in link.send) to count the bytes on the wire, headers included.
     const frames = encodeTensor(
@@ -425,7 +470,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
         for (const chunk of replayChunks(old.inputs, this.m.maxBatch, this.m.config.dim)) {
           const n = chunk.length / this.m.config.dim;
           let y = chunk;
-          for (const h of fresh) y = await this.forwardHop(h, y, n, pos);
+          for (const h of fresh) y = await this.forwardHop(h, y, n, pos, deadline);
           replayed.push(y);
           pos += n;
         }
@@ -439,7 +484,10 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
         this.opener.warmSpares(this.hops);
         return;
       } catch (e) {
-        if (!isHopFailure(e)) throw e;
+        if (!isHopFailure(e)) {
+          for (const h of fresh) this.opener.close(h);
+          throw e;
+        }
         // a replacement failed during replay: leave out whoever failed and try again within the same deadline
         this.opener.lastError = describe(e);
         for (const h of fresh) this.opener.close(h);
@@ -450,22 +498,54 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     }
   }
 
-  async step(ids: number[], select?: StepSelect): Promise<Candidates | undefined> {
+  async step(ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined> {
     if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
+    if (signal?.aborted) throw new StepAbortedError('The generation was stopped.');
     const n = ids.length;
     const { dim } = this.m.config;
     if (n < 1 || n > this.m.maxBatch) throw new InvalidArgumentError(`A step runs 1..${this.m.maxBatch} tokens, not ${n}.`);
     if (this.length + n > this.maxPos) throw new InvalidArgumentError(`Step past the sequence's ${this.maxPos} positions.`);
-    this.ids.push(...ids);
     const dev = this.m.dev;
     const X = this.m.hidden;
-    // embed on the local GPU and read the hidden states back: X [n, dim]
+    const { front, back } = this.m;
+    // embed and run the own first layers on the local GPU, read the hidden states back: X [n, dim]
     const enc = dev.device.createCommandEncoder({ label: 'swarm embed' });
     this.m.head.encodeEmbed(enc, X, ids);
+    if (front) front.encode(enc, this.front!, X, n);
     const read = encodeReadback(dev, enc, X, n * dim * 4);
     submit(dev, enc);
-    let x: Float32Array = new Float32Array(await read());
-    // through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place
+    try {
+      const x0 = new Float32Array(await read());
+      this.ids.push(...ids);
+      // Stop ends the step at once, even mid-recovery or mid-check: the hops' work goes on in the background until it
+      // notices the sequence closed (the generation closes a voided sequence), and is thrown away
+      const x = await untilAborted(this.throughHops(x0, n), signal);
+      // the own last layers and the Head: upload the hosts' result, layers, final norm, logits, top-k
+      writeBufferPadded(dev, X, 0, x);
+      const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
+      if (back) back.encode(enc2, this.back!, X, n);
+      const sel = select ? this.m.head.encodeSelect(enc2, X, n - 1, select.k, select.penaltyIds, select.penalty) : undefined;
+      submit(dev, enc2);
+      this.length += n;
+      this.stepNo++;
+      // the checks due now run while the candidates are read back; what they void (own layers included) the
+      // generation loop takes after this step (checks.takeVoided)
+      const candidates = sel?.();
+      candidates?.catch(() => {}); // awaited below unless a check fails first
+      await untilAborted(this.afterStep(), signal);
+      return await candidates;
+    } catch (e) {
+      if (e instanceof StepAbortedError) throw e; // void: closed, never reused
+      // a step that did not finish leaves no trace in the own layers' caches
+      if (front) front.truncate(this.front!, this.length);
+      if (back) back.truncate(this.back!, this.length);
+      this.ids.length = Math.min(this.ids.length, this.length);
+      throw e;
+    }
+  }
+
+  /** The hidden states x [n, dim] through every hop of the route, in order; a failed hop is replaced (maybe by several) and retried in place. */
+  private async throughHops(x: Float32Array, n: number): Promise<Float32Array> {
     for (let i = 0; i < this.hops.length; ) {
       try {
         const h = this.hops[i];
@@ -477,29 +557,40 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
         await this.recover(i, e);
       }
     }
-    this.length += n;
-    this.stepNo++;
-    // a replacement's replay that disagreed with the host it replaced voids from there; then the checks due now
+    return x;
+  }
+
+  /** After a step: a replacement's replay that disagreed with the host it replaced voids from there; then the checks due now. */
+  private async afterStep(): Promise<void> {
     if (this.replayMismatch !== undefined) {
       this.checker.counts.rollbacks++;
       this.voidFrom(this.replayMismatch);
       this.replayMismatch = undefined;
     }
     await this.runChecks(false);
-    if (!select) return undefined;
-    // the Head: upload the last hidden states, final norm, logits, top-k
-    writeBufferPadded(dev, X, 0, x);
-    const enc2 = dev.device.createCommandEncoder({ label: 'swarm head' });
-    const sel = this.m.head.encodeSelect(enc2, X, n - 1, select.k, select.penaltyIds, select.penalty);
-    submit(dev, enc2);
-    return sel();
+  }
+
+  /**
+   * Forget every position from `length` on (a next turn sharing the first `length` positions with this one): the own
+   * layers' caches are cut here, each hop's kept inputs (and the checks' unchecked answers) are cut, and its host
+   * rewinds with the next forward (flagged replay). Each turn then sends only its new tokens' hidden states; the
+   * sessions stay open on the hosts meanwhile (until they expire idle: then the next forward re-routes and replays
+   * the kept inputs, as for any failed hop). A position voided by a check and not yet taken by the loop stays void.
+   */
+  truncate(length: number): void {
+    if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
+    if (!Number.isInteger(length) || length < 0) throw new InvalidArgumentError(`Cannot cut a sequence to ${length} positions.`);
+    if (length >= this.length) return;
+    this.cutTo(length);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.opener.stopped = true;
     for (const h of this.hops) this.opener.close(h);
     this.checker.close();
+    this.freeOwn();
     this.m.release();
   }
 
@@ -511,7 +602,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
       dim: m.config.dim,
       maxBatch: m.maxBatch,
       policy: m.opts.checks,
-      forward: (h, x, n, pos0) => this.forwardHop(h, x, n, pos0, false),
+      forward: (h, x, n, pos0) => this.forwardHop(h, x, n, pos0, Infinity, false),
       open: async (span, avoid) => {
         if (!this.opener.canRoute(span, avoid)) return null;
         try {
@@ -536,14 +627,19 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
 
   /** CheckedRoute: positions from `p` on are void; hosts rewind at their next forward (a replay at `p`). */
   voidFrom(p: number): void {
-    if (p >= this.length) return;
+    if (this.closed || p >= this.length) return; // closed: a check still running after Stop changes nothing
     this.cutTo(p);
     this.voided = Math.min(this.voided ?? Infinity, p);
   }
 
-  /** Keep positions [0, p): the ids, each hop's kept inputs, the checks' answers (what a truncate needs too). */
+  /**
+   * Keep positions [0, p) (a truncate, or a rollback): the own layers' caches, the ids, each hop's kept inputs, the
+   * checks' answers. Hosts (route hops and witnesses) hold more and rewind at their next forward (HopSession.length).
+   */
   private cutTo(p: number): void {
     const dim = this.m.config.dim;
+    if (this.front) this.m.front!.truncate(this.front, p);
+    if (this.back) this.m.back!.truncate(this.back, p);
     this.length = p;
     this.ids.length = Math.min(this.ids.length, p);
     for (const h of this.hops) h.inputs = cutRows(h.inputs, p, dim);
@@ -554,6 +650,18 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
   async replace(i: number, cause: HopMismatchError): Promise<void> {
     await this.recover(i, cause);
   }
+}
+
+/** `p`, or StepAbortedError as soon as `signal` aborts (p keeps running; its outcome is dropped). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  p.catch(() => {}); // dropped after an abort: must not go unhandled
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StepAbortedError('The generation was stopped.'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Kept inputs (one per step, [n_i, dim] each) joined in order and cut into chunks of at most maxBatch rows. */

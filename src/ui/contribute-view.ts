@@ -56,8 +56,10 @@ export class ContributeSession {
     stats.dataset.peer = s.peerId;
     stats.dataset.sessions = String(s.sessions);
     stats.dataset.tokens = String(s.tokens);
+    stats.dataset.weights = s.weights;
     const rows: [string, string][] = [
       ['Serving', `layers ${s.span.start}–${s.span.end - 1} of ${s.nLayers} (${formatBytes(s.weightBytes)} of weights)`],
+      ['Weights', s.weights === 'verified' ? 'checked against the pinned manifest' : 'not pinned: not checked'],
       ['Sessions', `${s.sessions} open, ${s.links} peer${s.links === 1 ? '' : 's'} connected`],
       ['Tokens', `${s.tokens} run for others${s.tokensPerSecond > 0 ? ` · ${s.tokensPerSecond.toFixed(0)} tok/s` : ''}`],
       ['Uptime', formatDuration(s.uptimeMs / 1000)],

@@ -1,7 +1,9 @@
 // The swarm picture: which peers serve which layers of the model (one bar per host over the layer axis), a coverage
-// strip where layers nobody serves stand out, and the route the current chat takes with each hop's latency.
+// strip where layers nobody serves stand out (a chat's own first and last layers run on this device and need no
+// host), and the route the current chat takes with each hop's latency.
 // Pure rendering from plain data into one container; main.ts calls render() when records or the route change.
 
+import type { Span } from '../swarm/protocol';
 import type { PeerRecord } from '../swarm/records';
 import type { SwarmStatus } from '../worker/api';
 import { h } from './dom';
@@ -12,6 +14,8 @@ export interface SwarmView {
   /** this tab's peer id (its bar is marked) */
   self?: string;
   status?: SwarmStatus | null;
+  /** a chat's own first and last layers (they run on this device); none in Contribute mode */
+  own?: { front: Span | null; back: Span | null };
 }
 
 /** Per layer, how many hosts serve it. */
@@ -44,27 +48,38 @@ function bar(cls: string, start: number, end: number, n: number, label: string):
   return b;
 }
 
+const layers = (a: number, b: number): string => (b - a === 1 ? `layer ${a}` : `layers ${a}–${b - 1}`);
+
 export function renderSwarm(box: HTMLElement, v: SwarmView): void {
   const n = Math.max(1, v.nLayers);
   const counts = hostCounts(n, v.records);
-  const holes = gaps(counts);
-  const onRoute = new Map((v.status?.route ?? []).map((h, i) => [`${h.peer}:${h.start}:${h.end}`, i]));
+  // the layers hosts must serve: all of them, or those between a chat's own first and last
+  const from = v.own?.front?.end ?? 0;
+  const to = v.own?.back?.start ?? n;
+  const isOwn = (l: number) => l < from || l >= to;
+  const holes = gaps(counts.map((c, l) => (isOwn(l) ? 1 : c)));
+  const onRoute = new Map((v.status?.route ?? []).map((h, i) => [h.peer, i]));
   box.replaceChildren();
   box.dataset.coverage = holes.length === 0 ? 'full' : 'gaps';
   box.dataset.hosts = String(v.records.length);
   box.dataset.reroutes = String(v.status?.reroutes.length ?? 0);
 
-  const summary = holes.length === 0
-    ? `Every layer 0–${n - 1} is served (${v.records.length} host${v.records.length === 1 ? '' : 's'}).`
-    : `Not served: ${holes.map((g) => (g.end - g.start === 1 ? `layer ${g.start}` : `layers ${g.start}–${g.end - 1}`)).join(', ')}. A chat needs every layer.`;
+  const ownText = [v.own?.front, v.own?.back].filter((x) => x != null).map((x) => layers(x.start, x.end)).join(' and ');
+  const hosts = `${v.records.length} host${v.records.length === 1 ? '' : 's'}`;
+  const summary = holes.length > 0
+    ? `Not served: ${holes.map((g) => layers(g.start, g.end)).join(', ')}. A chat needs every layer.`
+    : ownText
+      ? `Hosts serve ${layers(from, to)} (${hosts}); ${ownText} run on this device.`
+      : `Every layer 0–${n - 1} is served (${hosts}).`;
   box.append(h('p', { class: holes.length ? 'swarm-summary gap' : 'swarm-summary' }, summary));
 
   // the coverage strip: one cell per layer, the number of hosts in it, gaps in red
   const strip = h('div', { class: 'swarm-strip', role: 'img' });
   strip.setAttribute('aria-label', `Coverage of ${n} layers: ${counts.join(', ')} hosts per layer`);
   for (let l = 0; l < n; l++) {
-    const cell = h('div', { class: counts[l] === 0 ? 'cell gap' : 'cell' }, String(counts[l]));
-    cell.title = `layer ${l}: ${counts[l]} host${counts[l] === 1 ? '' : 's'}`;
+    const own = isOwn(l);
+    const cell = h('div', { class: own ? 'cell own' : counts[l] === 0 ? 'cell gap' : 'cell' }, own ? 'you' : String(counts[l]));
+    cell.title = own ? `layer ${l}: runs on this device` : `layer ${l}: ${counts[l]} host${counts[l] === 1 ? '' : 's'}`;
     strip.append(cell);
   }
   box.append(strip);
@@ -73,39 +88,39 @@ export function renderSwarm(box: HTMLElement, v: SwarmView): void {
   const rows = h('div', { class: 'swarm-rows' });
   const sorted = [...v.records].sort((a, b) => a.span.start - b.span.start || a.span.end - b.span.end || a.id.localeCompare(b.id));
   for (const r of sorted) {
-    const hop = onRoute.get(`${r.id}:${r.span.start}:${r.span.end}`);
+    const hop = onRoute.get(r.id);
     const row = h('div', { class: 'swarm-row' });
     row.dataset.peer = r.id;
     row.dataset.span = `${r.span.start}:${r.span.end}`;
     const who = r.id === v.self ? 'this tab' : short(r.id);
     const tps = r.throughput > 0 ? ` · ${r.throughput.toFixed(0)} tok/s` : '';
     const track = h('div', { class: 'track' });
-    track.append(bar(hop !== undefined ? 'span on-route' : r.id === v.self ? 'span self' : 'span', r.span.start, r.span.end, n, `${r.span.start}–${r.span.end - 1}`));
+    track.append(bar(hop !== undefined ? 'span on-route' : r.id === v.self ? 'span self' : 'span', r.span.start, r.span.end, n, r.span.end - r.span.start === 1 ? `${r.span.start}` : `${r.span.start}–${r.span.end - 1}`));
     row.append(h('span', { class: 'who' }, `${who}${tps}`), track);
     rows.append(row);
   }
   if (sorted.length === 0) rows.append(h('p', { class: 'muted small' }, 'No hosts of this model found yet.'));
   box.append(rows);
 
-  // the route: this device's Head, each hop with its latency, back to the Head
+  // the route: this device's Head and own first layers, each hop with its latency, back to the own last layers and Head
   const route = v.status?.route ?? [];
   if (route.length > 0) {
     const line = h('ol', { class: 'swarm-route' });
     line.setAttribute('aria-label', 'Route of this chat');
-    line.append(h('li', { class: 'end' }, 'you: tokens, embedding'));
+    line.append(h('li', { class: 'end' }, `you: tokens, embedding${v.own?.front ? `, ${layers(v.own.front.start, v.own.front.end)}` : ''}`));
     for (const [i, hop] of route.entries()) {
-      const li = h('li', { class: 'hop' }, `${short(hop.peer)} · layers ${hop.start}–${hop.end - 1} · ${ms(hop.ms)}`);
+      const li = h('li', { class: 'hop' }, `${short(hop.peer)} · ${layers(hop.start, hop.end)} · ${ms(hop.ms)}`);
       li.dataset.hop = String(i);
       li.dataset.peer = hop.peer;
       li.dataset.ms = Number.isFinite(hop.ms) ? hop.ms.toFixed(1) : '';
       line.append(li);
     }
-    line.append(h('li', { class: 'end' }, 'you: output head, sampling'));
+    line.append(h('li', { class: 'end' }, `you: ${v.own?.back ? `${layers(v.own.back.start, v.own.back.end)}, ` : ''}output head, sampling`));
     box.append(line);
     const rr = v.status?.reroutes ?? [];
     if (rr.length > 0) {
       box.append(h('p', { class: 'muted small swarm-reroutes' },
-        rr.map((x) => `Step ${x.step}: layers ${x.start}–${x.end - 1} moved from ${short(x.from)} to ${x.to.map(short).join(' + ')} in ${Math.round(x.ms)} ms (${x.reason.split(':')[0]}).`).join(' ')));
+        rr.map((x) => `Step ${x.step}: ${layers(x.start, x.end)} moved from ${short(x.from)} to ${x.to.map(short).join(' + ')} in ${Math.round(x.ms)} ms (${x.reason.split(':')[0]}).`).join(' ')));
     }
   }
 }

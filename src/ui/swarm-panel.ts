@@ -28,6 +28,9 @@ const PRIVACY: Record<Mode, string> = {
   contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats.<span class="more"> It sees their hidden states, never their text. Your own chats here still run locally.</span>',
 };
 
+/** Swarm mode with a model no manifest is pinned for: hosts cannot check their weights against one (serve.ts). */
+export const UNPINNED_SWARM = 'weights not pinned: hosts cannot check theirs, so only spot checks of their results protect the reply';
+
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
 const REFRESH_MS = 500;
 
@@ -233,10 +236,10 @@ export class SwarmPanel {
     await this.host.engine.setSwarmRecords(records, [...net.rttMs()]);
     const status = await this.host.engine.swarmStatus();
     if (this.net !== net) return; // left meanwhile
-    renderSwarm(this.els.map, { nLayers: head.nLayers, records, status });
+    renderSwarm(this.els.map, { nLayers: head.nLayers, records, status, own: head.own });
     const covered = this.els.map.dataset.coverage === 'full';
     this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${head.name}` +
-      (covered ? '' : ' · waiting for every layer to be served'));
+      (covered ? '' : ' · waiting for every layer to be served') + (head.weights === 'unpinned' ? ` · ${UNPINNED_SWARM}` : ''));
   }
 
   private async startContributing(): Promise<void> {

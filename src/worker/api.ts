@@ -4,9 +4,11 @@
 
 import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
 import type { MemoryLimits, MemoryNeed, MemoryProblem } from '../model/memory';
+import type { WeightsStatus } from '../model/manifest-check';
 import type { LoadProgress } from '../model/source';
 import type { LinkDownReason } from '../swarm/errors';
-import type { Limits } from '../swarm/protocol';
+import type { Limits, Span } from '../swarm/protocol';
+import type { OwnLayers } from '../swarm/open-client';
 import type { PeerRecord } from '../swarm/records';
 import type { SwarmOptions } from '../swarm/swarm-model';
 import type { ModelSpec } from '../storage/model-source';
@@ -64,6 +66,11 @@ export interface LoadedModel {
   chatTemplate: boolean;
   /** sha256 of the GGUF header (records.ts modelHashOf): the hash hosts of this model announce */
   modelHash: string;
+  /** swarm mode: the layers this device runs itself, before and after the hosts' (swarm/open-client.ts OwnLayers) */
+  own?: { front: Span | null; back: Span | null };
+  /** 'verified': the tensors loaded here matched the model's pinned manifest (all of them in Local mode, the Head's and own layers'
+   *  in Swarm mode); 'unpinned': no manifest is pinned for this model */
+  weights: WeightsStatus;
 }
 
 /**
@@ -122,7 +129,10 @@ export interface SwarmStatus {
 }
 
 /** How a tab's swarm client behaves (swarm/swarm-model.ts SwarmOptions; the defaults suit most swarms). */
-export type SwarmJoinOptions = Partial<Pick<SwarmOptions, 'dtype' | 'hopTimeoutMs' | 'recoverTimeoutMs' | 'maxContext'>>;
+export type SwarmJoinOptions = Partial<Pick<SwarmOptions, 'dtype' | 'hopTimeoutMs' | 'recoverTimeoutMs' | 'maxContext'>> & {
+  /** layers this device runs itself (default swarm/open-client.ts DEFAULT_OWN_LAYERS) */
+  own?: OwnLayers;
+};
 
 /** The worker's API, as exposed through comlink (callbacks arrive as comlink proxies). */
 export interface EngineApi {

@@ -12,8 +12,10 @@ import { FlockChatEngine } from '../engine/chat';
 import { PrefixCache } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { requestFlockDevice, type FlockDevice } from '../gpu/device';
+import type { GpuStage } from '../gpu/stage';
 import { InvalidArgumentError } from '../model/errors';
 import { openGguf } from '../model/gguf';
+import { checkWhileLoading, weightsStatusOf } from '../model/manifest-check';
 import { DEFAULT_CONTEXT } from '../model/memory';
 import type { ByteSource, LoadProgress } from '../model/source';
 import { sourceFor } from '../storage/model-source';
@@ -35,7 +37,7 @@ interface Loaded {
   info: LoadedModel;
   backend: LocalModel | SwarmModel;
   chat: FlockChatEngine;
-  /** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens (local) */
+  /** the KV cache of the last reply: the next turn of the same conversation runs only its new tokens */
   cache?: PrefixCache;
   /** Swarm mode: the records and links the page relays */
   directory?: RelayedDirectory;
@@ -87,13 +89,23 @@ class EngineWorker implements EngineApi {
     return this.loadWith(async (dev, signal) => {
       const source = await sourceFor(spec);
       const t0 = performance.now();
-      const model = await LocalModel.load(dev, source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      // A model with a pinned manifest has every tensor checked as it loads (manifest-check.ts), or is refused. On
+      // every load, not only the first after a download: the hashes ride on the load's own reads and cost ~2 ms for
+      // the embedded model, ~1.5 s per GB on a 2-core machine (scripts/bench-manifest.ts), and URLs and picked files
+      // never pass through the download cache.
+      const file = await openGguf(source, signal);
+      const check = await checkWhileLoading(file, file.tensors.keys());
+      const model = await LocalModel.load(dev, check.source, { signal, onProgress: throttled(onProgress), maxContext: contextLimit(request.context) });
+      const weights = await check.finish(signal).catch((e: unknown) => {
+        model.destroy();
+        throw e;
+      });
       const cache = new PrefixCache();
       const chat = new FlockChatEngine(model, { cache });
       const info: LoadedModel = {
         mode: 'local', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
         weightBytes: model.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file),
+        chatTemplate: !chat.template.isFallback, modelHash: await modelHashOf(model.file), weights,
       };
       return { info, backend: model, chat, cache };
     });
@@ -106,14 +118,18 @@ class EngineWorker implements EngineApi {
       const file = await openGguf(source);
       const directory = new RelayedDirectory(bridge);
       const swarm = { dtype: options.dtype, hopTimeoutMs: options.hopTimeoutMs, recoverTimeoutMs: options.recoverTimeoutMs, maxContext: options.maxContext };
-      const model = await openSwarmClient({ dev, file, directory, swarm, signal, onProgress: throttled(onProgress) });
-      const chat = new FlockChatEngine(model);
+      const model = await openSwarmClient({ dev, file, directory, swarm, own: options.own, signal, onProgress: throttled(onProgress) });
+      // the conversation's sessions stay open on the hosts between turns: each turn sends only its new tokens
+      const cache = new PrefixCache();
+      const chat = new FlockChatEngine(model, { cache });
+      const span = (st: GpuStage | undefined) => (st ? { start: st.start, end: st.end } : null);
       const info: LoadedModel = {
         mode: 'swarm', spec, key, name: nameOf(spec, source), arch: model.config.arch, nLayers: model.config.nLayers, context: model.maxContext,
-        weightBytes: model.head.weightBytes, loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
-        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash,
+        weightBytes: model.head.weightBytes + (model.front?.weightBytes ?? 0) + (model.back?.weightBytes ?? 0),
+        loadMs: performance.now() - t0, bytesRead: source.bytesFetched,
+        chatTemplate: !chat.template.isFallback, modelHash: model.modelHash, weights: weightsStatusOf(model.modelHash), own: { front: span(model.front), back: span(model.back) },
       };
-      return { info, backend: model, chat, directory };
+      return { info, backend: model, chat, cache, directory };
     });
   }
 

@@ -60,7 +60,12 @@ async function contribute(): Promise<(typeof contributors)[number]> {
   }, undefined, { timeout: 60_000, polling: 100 });
   const msg = await page.$eval('#message', (el) => ((el as HTMLElement).hidden ? '' : el.textContent ?? ''));
   if (msg) throw new Error(`contributing failed: ${msg}`);
-  const { span, peer } = await page.$eval('#contribute-stats', (el) => ({ span: (el as HTMLElement).dataset.span ?? '', peer: (el as HTMLElement).dataset.peer ?? '' }));
+  const { span, peer, weights } = await page.$eval('#contribute-stats', (el) => {
+    const d = (el as HTMLElement).dataset;
+    return { span: d.span ?? '', peer: d.peer ?? '', weights: d.weights ?? '' };
+  });
+  // the embedded model is pinned: each contributor checked its span's tensors before announcing it
+  expect(weights).toBe('verified');
   const c = { page, span, peer, errors };
   contributors.push(c);
   return c;
@@ -100,6 +105,10 @@ beforeAll(async () => {
   const local = await waitForReply(chat);
   expect(local.state).toBe('done');
   expect(local.ids).toEqual(want);
+  // Local mode checked the embedded model's every tensor against its pinned manifest, and says so
+  const status = await chat.$eval('#model-status', (el) => ({ weights: (el as HTMLElement).dataset.weights, text: el.textContent ?? '' }));
+  expect(status.weights).toBe('verified');
+  expect(status.text).toContain('weights checked against the pinned manifest');
 });
 
 afterAll(async () => {
@@ -113,7 +122,8 @@ describe('the app in Swarm and Contribute modes', () => {
   it("three contributing tabs and a chat tab in Swarm mode: the reply is llama.cpp's", async () => {
     const t0 = performance.now();
     for (let i = 0; i < 3; i++) await contribute();
-    expect(contributors.map((c) => c.span)).toEqual(['0:2', '2:4', '4:5']);
+    // two layers fit each; the chat runs layers 0 and 4 itself (its own first and last), so hosts serve 1..3
+    expect(contributors.map((c) => c.span)).toEqual(['1:3', '3:4', '1:3']);
     const upMs = performance.now() - t0;
 
     await chat.click('#new-chat');
@@ -121,7 +131,11 @@ describe('the app in Swarm and Contribute modes', () => {
     await chat.click('#swarm-join');
     await chat.waitForSelector('#swarm-map[data-coverage="full"]', { timeout: 30_000 });
     await chat.waitForSelector('#app[data-state="ready"]');
-    expect(await chat.$$eval('#swarm-map .swarm-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.span).sort())).toEqual(['0:2', '2:4', '4:5']);
+    expect(await chat.$$eval('#swarm-map .swarm-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.span).sort())).toEqual(['1:3', '1:3', '3:4']);
+    expect(await chat.$$eval('#swarm-map .swarm-strip .cell', (cells) => cells.map((c) => c.textContent))).toEqual(['you', '2', '2', '1', 'you']);
+    // the Head's tensors were checked; a pinned model's swarm line has no unpinned warning
+    expect(await chat.$eval('#model-status', (el) => (el as HTMLElement).dataset.weights)).toBe('verified');
+    expect(await chat.$eval('#swarm-status', (el) => el.textContent ?? '')).not.toContain('not pinned');
 
     const t1 = performance.now();
     await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
@@ -131,15 +145,15 @@ describe('the app in Swarm and Contribute modes', () => {
     expect(swarm.ids).toEqual(want);
     expect(norm(swarm.text)).toBe(norm(tokenizer.decode(want)));
 
-    // the picture shows the route: three hops, each with a measured latency, in layer order
-    await chat.waitForFunction(() => document.querySelectorAll('#swarm-map li.hop[data-ms]:not([data-ms=""])').length === 3, undefined, { timeout: 5_000 });
+    // the picture shows the route: two hops (layers 1..2, 3), each with a measured latency, in layer order
+    await chat.waitForFunction(() => document.querySelectorAll('#swarm-map li.hop[data-ms]:not([data-ms=""])').length === 2, undefined, { timeout: 5_000 });
     const hops = await chat.$$eval('#swarm-map li.hop', (lis) => lis.map((li) => ({ peer: (li as HTMLElement).dataset.peer, ms: Number((li as HTMLElement).dataset.ms) })));
-    expect(hops.map((h) => h.peer)).toEqual(contributors.map((c) => c.peer));
+    expect(hops.map((h) => contributors.find((c) => c.peer === h.peer)?.span)).toEqual(['1:3', '3:4']);
     expect(hops.every((h) => h.ms > 0)).toBe(true);
     await closeSettings(chat);
     await chat.screenshot({ path: await screenshotPath('screenshot-swarm.png') });
-    // the contributors served the tokens
-    await contributors[0].page.waitForFunction(() => Number(document.getElementById('contribute-stats')?.dataset.tokens) > 0, undefined, { timeout: 5_000 });
+    // the contributors on the route served the tokens
+    await contributors[1].page.waitForFunction(() => Number(document.getElementById('contribute-stats')?.dataset.tokens) > 0, undefined, { timeout: 5_000 });
     await closeSettings(contributors[1].page);
     await contributors[1].page.screenshot({ path: await screenshotPath('screenshot-contribute.png') });
     console.log(`3 contributors up in ${upMs.toFixed(0)} ms; swarm reply of ${swarm.ids.length} tokens in ${replyMs.toFixed(0)} ms; hops ${hops.map((h) => h.ms.toFixed(1)).join(' / ')} ms`);
@@ -150,7 +164,7 @@ describe('the app in Swarm and Contribute modes', () => {
   it("closing the tab that serves a hop mid-reply, with a spare for its span online, still gives llama.cpp's reply", async () => {
     // the spare takes the span the swarm covers least, weighted by each host's measured speed: any of the three
     const spare = await contribute();
-    const hop = ['0:2', '2:4', '4:5'].indexOf(spare.span);
+    const hop = ['1:3', '3:4'].indexOf(spare.span);
     expect(hop).toBeGreaterThanOrEqual(0);
     await chat.waitForFunction(() => document.querySelectorAll('#swarm-map .swarm-row').length === 4, undefined, { timeout: 30_000 });
 

@@ -16,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOUNCE_MS, referenceIds, Swarm } from '../swarm/harness';
-import { startOversizeHost } from '../swarm/oversize-host';
+import { startRogueHost } from '../swarm/rogue-host';
 import type { SwarmChatArgs, SwarmChatResult } from './engine-page/main';
 import { launchChromium, ROOT } from './browser';
 import { startModelServer, type ModelServer } from './model-server';
@@ -67,7 +67,7 @@ describe('the page\'s swarm client', () => {
     const errors: string[] = [];
     try {
       const ref = await referenceIds();
-      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const liar = await startRogueHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS, behaviour: 'oversize' });
       const tab = await openTab(errors);
       const chat = swarmChat(tab, {
         modelUrl: model.url, signal: swarm.server.url, swarm: swarm.name, prompt: '', maxTokens: 24,
@@ -110,7 +110,7 @@ describe('the page\'s swarm client', () => {
       console.log(`NoRouteError after ${r.ids.length} streamed ids: ${r.error?.message}`);
       expect(r.error?.name).toBe('NoRouteError');
       expect(r.error?.isNoRouteError).toBe(true);
-      expect(r.error?.missing).toEqual({ start: 0, end: 5 });
+      expect(r.error?.missing).toEqual({ start: 1, end: 4 }); // the layers between the page's own first and last
       // the conversation so far: the prompt (BOS alone), then what was generated, the step that failed included
       const ids = r.error?.ids ?? [];
       expect(ids[0]).toBe(1);

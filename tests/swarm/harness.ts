@@ -28,6 +28,9 @@ export const ANNOUNCE_MS = 300;
  */
 export const TEST_POW_BITS = 8;
 
+/** A client that leaves every layer to the hosts (the product's default runs the first and the last itself). */
+export const NO_OWN_LAYERS = { first: 0, last: 0 } as const;
+
 export async function referenceIds(): Promise<number[]> {
   const json: unknown = JSON.parse(await readFile('tests/fixtures/stories260K.greedy.json', 'utf8'));
   if (typeof json !== 'object' || json === null || !('output_ids' in json) || !Array.isArray(json.output_ids)) throw new Error('bad fixture');
@@ -72,10 +75,13 @@ export class Swarm {
     return h;
   }
 
-  /** A client in this swarm (or, with `as`, in another one: an outsider, a client with known peers…). */
+  /**
+   * A client in this swarm (or, with `as`, in another one: an outsider, a client with known peers…). It runs no layers
+   * of its own unless `as.own` says so: these tests are about the hosts, and their routes cover every layer.
+   */
   async client(opts: Partial<SwarmOptions> = {}, as: Partial<LaunchClientOptions> = {}): Promise<LaunchedClient> {
     const c = await launchClient({
-      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link,
+      dev: this.dev, model: this.file, swarm: this.config, signal: this.signal, announceMs: ANNOUNCE_MS, link: this.link, own: NO_OWN_LAYERS,
       swarmOptions: { maxContext: 256, hopTimeoutMs: 5_000, recoverTimeoutMs: 4_000, ...opts }, waitForRouteMs: 15_000, ...as,
     });
     this.clients.push(c);

@@ -3,7 +3,9 @@
 // host keeps serving an honest client's session with the reference output at the same time, and its memory stays
 // bounded (its own buffered-bytes counter, and the process's heap). And the other way round: a host that answers with
 // a result larger than the model allows is cut off by the client's limits (the model's, the same in the page:
-// tests/e2e/swarm-client.test.ts) at its first frame, and the reply re-routes to an honest host.
+// tests/e2e/swarm-client.test.ts) at its first frame, and the reply re-routes to an honest host; so is one streaming
+// results nobody asked for. A host that never answers holds a generation no longer than its deadlines, and Stop ends
+// a generation at once even while the client waits for a replacement.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drain, generateTokens } from '../../src/engine/generate';
@@ -12,7 +14,7 @@ import { Identity } from '../../src/swarm/identity';
 import { connectRaw, dial, openPeer, PeerLink } from '../../src/swarm/transport';
 import type { LaunchedHost } from '../../src/cli/host';
 import { ANNOUNCE_MS, FAST_LINK, referenceIds, Swarm } from './harness';
-import { startOversizeHost } from './oversize-host';
+import { startRogueHost } from './rogue-host';
 
 const DIM = 64; // stories260K
 
@@ -171,7 +173,7 @@ describe('a host that answers with more than the model allows', () => {
     const swarm = await Swarm.start('test-oversize');
     try {
       const ref = await referenceIds();
-      const liar = await startOversizeHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS });
+      const liar = await startRogueHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS, behaviour: 'oversize' });
       const client = await swarm.client({ recoverTimeoutMs: 20_000 });
       const generation = drain(generateTokens(client.model, { inputIds: [1], maxTokens: 24, temperature: 0, ignoreEos: true }));
       await liar.cutOff;
@@ -190,5 +192,88 @@ describe('a host that answers with more than the model allows', () => {
     } finally {
       await swarm.stop();
     }
+  });
+});
+
+describe('a host that streams results nobody asked for', () => {
+  it('is cut off at the first unrequested result, banned, and the reply re-routes to an honest host', async () => {
+    const swarm = await Swarm.start('test-unrequested');
+    try {
+      const ref = await referenceIds();
+      const liar = await startRogueHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS, behaviour: 'unrequested' });
+      const client = await swarm.client({ recoverTimeoutMs: 20_000 });
+      const generation = drain(generateTokens(client.model, { inputIds: [1], maxTokens: 16, temperature: 0, ignoreEos: true }));
+      await liar.cutOff;
+      await swarm.host({ start: 0, end: 5 });
+      const res = await generation;
+      expect(res.outputIds).toEqual(ref.slice(0, 16));
+      expect(liar.framesSent()).toBe(1);
+      expect(client.model.reroutes).toHaveLength(1);
+      expect(client.model.reroutes[0].from).toBe(liar.id);
+      expect(client.model.reroutes[0].reason).toMatch(/protocol.*unrequested/);
+      expect(client.model.banned().has(liar.id)).toBe(true);
+      liar.stop();
+    } finally {
+      await swarm.stop();
+    }
+  });
+});
+
+describe('a host that never answers', () => {
+  let swarm: Swarm;
+  beforeAll(async () => {
+    swarm = await Swarm.start('test-silent');
+  });
+  afterAll(async () => {
+    await swarm?.stop();
+  });
+
+  it('cannot keep a generation past its deadlines: hop timeout, then one recovery deadline, then NoRouteError', async () => {
+    const liar = await startRogueHost({ file: swarm.file, signal: swarm.signal, swarm: swarm.config, link: swarm.link, announceMs: ANNOUNCE_MS, behaviour: 'silent' });
+    try {
+      const hopTimeoutMs = 1_500;
+      const recoverTimeoutMs = 2_000;
+      const client = await swarm.client({ hopTimeoutMs, recoverTimeoutMs });
+      const err = await drain(generateTokens(client.model, { inputIds: [1], maxTokens: 8, temperature: 0 })).catch((e: unknown) => e);
+      const ms = performance.now() - liar.firstForwardAt(); // from the forward the host never answered
+      console.log(`silent host: NoRouteError ${ms.toFixed(0)} ms after the unanswered forward (hop timeout ${hopTimeoutMs} + recovery ${recoverTimeoutMs})`);
+      expect((err as Error).name).toBe('NoRouteError');
+      expect(liar.forwards()).toBeGreaterThanOrEqual(1);
+      expect(ms).toBeGreaterThanOrEqual(hopTimeoutMs + recoverTimeoutMs - 50);
+      expect(ms).toBeLessThan(hopTimeoutMs + recoverTimeoutMs + 1_000);
+    } finally {
+      liar.stop();
+    }
+  });
+
+  it('Stop while the client waits for a replacement returns within a second, the reply kept so far', async () => {
+    const ref = await referenceIds();
+    const honest = await swarm.host({ start: 0, end: 5 });
+    const hopTimeoutMs = 1_000;
+    const client = await swarm.client({ hopTimeoutMs, recoverTimeoutMs: 30_000 });
+    const stop = new AbortController();
+    const out: number[] = [];
+    const generation = (async () => {
+      const gen = generateTokens(client.model, { inputIds: [1], maxTokens: 200, temperature: 0, ignoreEos: true, signal: stop.signal });
+      for (;;) {
+        const r = await gen.next();
+        if (r.done) return r.value;
+        if (r.value.kind === 'rollback') throw new Error(`honest hosts, yet a rollback: ${JSON.stringify(r.value)}`);
+        out.push(r.value.id);
+        // a few tokens in, the only host goes away: the client waits for a replacement that never comes
+        if (out.length === 4) honest.stop();
+      }
+    })();
+    while (out.length < 4) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, hopTimeoutMs + 1_000)); // the hop failed; recovery is waiting
+    const t0 = performance.now();
+    stop.abort();
+    const res = await generation;
+    const ms = performance.now() - t0;
+    console.log(`Stop during recovery: returned after ${ms.toFixed(0)} ms with ${res.outputIds.length} tokens`);
+    expect(ms).toBeLessThan(1_000);
+    expect(res.finishReason).toBe('abort');
+    expect(res.outputIds).toEqual(ref.slice(0, res.outputIds.length));
+    expect(res.outputIds.length).toBeGreaterThanOrEqual(4);
   });
 });

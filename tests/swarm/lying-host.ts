@@ -34,7 +34,10 @@ export type Lie =
   | { kind: 'unchecked'; lie: Lie }
   | { kind: 'none' };
 
-/** A GpuStage for [start, end) whose forward lies as `lie` says; 'scale' runs the span as two stages around the layer. */
+/**
+ * A GpuStage for [start, end) whose forward lies as `lie` says; 'scale' runs the span as two stages around the layer
+ * (a session over part of the span runs the parts of it each stage holds; one that leaves the layer out is honest).
+ */
 class LyingStage implements HostStage {
   readonly start: number;
   readonly end: number;
@@ -44,7 +47,10 @@ class LyingStage implements HostStage {
   readonly kvBytesPerPosition: number;
   /** forwards that returned a lie */
   lies = 0;
+  /** per session handed out (its part on `first`, or on `rest` when it starts past `first`): its part on `rest` */
   private readonly after = new Map<StageSession, StageSession>();
+  /** sessions that run on `rest` only */
+  private readonly restOnly = new Set<StageSession>();
   private readonly forwards = new Map<StageSession, number>();
 
   constructor(
@@ -71,15 +77,31 @@ class LyingStage implements HostStage {
     return new LyingStage(first, rest, lie, delayMs);
   }
 
-  createSession(maxPos?: number): StageSession {
-    const s = this.first.createSession(maxPos);
-    if (this.rest) this.after.set(s, this.rest.createSession(maxPos));
+  holds(span: Span): boolean {
+    return Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= this.start && span.end <= this.end && span.start < span.end;
+  }
+
+  kvBytesPerPositionOf(span: Span): number {
+    return 2 * (span.end - span.start) * this.cfg.nKvHeads * this.cfg.headDim * 4;
+  }
+
+  createSession(maxPos?: number, span: Span = { start: this.start, end: this.end }): StageSession {
+    const cut = this.first.end;
+    if (span.start >= cut) {
+      const s = this.rest!.createSession(maxPos, span);
+      this.restOnly.add(s);
+      this.forwards.set(s, 0);
+      return s;
+    }
+    const s = this.first.createSession(maxPos, { start: span.start, end: Math.min(span.end, cut) });
+    if (this.rest && span.end > cut) this.after.set(s, this.rest.createSession(maxPos, { start: cut, end: span.end }));
     this.forwards.set(s, 0);
     return s;
   }
 
   closeSession(s: StageSession): void {
-    this.first.closeSession(s);
+    if (this.restOnly.delete(s)) this.rest!.closeSession(s);
+    else this.first.closeSession(s);
     const r = this.after.get(s);
     if (r) this.rest!.closeSession(r);
     this.after.delete(s);
@@ -87,7 +109,8 @@ class LyingStage implements HostStage {
   }
 
   truncate(s: StageSession, length: number): void {
-    this.first.truncate(s, length);
+    if (this.restOnly.has(s)) this.rest!.truncate(s, length);
+    else this.first.truncate(s, length);
     const r = this.after.get(s);
     if (r) this.rest!.truncate(r, length);
   }
@@ -96,13 +119,26 @@ class LyingStage implements HostStage {
     const step = this.forwards.get(s) ?? 0;
     this.forwards.set(s, step + 1);
     const lying = liesNow(this.lie, step, hidden.length / this.cfg.dim);
-    let y = await this.first.forward(s, hidden);
     const inner = innermost(this.lie);
-    if (lying && inner.kind === 'scale') y = y.map((v) => v * inner.factor);
-    const r = this.after.get(s);
-    if (r) y = await this.rest!.forward(r, y);
-    if (lying && inner.kind === 'noise') y = noisy(y, this.cfg.dim);
-    if (lying && inner.kind !== 'none') this.lies++;
+    let lied = false;
+    let y: Float32Array;
+    if (this.restOnly.has(s)) {
+      y = await this.rest!.forward(s, hidden); // the scaled layer is not in this session's part
+    } else {
+      y = await this.first.forward(s, hidden);
+      // the session's part on `first` ends with the scaled layer exactly when it runs all of `first`
+      if (lying && inner.kind === 'scale' && s.span.end === this.first.end) {
+        y = y.map((v) => v * inner.factor);
+        lied = true;
+      }
+      const r = this.after.get(s);
+      if (r) y = await this.rest!.forward(r, y);
+    }
+    if (lying && inner.kind === 'noise') {
+      y = noisy(y, this.cfg.dim);
+      lied = true;
+    }
+    if (lied) this.lies++;
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     return y;
   }

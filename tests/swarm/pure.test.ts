@@ -8,7 +8,7 @@ import { privateSwarm, publicSwarm, rendezvousKey } from '../../src/swarm/swarm-
 import { chooseSpan, coverage, shouldMove } from '../../src/swarm/placement';
 import { parseRecord, type PeerRecord } from '../../src/swarm/records';
 import { RecordTable } from '../../src/swarm/record-table';
-import { findRoute, uncovered } from '../../src/swarm/routing';
+import { findRoute, holdsSpan, uncovered } from '../../src/swarm/routing';
 import { parseSignalUrl } from '../../src/swarm/transport';
 
 const HASH = 'ab'.repeat(32);
@@ -45,6 +45,17 @@ describe('findRoute', () => {
     expect(findRoute(records, 2, 4)?.map((h) => h.peer)).toEqual(['b']);
   });
 
+  it("cuts hosts' spans at the route's ends (a client running its own first and last layers), never inside", () => {
+    const records = [rec('a', 0, 2), rec('b', 2, 4), rec('c', 4, 5)];
+    expect(findRoute(records, 1, 4)?.map((h) => [h.peer, h.span.start, h.span.end])).toEqual([['a', 1, 2], ['b', 2, 4]]);
+    expect(findRoute([rec('w', 0, 5)], 1, 4)?.map((h) => [h.peer, h.span.start, h.span.end])).toEqual([['w', 1, 4]]);
+    // inside a route hosts still run whole spans: 0:3 then 2:5 do not chain into 1..4
+    expect(findRoute([rec('a', 0, 3), rec('b', 2, 5)], 1, 4)).toBeNull();
+    expect(holdsSpan({ start: 0, end: 2 }, { start: 1, end: 2 })).toBe(true);
+    expect(holdsSpan({ start: 0, end: 2 }, { start: 1, end: 3 })).toBe(false);
+    expect(holdsSpan({ start: 0, end: 2 }, { start: 1, end: 1 })).toBe(false);
+  });
+
   it('uncovered names the first missing layers', () => {
     expect(uncovered([rec('a', 0, 2), rec('c', 4, 5)], 0, 5)).toEqual({ start: 2, end: 4 });
     expect(uncovered([rec('a', 0, 5)], 0, 5)).toBeNull();
@@ -72,6 +83,18 @@ describe('chooseSpan', () => {
   it('coverage adds throughputs; an unmeasured host counts as the median measured one (1 when none is)', () => {
     expect(coverage(4, [rec('a', 0, 2), rec('b', 1, 4, 3)])).toEqual([3, 6, 3, 3]);
     expect(coverage(4, [rec('a', 0, 2), rec('b', 1, 4)])).toEqual([1, 2, 1, 1]);
+  });
+  it('within a range (the layers clients send to hosts), spans start at its start and stay inside it', () => {
+    const range = { start: 1, end: 4 };
+    expect(chooseSpan(5, 2, [], range)).toEqual({ start: 1, end: 3 });
+    expect(chooseSpan(5, 2, [rec('a', 1, 3)], range)).toEqual({ start: 3, end: 4 });
+    expect(chooseSpan(5, 9, [], range)).toEqual({ start: 1, end: 4 });
+    // a host outside the range (0:5, started with --layers) counts for the layers inside it
+    expect(chooseSpan(5, 2, [rec('a', 0, 5), rec('b', 1, 3)], range)).toEqual({ start: 3, end: 4 });
+    expect(() => chooseSpan(5, 2, [], { start: 3, end: 3 })).toThrow(/not a part/);
+    // moving compares the best span over its own length (a shorter window at the range's end)
+    expect(shouldMove(5, { start: 1, end: 3 }, [rec('a', 1, 3), rec('b', 1, 3), rec('d', 1, 3), rec('c', 3, 4)], range)).toEqual({ start: 3, end: 4 });
+    expect(shouldMove(5, { start: 1, end: 3 }, [rec('a', 1, 3), rec('c', 3, 4)], range)).toBeNull();
   });
   it('moves only when the best span is covered less than half as well', () => {
     expect(shouldMove(4, { start: 0, end: 2 }, [rec('a', 0, 2), rec('b', 0, 2), rec('c', 2, 4)])).toBeNull(); // 2 vs 1

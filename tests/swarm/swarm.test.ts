@@ -5,7 +5,8 @@
 // the bytes both ways. Not here: failures (swarm-failover.test.ts), hostile peers (swarm-hostile.test.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drain, generateTokens } from '../../src/engine/generate';
+import { drain, generateTokens, PrefixCache } from '../../src/engine/generate';
+import { DEFAULT_OWN_LAYERS } from '../../src/swarm/open-client';
 import { referenceIds, Swarm } from './harness';
 
 const N = 64;
@@ -33,6 +34,74 @@ describe('swarm: three hosts, one client', () => {
     expect(c.model.route.map((h) => [h.start, h.end])).toEqual([[0, 2], [2, 4], [4, 5]]);
     expect(c.model.reroutes).toEqual([]);
     console.log(`swarm f32: ${N} tokens in ${ms.toFixed(0)} ms (${(ms / N).toFixed(1)} ms/token), wire out ${c.model.wire.bytesOut} B, in ${c.model.wire.bytesIn} B`);
+  });
+
+  it("the client's own first and last layers (the default): hosts run layers 1..3 only, cut from their spans; llama.cpp's ids", async () => {
+    const before = swarm.hosts.map((h) => h.host.stats().forwards);
+    const c = await swarm.client({}, { own: DEFAULT_OWN_LAYERS });
+    expect(c.model.remote).toEqual({ start: 1, end: 4 });
+    const res = await drain(generateTokens(c.model, { inputIds: [1], maxTokens: 16, temperature: 0, ignoreEos: true }));
+    expect(res.outputIds).toEqual(ref.slice(0, 16));
+    // the host of 0:2 runs only layer 1 for this client, the host of 4:5 nothing: no host saw an embedding row or the last layer's input
+    expect(c.model.route.map((h) => [h.start, h.end])).toEqual([[1, 2], [2, 4]]);
+    const forwards = swarm.hosts.map((h, i) => h.host.stats().forwards - before[i]);
+    expect(forwards).toEqual([16, 16, 0]);
+  });
+});
+
+describe('swarm: a conversation across turns', () => {
+  let swarm: Swarm;
+  let ref: number[];
+  beforeAll(async () => {
+    ref = await referenceIds();
+    swarm = await Swarm.start('test-turns');
+    await swarm.host({ start: 0, end: 2 });
+    await swarm.host({ start: 2, end: 4 });
+    await swarm.host({ start: 4, end: 5 });
+  });
+  afterAll(async () => {
+    await swarm?.stop();
+  });
+
+  it("the second turn sends only its new tokens' hidden states (the sessions stay open on the hosts); llama.cpp's ids", async () => {
+    const c = await swarm.client();
+    const dim = c.config.dim;
+    const hops = 3;
+    const forward = (n: number) => n * dim * 4 + 40; // bytes of one f32 forward frame
+    const cache = new PrefixCache();
+    const turn = async (input: number[], maxTokens: number, withCache: PrefixCache | undefined) => {
+      const out0 = c.model.wire.bytesOut;
+      const tokens0 = swarm.hosts.map((h) => h.host.stats().tokens);
+      const t0 = performance.now();
+      const res = await drain(generateTokens(c.model, { inputIds: input, maxTokens, temperature: 0, ignoreEos: true, cache: withCache }));
+      return {
+        res, ms: performance.now() - t0, bytes: c.model.wire.bytesOut - out0,
+        hostTokens: swarm.hosts.map((h, i) => h.host.stats().tokens - tokens0[i]),
+      };
+    };
+    // turn 1: BOS and 10 ids, 8 generated
+    const one = await turn([1, ...ref.slice(0, 10)], 8, cache);
+    expect(one.res.outputIds).toEqual(ref.slice(10, 18));
+    // turn 2: the whole conversation so far and 12 more ids (what a chat sends), 8 generated
+    const input2 = [1, ...ref.slice(0, 30)];
+    const two = await turn(input2, 8, cache);
+    expect(two.res.outputIds).toEqual(ref.slice(30, 38));
+    // the cache held the first 18 of its 31 positions (the last generated id of turn 1 was never run)
+    expect(two.res.cachedTokens).toBe(18);
+    const fresh = input2.length - 18;
+    expect(two.bytes).toBe(hops * (forward(fresh) + 7 * forward(1)));
+    expect(two.hostTokens).toEqual([fresh + 7, fresh + 7, fresh + 7]);
+    // Regenerate: the same input again cuts the sessions back inside turn 2's prefill (the hosts rewind mid-step)
+    const regen = await turn(input2, 8, cache);
+    expect(regen.res.outputIds).toEqual(ref.slice(30, 38));
+    expect(regen.res.cachedTokens).toBe(input2.length - 1);
+    expect(regen.bytes).toBe(hops * 8 * forward(1));
+    cache.clear();
+    // the same turn without the cache sends the whole conversation again
+    const again = await turn(input2, 8, undefined);
+    expect(again.res.outputIds).toEqual(ref.slice(30, 38));
+    expect(again.bytes).toBe(hops * (forward(input2.length) + 7 * forward(1)));
+    console.log(`turn 2 of a swarm chat: ${two.bytes} B out in ${two.ms.toFixed(0)} ms with the sessions kept, ${again.bytes} B in ${again.ms.toFixed(0)} ms sending the whole conversation again`);
   });
 });
 
@@ -86,7 +155,7 @@ describe('swarm: hosts choose their own spans', () => {
     await swarm?.stop();
   });
 
-  it('three hosts started without --layers (max 2 layers each) tile the model; 1 KiB frames; the reference ids', async () => {
+  it("three hosts started without --layers (max 2 layers each) tile the layers clients send (1..3); 1 KiB frames; the reference ids", async () => {
     const ref = await referenceIds();
     // 1 KiB frames: a 21-token prefill (21 x 64 x 4 B = 5,376 B) travels as 6 frames each way and is reassembled
     swarm = await Swarm.start('test-placement', { maxFrameBytes: 1024 });
@@ -95,8 +164,9 @@ describe('swarm: hosts choose their own spans', () => {
       const h = await swarm.host(undefined, 2);
       spans.push([h.span.start, h.span.end]);
     }
-    expect(spans).toEqual([[0, 2], [2, 4], [4, 5]]);
-    const c = await swarm.client({ hopTimeoutMs: 15_000 }); // the client's own first prefill compiles too
+    // layers 0 and 4 run on every client with the default own layers: hosts choosing their own span leave them out
+    expect(spans).toEqual([[1, 3], [3, 4], [1, 3]]);
+    const c = await swarm.client({ hopTimeoutMs: 15_000 }, { own: DEFAULT_OWN_LAYERS }); // the client's own first prefill compiles too
     const res = await drain(generateTokens(c.model, { inputIds: [1, ...ref.slice(0, 20)], maxTokens: 16, temperature: 0, ignoreEos: true }));
     expect(res.outputIds).toEqual(ref.slice(20, 36));
     const link = await c.discovery.connect(c.model.route[0].peer);
@@ -105,13 +175,13 @@ describe('swarm: hosts choose their own spans', () => {
   });
 
   it('a self-placed host moves when its span becomes much better covered than another', async () => {
-    const y = swarm.hosts[1]; // chose [2, 4)
-    expect(await y.rebalance()).toBe(false); // balanced: nothing to do
-    for (let i = 0; i < 3; i++) await swarm.host({ start: 2, end: 4 }); // [2, 4) now has 3 other hosts, [0, 2) one
-    await y.discovery.waitFor((r) => r.filter((x) => x.span.start === 2 && x.span.end === 4).length >= 4, 10_000);
+    const y = swarm.hosts[0]; // chose [1, 3), as did hosts[2]
+    expect(await y.rebalance()).toBe(false); // layer 3 has one host, layers 1..2 one besides y: nothing to gain
+    for (let i = 0; i < 3; i++) await swarm.host({ start: 1, end: 3 }); // [1, 3) now has 4 other hosts, [3, 4) one
+    await y.discovery.waitFor((r) => r.filter((x) => x.span.start === 1 && x.span.end === 3).length >= 5, 10_000);
     expect(await y.rebalance()).toBe(true);
-    expect(y.span).toEqual({ start: 0, end: 2 });
-    expect(y.host.span).toEqual({ start: 0, end: 2 });
-    expect(y.discovery.records().find((r) => r.id === y.peer.id)?.span).toEqual({ start: 0, end: 2 });
+    expect(y.span).toEqual({ start: 3, end: 4 });
+    expect(y.host.span).toEqual({ start: 3, end: 4 });
+    expect(y.discovery.records().find((r) => r.id === y.peer.id)?.span).toEqual({ start: 3, end: 4 });
   });
 });
