@@ -5,11 +5,15 @@
 // same options and seed: the ids, the text and the finish must be identical (so the sampler's draws and the
 // detokenizer were restored), the events must withdraw exactly the wrong tokens, and replaying the events must give
 // the final reply. With checkedOnly nothing wrong is ever handed out. Through the chat API, the stream carries the
-// correction and the deltas rebuild the reply. The swarm's real checks are tests/swarm/checks.test.ts's.
+// correction and the deltas rebuild the reply. With a prefix cache, the sequence kept after a rollback holds the ids
+// the cache says (the next turn, run on it, equals the plain model's next turn); Stop while a check or the run after a
+// rollback waits ends the reply at once as aborted, and the sequence is not kept. The swarm's real checks are
+// tests/swarm/checks.test.ts's.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlockChatEngine, type FlockChunk } from '../../src/engine/chat';
-import { drain, generateTokens, type Backend, type BackendSequence, type GenerateOptions, type GenerationEvent, type SequenceChecks, type StepSelect } from '../../src/engine/generate';
+import { drain, generateTokens, PrefixCache, type Backend, type BackendSequence, type GenerateOptions, type GenerationEvent, type SequenceChecks, type StepSelect } from '../../src/engine/generate';
+import { StepAbortedError } from '../../src/model/errors';
 import { LocalModel } from '../../src/engine/local-model';
 import { FileSource } from '../../src/model/source-file';
 import type { Candidates } from '../../src/gpu/head';
@@ -28,13 +32,37 @@ afterAll(() => model?.destroy());
 /** When the wrong answers are found: after the step that runs position TO, or only at the end of the reply. */
 type Detect = 'step' | 'end';
 
+/**
+ * Where a sequence waits until Stop (rejecting with StepAbortedError, as a swarm's does): the end-of-reply check, or
+ * the step that runs again after the rollback.
+ */
+type Hang = 'none' | 'finish' | 'rerun';
+
+/** Resolves never; rejects with StepAbortedError once `signal` aborts (a backend waiting on other machines). */
+function untilStopped(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    const stop = () => reject(new StepAbortedError('The generation was stopped.'));
+    if (signal?.aborted) stop();
+    signal?.addEventListener('abort', stop, { once: true });
+  });
+}
+
 /** A LocalModel whose sequences answer positions [from, to) wrong until their checks find it. */
 class WrongForAWhile implements Backend {
+  /** sequences closed so far */
+  closed = 0;
+  /** resolves when a sequence starts waiting (Hang) */
+  waiting: Promise<void>;
+  private startWaiting!: () => void;
+
   constructor(
     private readonly detect: Detect,
     private readonly from = FROM,
     private readonly to = TO,
-  ) {}
+    private readonly hang: Hang = 'none',
+  ) {
+    this.waiting = new Promise((r) => (this.startWaiting = r));
+  }
   get config() {
     return model.config;
   }
@@ -53,7 +81,8 @@ class WrongForAWhile implements Backend {
   begin(maxPos: number): BackendSequence {
     const inner = model.begin(maxPos);
     const vocab = model.config.vocab;
-    const { detect, from, to } = this;
+    const { detect, from, to, hang } = this;
+    const self = this;
     let found = false;
     let voided: number | undefined;
     const find = (): void => {
@@ -72,14 +101,25 @@ class WrongForAWhile implements Backend {
         return v;
       },
       checkAll: async () => find(),
-      finish: async () => find(),
+      finish: async (signal) => {
+        if (hang === 'finish') {
+          self.startWaiting();
+          await untilStopped(signal);
+        }
+        find();
+      },
     };
     return {
       get length() {
         return inner.length;
       },
       checks,
-      step: async (ids: number[], select?: StepSelect): Promise<Candidates | undefined> => {
+      truncate: (length: number) => inner.truncate!(length),
+      step: async (ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined> => {
+        if (hang === 'rerun' && found) {
+          self.startWaiting();
+          await untilStopped(signal);
+        }
         const last = inner.length + ids.length - 1;
         const c = await inner.step(ids, select);
         if (c && !found && last >= from && last < to) {
@@ -90,7 +130,10 @@ class WrongForAWhile implements Backend {
         if (detect === 'step' && inner.length > to) find();
         return c;
       },
-      close: () => inner.close(),
+      close: () => {
+        self.closed++;
+        inner.close();
+      },
     };
   }
 }
@@ -161,6 +204,62 @@ describe('rollback', () => {
     expect(res.outputIds).toEqual(oracle.outputIds);
     expect(res.rollbacks).toHaveLength(1); // it went back once, before handing anything wrong out
   });
+
+  it('a prefix cache keeps the rolled-back sequence with the ids it holds: the next turn on it equals the plain model', async () => {
+    const opts = CASES[0].opts;
+    // the oracles first: the cache keeps the model busy with its sequence
+    const plainFirst = await drain(generateTokens(model, { inputIds: [1], ...opts }));
+    const next = [1, ...plainFirst.outputIds, 13, 42]; // the next turn: the conversation so far and a few more ids
+    const plainSecond = await drain(generateTokens(model, { ...opts, inputIds: next }));
+    const cache = new PrefixCache();
+    try {
+      const backend = new WrongForAWhile('end');
+      const first = (await run(backend, { ...opts, cache })).res;
+      expect(first.outputIds).toEqual(plainFirst.outputIds);
+      expect(first.rollbacks).toHaveLength(1);
+      // the kept sequence holds exactly the positions whose ids the cache lists (every id but the last ran)
+      expect(cache.seq).toBeDefined();
+      expect(cache.seq!.length).toBe(cache.ids.length);
+      expect(cache.ids).toEqual([1, ...first.outputIds].slice(0, first.outputIds.length));
+      // the next turn runs on the kept sequence, only its new ids
+      const second = await drain(generateTokens(backend, { ...opts, inputIds: next, cache }));
+      expect(second.cachedTokens).toBe(first.outputIds.length);
+      expect(second.outputIds).toEqual(plainSecond.outputIds);
+      expect(second.rollbacks).toEqual([]);
+    } finally {
+      cache.clear();
+    }
+  });
+
+  for (const hang of ['finish', 'rerun'] as const) {
+    it(`Stop while ${hang === 'finish' ? 'the end-of-reply check' : 'the run after a rollback'} waits: the reply ends at once as aborted and its sequence is not kept`, async () => {
+      const opts = CASES[0].opts;
+      const oracle = await drain(generateTokens(model, { inputIds: [1], ...opts }));
+      const cache = new PrefixCache();
+      const backend = new WrongForAWhile(hang === 'finish' ? 'end' : 'step', FROM, TO, hang);
+      const stop = new AbortController();
+      const generation = run(backend, { ...opts, cache, signal: stop.signal });
+      await backend.waiting;
+      const t0 = performance.now();
+      stop.abort();
+      const { res, events } = await generation;
+      const ms = performance.now() - t0;
+      expect(ms).toBeLessThan(500);
+      expect(res.finishReason).toBe('abort');
+      expect(cache.seq).toBeUndefined();
+      expect(backend.closed).toBe(1);
+      // the reply is what was handed out and stands
+      expect(res.outputIds).toEqual(replay(events).ids);
+      if (hang === 'rerun') {
+        // it went back to FROM and stopped there: the plain model's first tokens
+        expect(res.outputIds).toEqual(oracle.outputIds.slice(0, FROM));
+      } else {
+        // stopped before the end-of-reply check could find the wrong answers: every token stands, unchecked
+        expect(res.outputIds).toHaveLength(opts.maxTokens);
+        expect(res.rollbacks).toEqual([]);
+      }
+    }, 30_000);
+  }
 
   it('the chat stream carries the correction, and its deltas cut at keepChars rebuild the corrected reply', async () => {
     const oracle = new FlockChatEngine(model);
