@@ -50,6 +50,8 @@ export interface InviteActions {
   /** join the private swarm `swarm` (an invite accepted) */
   join(swarm: SwarmConfig): void;
   showError(e: unknown): void;
+  /** an invite was offered, or is no longer */
+  offerChanged(): void;
 }
 
 export class InviteBox {
@@ -73,7 +75,7 @@ export class InviteBox {
       if (ev.key === 'Enter') this.accept();
     });
     e.input.addEventListener('input', () => {
-      if (!e.input.value.trim()) e.offer.hidden = true;
+      if (!e.input.value.trim()) this.setOffered(false);
     });
     e.copy.addEventListener('click', () => void this.copy());
   }
@@ -95,8 +97,19 @@ export class InviteBox {
     const e = this.els;
     e.input.value = link;
     e.offer.textContent = `You were invited to the private swarm "${swarm.name}". Join to chat in it; to serve layers in it, choose Contribute first.`;
-    e.offer.hidden = false;
+    this.setOffered(true);
     e.join.focus();
+  }
+
+  /** An invite is offered: its Join is the button to press (the panel's own Join takes the primary look away). */
+  get offered(): boolean {
+    return !this.els.offer.hidden;
+  }
+
+  private setOffered(on: boolean): void {
+    this.els.offer.hidden = !on;
+    this.els.join.classList.toggle('primary', on);
+    this.actions.offerChanged();
   }
 
   /** Creating and joining are for when no swarm is joined and the app is idle. */
@@ -114,7 +127,7 @@ export class InviteBox {
       return;
     }
     this.els.input.value = '';
-    this.els.offer.hidden = true;
+    this.setOffered(false);
     this.actions.join(swarm);
   }
 

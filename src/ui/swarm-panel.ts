@@ -84,6 +84,7 @@ export class SwarmPanel {
     create: () => void this.createPrivate(),
     join: (swarm) => void this.joinInvite(swarm),
     showError: (e) => this.host.showError(e),
+    offerChanged: () => this.show(),
   });
 
   private readonly els = {
@@ -218,7 +219,7 @@ export class SwarmPanel {
     e.contributeRow.hidden = m !== 'contribute';
     const on = this.active();
     e.join.textContent = m === 'swarm' ? (on ? 'Leave swarm' : 'Join swarm') : on ? 'Stop contributing' : 'Start contributing';
-    e.join.classList.toggle('primary', !on);
+    e.join.classList.toggle('primary', !on && !this.invite.offered);
     e.name.disabled = on;
     e.memory.disabled = on;
     e.signal.disabled = on;

@@ -115,6 +115,9 @@ describe('a private swarm in the app', () => {
     expect(await b.page.inputValue('#invite-in')).toBe(link);
     expect(await b.page.isVisible('#invite-offer')).toBe(true);
     expect(await b.page.textContent('#invite-offer')).toContain(`"${SWARM}"`);
+    // its Join is the button to press, not the panel's own (which would join the public swarm named there)
+    expect(await b.page.$$eval('#invite-join.primary, #swarm-join.primary', (els) => els.map((el) => el.id))).toEqual(['invite-join']);
+    await b.page.screenshot({ path: await screenshotPath('screenshot-private-offer.png') });
     await useNet(b.page, 'contribute');
     await b.page.click('#invite-join');
     spans.push(await serving(b.page));
