@@ -83,7 +83,7 @@ export async function loadOrCreateKey(path: string, powBits: number): Promise<Id
 
 /** A private swarm's secret from `path`: base64url text of exactly 32 bytes, in a file only its owner may read. */
 export function readSecretFile(path: string): Uint8Array<ArrayBuffer> {
-  if (!existsSync(path)) throw new IdentityError('key-file', `No secret file at ${path}; write one with \`flock secret > ${path}\`.`);
+  if (!existsSync(path)) throw new IdentityError('key-file', `No secret file at ${path}; write one with \`flock secret ${path}\`.`);
   checkPrivate(path, 'The secret file');
   const text = readFileSync(path, 'utf8').trim();
   const bytes = fromBase64url(text, SECRET_BYTES);

@@ -61,6 +61,10 @@ export interface BackendSequence {
   step(ids: number[], select?: StepSelect, signal?: AbortSignal): Promise<Candidates | undefined>;
   /** Forget every position from `length` on; the ones before stay cached (sequences that can: local models). */
   truncate?(length: number): void;
+  /** Positions it can hold in all, when fewer than it was opened with (a swarm host granted less). */
+  readonly capacity?: number;
+  /** A later generation in it needs `positions` in all (swarm sequences open sessions on new hosts with at least that). */
+  reserve?(positions: number): void;
   /**
    * Greedy steps queued ahead (backends that choose on their device: local models): run `count` steps in one
    * submission, the first on `first` (undefined: on the id the previous call's last step chose), each later one on
@@ -96,7 +100,8 @@ export interface Backend {
   readonly tokenizer: Tokenizer;
   readonly maxBatch: number;
   readonly maxContext: number;
-  begin(maxPos: number): BackendSequence | Promise<BackendSequence>;
+  /** A sequence of maxPos positions; `need` (default maxPos) is what this generation needs, the rest room for later turns. */
+  begin(maxPos: number, need?: number): BackendSequence | Promise<BackendSequence>;
   /**
    * Positions to open a sequence with that a PrefixCache will keep for later turns, when this generation needs
    * `maxPos` (default: maxContext). A backend whose positions cost other machines memory asks for less; a later turn
@@ -228,18 +233,19 @@ export function prepareInput(backend: Backend, opts: GenerateOptions): number[] 
  * one (with the backend's whole context when caching, so later turns fit).
  */
 async function openSequence(backend: Backend, input: number[], maxPos: number, cache: PrefixCache | undefined): Promise<{ seq: BackendSequence; reused: number }> {
-  if (cache?.seq?.truncate && cache.capacity >= maxPos) {
+  if (cache?.seq?.truncate && Math.min(cache.capacity, cache.seq.capacity ?? Infinity) >= maxPos) {
     let common = 0;
     while (common < cache.ids.length && common < input.length - 1 && cache.ids[common] === input[common]) common++;
     const seq = cache.seq;
     cache.seq = undefined;
     cache.ids = [];
     seq.truncate!(common);
+    seq.reserve?.(maxPos);
     return { seq, reused: common };
   }
   cache?.clear();
   const capacity = cache ? Math.max(maxPos, Math.min(backend.maxContext, backend.cachedCapacity?.(maxPos) ?? backend.maxContext)) : maxPos;
-  const seq = await backend.begin(capacity);
+  const seq = await backend.begin(capacity, maxPos);
   if (cache) cache.capacity = capacity;
   return { seq, reused: 0 };
 }

@@ -32,6 +32,8 @@ export interface HopSession {
   length: number;
   /** hidden-state inputs, one per step, in order (kept for replay) */
   inputs: Float32Array[];
+  /** positions the host's session can hold (fewer than asked when the host's context is shorter) */
+  maxTokens: number;
 }
 
 /** What opening hops needs of the client. */
@@ -88,6 +90,8 @@ export class RouteOpener {
     private readonly ctx: HopContext,
     /** positions the sessions are opened with */
     private readonly maxPos: number,
+    /** the fewest a session may have, when a host has no room for maxPos (what the conversation needs now) */
+    readonly minPos: () => number = () => maxPos,
   ) {}
 
   /**
@@ -218,12 +222,22 @@ export class RouteOpener {
     if (!holdsSpan(hello.span, span)) {
       throw new RemoteError('bad-request', peer, `serves layers [${hello.span.start}, ${hello.span.end}), not [${span.start}, ${span.end}) as its record said`);
     }
-    const session = newSessionId();
-    const answer = req.wait(`open:${session}`, timeout);
-    answer.catch(() => {}); // if the send below fails, its error is the one to report
-    await link.send({ kind: 'open', session, span, maxTokens: this.maxPos });
-    await answer;
-    return { peer, span, link, session, step: 0, length: 0, inputs: [] };
+    const ask = async (maxTokens: number): Promise<HopSession> => {
+      const session = newSessionId();
+      const answer = req.wait(`open:${session}`, timeout);
+      answer.catch(() => {}); // if the send below fails, its error is the one to report
+      await link.send({ kind: 'open', session, span, maxTokens });
+      await answer;
+      return { peer, span, link, session, step: 0, length: 0, inputs: [], maxTokens };
+    };
+    const least = Math.min(this.maxPos, this.minPos());
+    try {
+      return await ask(this.maxPos);
+    } catch (e) {
+      // room kept for later turns is a wish: a host with a shorter context (or less room) may still hold this one
+      if (!(e instanceof RemoteError && e.code === 'kv-full') || least >= this.maxPos) throw e;
+      return await ask(least);
+    }
   }
 
   /**

@@ -131,16 +131,17 @@ export class StageHost {
     // maxBatch x dim, so a frame claiming more is rejected by the decoder before the reassembler reserves anything
     // (with the defaults, one 256 KiB frame could make us reserve a 64 MiB tensor).
     const { dim } = stage.cfg;
-    const limits = opts.link?.limits ?? modelLimits({ dim, nLayers: stage.cfg.nLayers, maxBatch: stage.maxBatch, maxContext: stage.maxContext });
+    // An open may ask for up to the model's context: one longer than ours is refused (kv-full), not a violation.
+    const limits = opts.link?.limits ?? modelLimits({ dim, nLayers: stage.cfg.nLayers, maxBatch: stage.maxBatch, maxContext: Math.max(stage.maxContext, stage.cfg.ctx) });
     this.opts.link = { ...this.opts.link, limits };
     this.bans = new BanList(this.opts.banMs, this.opts.maxBanMs);
     this.span = { start: stage.start, end: stage.end };
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(250, Math.min(this.opts.idleMs / 4, 10_000)));
   }
 
-  /** Free KV capacity in positions (what a client can still open), for records and hello. */
+  /** Free KV capacity in positions (the most one client can still open: never more than the stage's context), for records and hello. */
   get freeKvTokens(): number {
-    return Math.max(0, Math.floor((this.opts.kvBudgetBytes - this.kvReserved) / this.stage.kvBytesPerPosition));
+    return Math.max(0, Math.min(this.stage.maxContext, Math.floor((this.opts.kvBudgetBytes - this.kvReserved) / this.stage.kvBytesPerPosition)));
   }
 
   stats(): HostStats {
@@ -265,7 +266,7 @@ export class StageHost {
       return this.reply(st, m.session, 0, 'bad-request', `this host serves layers [${this.span.start}, ${this.span.end}), which do not hold [${m.span.start}, ${m.span.end})`);
     }
     if (m.maxTokens > stage.maxContext) {
-      return this.reply(st, m.session, 0, 'bad-request', `maxTokens ${m.maxTokens} > this host's context ${stage.maxContext}`);
+      return this.reply(st, m.session, 0, 'kv-full', `maxTokens ${m.maxTokens} > this host's context ${stage.maxContext}`);
     }
     const kvBytes = m.maxTokens * stage.kvBytesPerPositionOf(m.span);
     if (this.kvReserved + kvBytes > this.opts.kvBudgetBytes) {

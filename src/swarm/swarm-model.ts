@@ -279,14 +279,14 @@ export class SwarmModel implements Backend, HopContext {
     return this.opts.openTimeoutMs;
   }
 
-  async begin(maxPos: number): Promise<BackendSequence> {
+  async begin(maxPos: number, need = maxPos): Promise<BackendSequence> {
     if (this.busy) throw new InvalidArgumentError('This swarm model is already generating; wait for it or abort it first.');
     if (!Number.isInteger(maxPos) || maxPos < 1 || maxPos > this.maxContext) {
       throw new InvalidArgumentError(`A sequence of ${maxPos} positions does not fit the context of ${this.maxContext}.`);
     }
     this.busy = true;
     try {
-      const seq = new SwarmSequence(this, maxPos);
+      const seq = new SwarmSequence(this, maxPos, Math.min(need, maxPos));
       await seq.start();
       return seq;
     } catch (e) {
@@ -297,10 +297,16 @@ export class SwarmModel implements Backend, HopContext {
 
   /**
    * A conversation kept across turns reserves KV cache on every host of its route: room for this turn and about as
-   * much again (at least CACHED_ROOM more positions), not the whole context. A turn past it starts a new sequence.
+   * much again (at least CACHED_ROOM more positions), not the whole context, and no more than the hosts that could
+   * serve it announce they have room for (a host's context may be shorter than ours). A turn past it starts a new
+   * sequence.
    */
   cachedCapacity(maxPos: number): number {
-    return Math.min(this.maxContext, Math.max(2 * maxPos, maxPos + CACHED_ROOM));
+    const want = Math.min(this.maxContext, Math.max(2 * maxPos, maxPos + CACHED_ROOM));
+    const span = this.remote;
+    if (span.start >= span.end) return want;
+    const room = this.directory.recordsFor(this.modelHash).filter((r) => r.span.start < span.end && r.span.end > span.start).map((r) => r.freeKv);
+    return Math.max(maxPos, Math.min(want, ...room));
   }
 
   /** @internal */
@@ -344,8 +350,10 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
   constructor(
     private readonly m: SwarmModel,
     private readonly maxPos: number,
+    /** positions the generation running in it needs (reserve() raises it for a later turn) */
+    private need: number,
   ) {
-    this.opener = new RouteOpener(m, maxPos);
+    this.opener = new RouteOpener(m, maxPos, () => Math.max(this.need, this.length + 1));
     this.front = m.front?.createSession(maxPos);
     this.back = m.back?.createSession(maxPos);
     this.checker = new HopChecks(this.checkContext());
@@ -363,6 +371,15 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
       checkAll: (signal) => untilAborted(this.runChecks(true), signal),
       finish: (signal) => (m.opts.checks.atEnd ? untilAborted(this.runChecks(true), signal) : Promise.resolve()),
     };
+  }
+
+  /** Positions it can hold: what it was opened with, or less where a host granted less. */
+  get capacity(): number {
+    return Math.min(this.maxPos, ...this.hops.map((h) => h.maxTokens));
+  }
+
+  reserve(need: number): void {
+    this.need = Math.max(this.need, need);
   }
 
   async start(): Promise<void> {

@@ -208,6 +208,9 @@ export interface LinkOptions {
   openTimeoutMs: number;
 }
 
+/** Messages a link holds until its owner listens. 64: a client opens a few sessions at once; more is a flood. */
+const BACKLOG = 64;
+
 export const DEFAULT_LINK_OPTIONS: Readonly<LinkOptions> = Object.freeze({
   limits: DEFAULT_LIMITS,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
@@ -244,6 +247,12 @@ export class PeerLink implements Link {
   rttMs = Number.NaN;
   private readonly helloSlot = new HelloSlot();
   private readonly messages = new Listeners<Msg>();
+  /**
+   * Messages that came before anyone listened (sent right behind the other end's proof, during ours, or before the
+   * owner subscribed), handed to the first listener; null once it came. At most BACKLOG: more before anyone listens
+   * is a flood.
+   */
+  private backlog: Msg[] | null = [];
   private readonly violations = new Listeners<ProtocolError | ReassemblyError>();
 
   private readonly decoder: MessageDecoder;
@@ -323,7 +332,20 @@ export class PeerLink implements Link {
   }
 
   onMessage(listener: (msg: Msg) => void): () => void {
-    return this.messages.add(listener);
+    const off = this.messages.add(listener);
+    const held = this.backlog;
+    this.backlog = null;
+    for (const m of held ?? []) listener(m);
+    return off;
+  }
+
+  private deliver(msg: Msg): void {
+    if (!this.backlog) return this.messages.emit(msg);
+    if (this.backlog.length >= BACKLOG) {
+      this.violation(new ProtocolError('too-large', `more than ${BACKLOG} messages before the link was in use`));
+      return;
+    }
+    this.backlog.push(msg);
   }
 
   onViolation(listener: (e: ProtocolError | ReassemblyError) => void): () => void {
@@ -504,7 +526,7 @@ export class PeerLink implements Link {
         return;
       case 'hello':
         this.helloSlot.set(msg);
-        this.messages.emit(msg);
+        this.messages.emit(msg); // kept in its slot for later listeners (waitHello, relay)
         return;
       case 'open':
       case 'opened':
@@ -512,7 +534,7 @@ export class PeerLink implements Link {
       case 'forward':
       case 'result':
       case 'close':
-        this.messages.emit(msg);
+        this.deliver(msg);
         return;
       default: {
         const never: never = msg;

@@ -1,15 +1,17 @@
 // The modes bar and the swarm panel: Local (nothing leaves the device), Swarm (this tab's Head, the layers on the
 // swarm's hosts: the engine worker runs the Head and the page relays its links) and Contribute (this tab serves a span
-// to others, contribute-view.ts). Also the signalling and ICE settings and the swarm picture.
+// to others, contribute-view.ts). Also the signalling and ICE settings, the swarm picture, and which swarm: a public one
+// by name, or a private one created here or joined by invite link (swarm-invite.ts).
 // Not here: the chat itself (chat-controller.ts), the worker (src/worker).
 
 import { proxy } from 'comlink';
 import { InvalidArgumentError } from '../model/errors';
 import type { NetSettings } from '../storage/settings';
 import { loadNetSettings, parseIceServers, saveNetSettings } from '../storage/settings';
-import { fromBase64url } from '../swarm/base64url';
+import { fromBase64url, toBase64url } from '../swarm/base64url';
+import { IdentityError } from '../swarm/errors';
 import { Identity } from '../swarm/identity';
-import { privateSwarm, publicSwarm, SECRET_BYTES, type SwarmConfig } from '../swarm/swarm-config';
+import { newSecret, privateSwarm, publicSwarm, SECRET_BYTES, type SwarmConfig } from '../swarm/swarm-config';
 import { SwarmNet } from '../swarm/swarm-net';
 import { parseSignalUrl, type SignalConfig } from '../swarm/transport';
 import type { EngineClient, LoadedModel, LoadProgress } from '../worker/engine-client';
@@ -17,6 +19,7 @@ import { relayBridge } from '../worker/link-relay';
 import { ContributeSession } from './contribute-view';
 import { byId } from './dom';
 import { formatProgress } from './format';
+import { InviteBox, takeInviteFromAddress } from './swarm-invite';
 import { renderSwarm } from './swarm-map';
 
 export type Mode = 'local' | 'swarm' | 'contribute';
@@ -24,8 +27,8 @@ const MODES: readonly Mode[] = ['local', 'swarm', 'contribute'];
 
 const PRIVACY: Record<Mode, string> = {
   local: '<strong>Local:</strong> nothing leaves this device.<span class="more"> The model runs in this tab on your GPU, and your chats are stored only in this browser.</span>',
-  swarm: '<strong>Swarm:</strong> your words stay on this device.<span class="more"> Tokenizing, the embedding, the output head and sampling run on this device. Peers in the swarm run the middle layers and see hidden states (numbers), not your text. They could in principle learn something from those numbers: do not chat about secrets with peers you do not trust.</span>',
-  contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats.<span class="more"> It sees their hidden states, never their text. Your own chats here still run locally.</span>',
+  swarm: '<strong>Swarm:</strong> hosts can reconstruct what you write.<span class="more"> Tokenizing, the embedding, the first and last layers, the output head and sampling run on this device; hosts run the layers between on hidden states, from which your text can still be read back. Use Local, or a private swarm of people you trust, for anything private.</span>',
+  contribute: '<strong>Contribute:</strong> this tab serves layers of the model to other people\'s chats.<span class="more"> It sees their hidden states, from which their text can be reconstructed. Your own chats here still run locally.</span>',
 };
 
 /** Swarm mode with a model no manifest is pinned for: hosts cannot check their weights against one (serve.ts). */
@@ -34,10 +37,12 @@ export const UNPINNED_SWARM = 'weights not pinned: hosts cannot check theirs, so
 /** Records and the route are refreshed this often. 500 ms: hosts announce every 10 s; the route changes per token. */
 const REFRESH_MS = 500;
 
-/** The swarm the settings name: private when they hold an invite's secret. */
+/** The swarm the settings name: private when they hold an invite's secret (never public because a secret is bad). */
 export function swarmOf(s: NetSettings): SwarmConfig {
-  const secret = s.secret ? fromBase64url(s.secret, SECRET_BYTES) : null;
-  return secret ? privateSwarm(s.swarm, secret) : publicSwarm(s.swarm);
+  if (!s.secret) return publicSwarm(s.swarm);
+  const secret = fromBase64url(s.secret, SECRET_BYTES);
+  if (!secret) throw new IdentityError('secret', 'The stored swarm secret is not base64url: join the swarm by its invite link again.');
+  return privateSwarm(s.swarm, secret);
 }
 
 /** Signalling config from the settings (named errors for a bad URL or ICE line, before anything connects). */
@@ -75,7 +80,15 @@ export class SwarmPanel {
   private localBefore: LoadedModel | null | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private settings!: NetSettings;
+  /** false while a reply is generated or a model loads */
+  private enabled = true;
   private readonly development = import.meta.env.DEV;
+  private readonly invite = new InviteBox({
+    create: () => void this.createPrivate(),
+    join: (swarm) => void this.joinInvite(swarm),
+    showError: (e) => this.host.showError(e),
+    offerChanged: () => this.show(),
+  });
 
   private readonly els = {
     modeButtons: [...document.querySelectorAll<HTMLButtonElement>('.modes .mode')],
@@ -110,7 +123,15 @@ export class SwarmPanel {
     e.join.addEventListener('click', () => void this.toggle());
     // a contributing tab that closes tells its sessions' clients and the swarm first (they re-route at once)
     addEventListener('pagehide', () => this.contributing?.goodbye());
+    this.showKind();
+    // an invite in the address: out of the address bar at once, offered here (Swarm mode's panel shows it)
+    const invited = takeInviteFromAddress();
+    if (invited?.swarm) {
+      this.mode = 'swarm';
+      this.invite.offer(invited.link, invited.swarm);
+    }
     this.show();
+    if (invited?.error) this.host.showError(invited.error);
   }
 
   /** Swarm mode holds the chosen model's Head: the picker may not swap models until the swarm is left. */
@@ -120,7 +141,18 @@ export class SwarmPanel {
 
   /** The mode buttons may not change while a reply is being generated or a model loads. */
   setEnabled(on: boolean): void {
+    this.enabled = on;
     for (const b of this.els.modeButtons) b.disabled = !on;
+    this.invite.setEnabled(on && !this.active());
+  }
+
+  /** Say which kind of swarm the settings name (a stored secret that cannot be used is said too). */
+  private showKind(): void {
+    try {
+      this.invite.render(swarmOf(this.settings));
+    } catch (e) {
+      this.host.showError(e);
+    }
   }
 
   private async saveFields(): Promise<void> {
@@ -136,6 +168,32 @@ export class SwarmPanel {
       iceServers: e.ice.value,
     };
     await saveNetSettings(this.settings, this.development);
+    this.showKind();
+  }
+
+  /** The swarm named in the panel, made private with a new secret; its invite link is shown to share. */
+  private async createPrivate(): Promise<void> {
+    if (this.active()) return;
+    await this.saveFields();
+    await this.useSwarm(this.settings.swarm, toBase64url(newSecret()));
+  }
+
+  /** An invite accepted: its swarm in the settings, then joined in this mode (Swarm mode when in Local). */
+  private async joinInvite(swarm: SwarmConfig): Promise<void> {
+    if (this.active() || this.host.busy() || !swarm.secret) return;
+    await this.useSwarm(swarm.name, toBase64url(swarm.secret));
+    if (this.mode === 'local') {
+      this.mode = 'swarm';
+      this.show();
+    }
+    await this.toggle();
+  }
+
+  private async useSwarm(name: string, secret: string): Promise<void> {
+    this.settings = { ...this.settings, swarm: name, secret };
+    this.els.name.value = name;
+    await saveNetSettings(this.settings, this.development);
+    this.showKind();
   }
 
   private active(): boolean {
@@ -164,11 +222,12 @@ export class SwarmPanel {
     e.contributeRow.hidden = m !== 'contribute';
     const on = this.active();
     e.join.textContent = m === 'swarm' ? (on ? 'Leave swarm' : 'Join swarm') : on ? 'Stop contributing' : 'Start contributing';
-    e.join.classList.toggle('primary', !on);
+    e.join.classList.toggle('primary', !on && !this.invite.offered);
     e.name.disabled = on;
     e.memory.disabled = on;
     e.signal.disabled = on;
     e.ice.disabled = on;
+    this.invite.setEnabled(this.enabled && !on);
     if (!on) {
       e.map.replaceChildren();
       delete e.map.dataset.coverage;

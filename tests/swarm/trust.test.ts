@@ -184,7 +184,7 @@ describe('Sybil identities', () => {
     await swarm?.stop();
   });
 
-  it('50 identities each taking all the sessions a key may: the quota holds for each, the honest client gets its ids', { timeout: 600_000 }, async () => {
+  it('50 identities each taking all the sessions a key may: the quota holds for each, the honest client gets its ids', { timeout: 120_000 }, async () => {
     swarm = await Swarm.start('sybil');
     const host = await swarm.host({ start: 0, end: 5 }, undefined, { maxSessions: 1024, maxSessionsPerKey: 8, kvBudgetBytes: 512 * 2 ** 20 });
     /** one identity asks for 10 sessions at once; how many it got */
