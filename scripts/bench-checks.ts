@@ -12,14 +12,14 @@
 //    (its bans are its own): how often it was caught before the reply ended, how many tokens had been handed out
 //    when it was, and how many of them were withdrawn.
 // Prints two tables and JSON (--out writes the JSON). Not a test: it asserts nothing; numbers from a shared machine vary.
-// Usage: node --import tsx scripts/bench-checks.ts [--runs 10] [--tokens 32] [--rates 0,0.05,0.1,0.25,1] [--out FILE]
+// Usage: npm run bench:checks -- [--runs 10] [--tokens 32] [--rates 0,0.05,0.1,0.25,1] [--out FILE]
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodeDevice } from '../src/cli/dawn';
 import { launchHost, type LaunchedHost } from '../src/cli/host';
-import { cleanupNodeWebRtc, installNodeWebRtc } from '../src/cli/node-webrtc';
+import { installNodeWebRtc } from '../src/cli/node-webrtc';
 import { startSignalServer } from '../src/cli/signal';
 import { drain, generateTokens } from '../src/engine/generate';
 import type { FlockDevice } from '../src/gpu/device';
@@ -163,11 +163,6 @@ async function main(): Promise<void> {
     detection.push(row);
     process.stderr.write(`detection ${rate}${atEnd ? ' + end' : ''}: caught ${row.caught}/${row.onRoute}\n`);
   }
-  liar.stop();
-  for (const h of hosts) h.stop();
-  await server.close();
-  await source.close();
-
   const off = cost[0].msPerToken;
   const table1 = [
     `| check rate | decode ms/token | added ms/token | wire bytes/token | checks/token |`,
@@ -185,11 +180,8 @@ async function main(): Promise<void> {
     mkdirSync(dirname(values.out), { recursive: true });
     writeFileSync(values.out, JSON.stringify(json, null, 1) + '\n');
   }
-  try {
-    cleanupNodeWebRtc();
-  } catch {
-    // libdatachannel may time out while channels close; the process exits next anyway
-  }
+  // the process exits now, peers and all (tearing them down one by one can throw inside PeerJS mid-negotiation)
+  await source.close();
 }
 
 main().then(

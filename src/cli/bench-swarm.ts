@@ -33,6 +33,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 interface CheckRow {
   checks: 'off' | 'default';
   rate: number;
+  /** hops on the route (the client runs its own first and last layers: the hosts' spans are cut to the layers between) */
+  hops: number;
   decodeMsPerToken: number;
   wireBytesPerToken: number;
   checksPerToken: number;
@@ -145,7 +147,7 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
         bytes.push((c.model.wire.bytesOut + c.model.wire.bytesIn - before) / tokens);
         checksRun.push(c.model.verification.checks / tokens);
       }
-      checkRows.push({ checks: name, rate: checks.rate, decodeMsPerToken: median(ms), wireBytesPerToken: median(bytes), checksPerToken: median(checksRun) });
+      checkRows.push({ checks: name, rate: checks.rate, hops: c.model.route.length, decodeMsPerToken: median(ms), wireBytesPerToken: median(bytes), checksPerToken: median(checksRun) });
       c.stop();
     }
     for (const h of hosts) h.stop();
@@ -160,9 +162,9 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
   ].join('\n');
   const off = checkRows.find((r) => r.checks === 'off')?.decodeMsPerToken ?? NaN;
   const checksTable = [
-    '| checks (3 stages, 2 hosts per span, f32) | decode ms/token | added ms/token | wire bytes/token | checks/token |',
-    '|---|---:|---:|---:|---:|',
-    ...checkRows.map((r) => `| ${r.checks === 'off' ? 'off' : `default (rate ${r.rate}, end of reply)`} | ${r.decodeMsPerToken.toFixed(2)} | ${r.checks === 'off' ? '–' : (r.decodeMsPerToken - off).toFixed(2)} | ${r.wireBytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
+    '| checks (3 stages, 2 hosts per span, f32) | hops | decode ms/token | added ms/token | wire bytes/token | checks/token |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...checkRows.map((r) => `| ${r.checks === 'off' ? 'off' : `default (rate ${r.rate}, end of reply)`} | ${r.hops} | ${r.decodeMsPerToken.toFixed(2)} | ${r.checks === 'off' ? '–' : (r.decodeMsPerToken - off).toFixed(2)} | ${r.wireBytesPerToken.toFixed(0)} | ${r.checksPerToken.toFixed(2)} |`),
   ].join('\n');
   const json = { model: values.model, device: dev.adapterName, tokens, runs, rows, checks: checkRows };
   process.stdout.write(`${table}\n\n${checksTable}\n${JSON.stringify(json)}\n`);

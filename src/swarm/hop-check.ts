@@ -19,7 +19,8 @@ import { f16ToF32, f32ToF16 } from './f16';
  * forward pass (another implementation's rounding, standing in for another vendor's GPU) 1.2e-6, f16 frames both
  * ways 1.8e-4 (the result's own f16 rounding); and the smallest of a host scaling one layer's output by 1.05:
  * 2.0e-2 (the scaled layer first in a two-layer span, diluted by the layer after it; 5.0e-2 when it is the span's
- * last). 5e-3 sits 28x above f16 rounding and 4x below the weakest x1.05 lie. Not measured here: two different real
+ * last); a session over part of a host's span (a client's own layers cut into it) answers bit for bit as a stage of
+ * just those layers. 5e-3 sits 28x above f16 rounding and 4x below the weakest x1.05 lie. Not measured here: two different real
  * GPUs (f32 rounding of the same order as GPU against CPU is expected; quantized weights read by our own kernels
  * round the same way on every device).
  */
@@ -77,13 +78,29 @@ export interface CheckPolicy {
 }
 
 /**
- * The default rate: 0.1. Measured with a host that lies on every step but its first (a liar of type (d), the one that
- * guesses which steps are unchecked) on stories260K, 48 tokens, 20 runs per rate, `npm run bench:swarm -- --checks`
- * (README, "Checked hops"): rate 0.05 caught it before the reply ended in 85 % of runs, 0.1 in 100 % within a mean
- * of 5.6 tokens, 0.25 within 2.4, 1 within 1; each check adds about one witness round trip (0.1: +0.9 ms per token
- * on loopback, rate 1: +7.4). With the end-of-reply check, every lie is caught before a reply is final whatever the
- * rate; the rate bounds how far a lie runs (and how much is redone) before it is caught. 0.1 keeps that to a few
- * tokens for about a tenth of a round trip per hop per token.
+ * The default rate: 0.1, with the end-of-reply check. Measured by `npm run bench:checks -- --runs 20` (stories260K,
+ * 32 greedy tokens, the client's own first and last layers and two hops [1, 2) and [2, 4), two hosts per span so every
+ * hop has a witness; loopback WebRTC, every host in one process on one SwiftShader device, a shared 2-core machine):
+ *
+ *   honest swarm      | off  | 0.05 + end | 0.1 + end | 0.25 + end | 1 + end | checked only
+ *   decode ms/token   | 18.9 | 30.1       | 31.4      | 32.5       | 26.9    | 28.2
+ *   wire bytes/token  | 1184 | 2223       | 2236      | 2248       | 2368    | 2368
+ *
+ *   a host lying on every step but its first (type (d)), end check off, 20 replies per rate:
+ *   rate                                | 0     | 0.05  | 0.1   | 0.25  | 1
+ *   caught before the reply ended       | 0/15  | 12/17 | 17/17 | 18/18 | 20/20
+ *   tokens handed out when caught, mean | –     | 12.0  | 10.5  | 5.6   | 1.0
+ *   tokens withdrawn, mean              | –     | 11.0  | 7.9   | 3.3   | 0.0
+ *   (with only the end-of-reply check: 20/20 caught, all 31 streamed tokens withdrawn)
+ *
+ * With the end-of-reply check every position is checked once before a reply is final, whatever the rate: the bytes
+ * and the witnesses' work are the same at 0.05 to 0.25 (about twice the bytes of no checks), and on this loopback
+ * setup, where a witness costs compute on the same device and almost no network, so is the time. What the rate
+ * decides is how far a lie runs before it is caught, against how many steps wait for a witness's round trip before
+ * their token (a check runs inside its step): 0.05 let 5 liars in 17 run to the end of the reply, 0.1 caught every
+ * one after about 10 tokens and withdrew 8, once per liar (it is banned). Rates above 0.1 withdraw fewer tokens but
+ * put a witness round trip on more steps of every reply, honest or not; on a real network that round trip, not
+ * measured here, is what a check costs. Rate 1 (or checkedOnly) catches at once and pays it on every token.
  */
 export const DEFAULT_CHECK_POLICY: CheckPolicy = { rate: 0.1, atEnd: true, tolerance: HOP_TOLERANCE };
 

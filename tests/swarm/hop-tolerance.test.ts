@@ -7,6 +7,8 @@
 //     vendor's GPU stands for);
 //   - f16 frames: input and result rounded to f16 on the wire, decode against prefill;
 //   - the liar: layer l of the span run on its own, its output x1.05, the rest of the span after it.
+//   - a session over part of a host's span (a client running its own first and last layers routes through [1, 4) of
+//     a host of [0, 5)) against a stage of just those layers: what a route hop and its witness may each be.
 // Honest divergences must stay a factor below the tolerance and the liar's, on every position, a factor above.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,9 +41,9 @@ async function stage(start: number, end: number): Promise<GpuStage> {
   return s;
 }
 
-/** Decode: one position per forward, as a route hop runs. */
-async function decode(st: GpuStage, x: Float32Array): Promise<Float32Array> {
-  const s = st.createSession(N);
+/** Decode: one position per forward, as a route hop runs (a session over `span`, default the stage's layers). */
+async function decode(st: GpuStage, x: Float32Array, span?: { start: number; end: number }): Promise<Float32Array> {
+  const s = st.createSession(N, span);
   const out = new Float32Array(x.length);
   for (let r = 0; r < x.length / cfg.dim; r++) out.set(await st.forward(s, x.subarray(r * cfg.dim, (r + 1) * cfg.dim)), r * cfg.dim);
   st.closeSession(s);
@@ -79,7 +81,7 @@ describe('hop tolerance', () => {
     const cache = new ReferenceCache(cfg, N);
     let x = referenceEmbed(cfg, w, ids);
     const rows: string[] = [];
-    const seen = { decodePrefill: 0, gpuCpu: 0, f16: 0, liar: Infinity };
+    const seen = { decodePrefill: 0, gpuCpu: 0, f16: 0, part: 0, liar: Infinity };
     for (const sp of SPANS) {
       const input = x;
       const cpu = referenceLayers(cfg, w, cache, input, 0, sp.start, sp.end);
@@ -107,10 +109,17 @@ describe('hop tolerance', () => {
       rows.push(`span ${sp.start}:${sp.end}: decode/prefill ${dp.toExponential(2)}, GPU/CPU ${gc.toExponential(2)}, f16 frames ${f16.toExponential(2)}`);
       x = cpu;
     }
+    // part of a host's span: [1, 4) of a stage of [0, 5) against a stage of [1, 4), on the input of layer 1
+    const in1 = referenceLayers(cfg, w, new ReferenceCache(cfg, N), referenceEmbed(cfg, w, ids), 0, 0, 1);
+    const part = await decode(await stage(0, cfg.nLayers), in1, { start: 1, end: cfg.nLayers - 1 });
+    const own = await decode(await stage(1, cfg.nLayers - 1), in1);
+    seen.part = max(rowDivergence(part, own, cfg.dim));
+    rows.push(`[1, ${cfg.nLayers - 1}) of a host of [0, ${cfg.nLayers}) against a stage of [1, ${cfg.nLayers - 1}): ${seen.part.toExponential(2)}`);
     console.log(`hop divergence (max over ${N} positions; the liar's min):\n  ${rows.join('\n  ')}\n  tolerance ${HOP_TOLERANCE}`);
     expect(seen.decodePrefill).toBeLessThan(HOP_TOLERANCE / 100);
     expect(seen.gpuCpu).toBeLessThan(HOP_TOLERANCE / 100);
     expect(seen.f16).toBeLessThan(HOP_TOLERANCE / 4);
+    expect(seen.part).toBeLessThan(HOP_TOLERANCE / 100);
     expect(seen.liar).toBeGreaterThan(HOP_TOLERANCE * 2);
     expectNoGpuErrors();
   });
