@@ -1,6 +1,7 @@
 // What checked hops cost and what they catch, per check rate (src/swarm/hop-check.ts), on loopback: a local
 // PeerServer, hosts and clients in this process, real WebRTC, one Dawn device. stories260K split 0:2 / 2:4 / 4:5 with
-// two honest hosts per span (so every hop has a witness).
+// two honest hosts per span; clients run their own first and last layers (the default), so the route is [1, 2) on a
+// host of 0:2 and [2, 4), and every hop has a witness.
 //  - cost: greedy replies of --tokens tokens through an honest swarm, checks off (rate 0, no end-of-reply check) and
 //    at each rate (with the end-of-reply check), and handing out only checked tokens (checkedOnly: every step
 //    checked before its token): decode ms per token, bytes on the wire per token, checks per token; medians of --runs
