@@ -21,6 +21,26 @@ class OrderedPeerConnection extends RTCPeerConnection {
   constructor(config?: RTCConfiguration) {
     super(config);
     this.remoteReady = new Promise((r) => (this.markRemoteReady = r));
+    // A remote data channel can arrive after PeerJS closed the connection it belongs to; PeerJS's handler then
+    // dereferences null and, thrown from an event listener, that would take the process down. Such a channel is
+    // closed instead. (The polyfill defines `ondatachannel` on the instance, so it is wrapped here, not overridden.)
+    let handler: ((e: RTCDataChannelEvent) => void) | null = null;
+    Object.defineProperty(this, 'ondatachannel', {
+      configurable: true,
+      enumerable: true,
+      get: () => handler,
+      set: (fn: ((e: RTCDataChannelEvent) => void) | null) => {
+        handler = fn
+          ? (e) => {
+              try {
+                fn.call(this, e);
+              } catch {
+                e.channel.close();
+              }
+            }
+          : null;
+      },
+    });
   }
 
   override async setRemoteDescription(d: RTCSessionDescriptionInit): Promise<void> {

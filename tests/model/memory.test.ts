@@ -104,12 +104,25 @@ describe('the prediction against what LocalModel allocates', () => {
     const device = dev.device;
     const create = device.createBuffer.bind(device);
     device.createBuffer = (d: GPUBufferDescriptor) => {
-      if (d.usage & GPUBufferUsage.STORAGE) made.push({ label: d.label ?? '', size: d.size });
-      return create(d);
+      const b = create(d);
+      if (d.usage & GPUBufferUsage.STORAGE) {
+        const entry = { label: d.label ?? '', size: d.size };
+        made.push(entry);
+        // buffers freed again before the model is used (the one-position session that lists kernel variants while
+        // loading) are not what the model holds
+        const destroy = b.destroy.bind(b);
+        b.destroy = () => {
+          if (!using) made.splice(made.indexOf(entry), 1);
+          destroy();
+        };
+      }
+      return b;
     };
+    let using = false;
     let model: LocalModel | undefined;
     try {
       model = await LocalModel.load(dev, source, { maxContext: context });
+      using = true;
       model.begin(context).close();
     } finally {
       device.createBuffer = create;

@@ -19,6 +19,7 @@ import { f16ArrayToF32, f16ToF32, f32ArrayToF16, f32BitsToF16, f32ToF16 } from '
 import {
   type ControlMsg,
   DEFAULT_LIMITS,
+  PROTOCOL_VERSION,
   type Decoded,
   type Dtype,
   type ForwardMsg,
@@ -524,7 +525,7 @@ const hostile: Hostile[] = [
   { name: 'magic byte changed', frame: () => patch(F.ping(), (v) => v.setUint8(0, 0xf2)), code: 'bad-magic' },
   { name: 'all zero header', frame: () => new ArrayBuffer(20), code: 'bad-magic' },
   // bad-version
-  { name: 'version 2', frame: () => patch(F.ping(), (v) => v.setUint8(1, 2)), code: 'bad-version' },
+  { name: `version ${PROTOCOL_VERSION + 1}`, frame: () => patch(F.ping(), (v) => v.setUint8(1, PROTOCOL_VERSION + 1)), code: 'bad-version' },
   { name: 'version 0', frame: () => patch(F.fwd(), (v) => v.setUint8(1, 0)), code: 'bad-version' },
   // unknown-kind
   { name: 'kind 0', frame: () => patch(F.close(), (v) => v.setUint8(2, 0)), code: 'unknown-kind' },
