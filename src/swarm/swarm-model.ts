@@ -592,7 +592,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
    * layers' caches are cut here, each hop's kept inputs (and the checks' unchecked answers) are cut, and its host
    * rewinds with the next forward (flagged replay). Each turn then sends only its new tokens' hidden states; the
    * sessions stay open on the hosts meanwhile (until they expire idle: then the next forward re-routes and replays
-   * the kept inputs, as for any failed hop). A position voided by a check and not yet taken by the loop stays void.
+   * the kept inputs, as for any failed hop).
    */
   truncate(length: number): void {
     if (this.closed) throw new InvalidArgumentError('This sequence is closed.');
