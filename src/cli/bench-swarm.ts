@@ -1,7 +1,8 @@
 // `npm run bench:swarm`: per-token decode latency of a swarm on loopback (1, 2, 3 and 5 stages; a local PeerServer,
 // hosts and client in this process, real WebRTC through node-datachannel, one Dawn device) against the local run of
 // the same model, the milliseconds each hop adds, and the bytes on the wire per decoded token with f32 and f16
-// frames. Then what checked hops cost (src/swarm/hop-check.ts): 3 stages with two hosts per span (each hop has a
+// frames, every layer on the hosts; and the default client, which runs its own first and last layers (own-layers.ts).
+// Then what checked hops cost (src/swarm/hop-check.ts): 3 stages with two hosts per span (each hop has a
 // witness), checks off against the default rate (with the end-of-reply check). Prints tables and JSON (and writes the
 // JSON with --out). Medians of --runs runs; numbers from a shared machine vary. With --churn: what hosts dying and
 // coming back cost a client instead (bench-churn.ts). Detection per check rate, with a lying host: scripts/bench-checks.ts.
@@ -26,6 +27,7 @@ import { launchHost, type LaunchedHost } from './host';
 import { cleanupNodeWebRtc } from './node-webrtc';
 import { startSignalServer } from './signal';
 import { launchClient } from './swarm-generate';
+import { DEFAULT_OWN_LAYERS, type OwnLayers } from '../swarm/own-layers';
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -43,6 +45,10 @@ interface CheckRow {
 interface Row {
   stages: number;
   dtype: Dtype | 'local';
+  /** layers the client ran itself, first and last ([0, 0]: none, every layer on the hosts) */
+  own: [number, number];
+  /** hops on the route */
+  hops: number;
   decodeMsPerToken: number;
   addedMsPerHop: number;
   /** median heartbeat round trip over the route's links: the network's own share of a hop */
@@ -92,7 +98,7 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
   const nLayers = local.config.nLayers;
   local.destroy();
 
-  const rows: Row[] = [{ stages: 1, dtype: 'local', decodeMsPerToken: localMs, addedMsPerHop: 0, pingRttMs: 0, wireBytesPerToken: 0 }];
+  const rows: Row[] = [{ stages: 1, dtype: 'local', own: [nLayers, 0], hops: 0, decodeMsPerToken: localMs, addedMsPerHop: 0, pingRttMs: 0, wireBytesPerToken: 0 }];
   const server = await startSignalServer(0);
   const signal = parseSignalUrl(server.url);
   for (const k of [1, 2, 3, 5].filter((x) => x <= nLayers)) {
@@ -101,8 +107,16 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
     for (const span of splitLayers(nLayers, k)) {
       hosts.push(await launchHost({ dev, model: file, swarm, signal, layers: span, maxContext: 256, announceMs: 500 }));
     }
-    for (const dtype of ['f32', 'f16'] as const) {
-      const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, swarmOptions: { dtype, maxContext: 256 }, waitForRouteMs: 20_000 });
+    // every layer on the hosts (the hop's own cost), f32 and f16 frames; then the default client, which runs its
+    // first and last layers itself (what that costs, and the hops left)
+    const none: OwnLayers = { first: 0, last: 0 };
+    const configs: { dtype: Dtype; own: OwnLayers }[] = [
+      { dtype: 'f32', own: none },
+      { dtype: 'f16', own: none },
+      ...(nLayers > 2 ? [{ dtype: 'f32' as const, own: DEFAULT_OWN_LAYERS }] : []),
+    ];
+    for (const { dtype, own } of configs) {
+      const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, own, swarmOptions: { dtype, maxContext: 256 }, waitForRouteMs: 20_000 });
       await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // compile pipelines, open links
       const ms: number[] = [];
       let bytes = 0;
@@ -118,7 +132,8 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
         const rtt = (await c.discovery.connect(hop.peer)).rttMs;
         if (Number.isFinite(rtt)) rtts.push(rtt);
       }
-      rows.push({ stages: k, dtype, decodeMsPerToken: m, addedMsPerHop: (m - localMs) / k, pingRttMs: rtts.length ? median(rtts) : NaN, wireBytesPerToken: bytes });
+      const hops = c.model.route.length;
+      rows.push({ stages: k, dtype, own: [own.first, own.last], hops, decodeMsPerToken: m, addedMsPerHop: (m - localMs) / hops, pingRttMs: rtts.length ? median(rtts) : NaN, wireBytesPerToken: bytes });
       c.stop();
     }
     for (const h of hosts) h.stop();
@@ -156,9 +171,9 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
   await source.close();
 
   const table = [
-    '| stages | frames | decode ms/token | added ms per hop | ping RTT ms | wire bytes/token |',
-    '|---:|---|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.stages} | ${r.dtype} | ${r.decodeMsPerToken.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.addedMsPerHop.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.pingRttMs.toFixed(3)} | ${r.wireBytesPerToken.toFixed(0)} |`),
+    '| host stages | frames | own layers (first, last) | hops | decode ms/token | added ms per hop | ping RTT ms | wire bytes/token |',
+    '|---:|---|---|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.dtype === 'local' ? '– (local)' : r.stages} | ${r.dtype} | ${r.dtype === 'local' ? 'all' : r.own.join(', ')} | ${r.hops} | ${r.decodeMsPerToken.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.addedMsPerHop.toFixed(2)} | ${r.dtype === 'local' ? '–' : r.pingRttMs.toFixed(3)} | ${r.wireBytesPerToken.toFixed(0)} |`),
   ].join('\n');
   const off = checkRows.find((r) => r.checks === 'off')?.decodeMsPerToken ?? NaN;
   const checksTable = [
