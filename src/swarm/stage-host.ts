@@ -85,6 +85,8 @@ interface LinkState {
   queued: number;
   /** stop listening to the link (after a violation nothing more it sends is looked at) */
   unlisten: () => void;
+  /** it broke the protocol: banned once, whatever else it did */
+  violated: boolean;
 }
 
 export interface HostStats {
@@ -187,7 +189,7 @@ export class StageHost {
       return;
     }
     if (this.frozen) link.mute();
-    const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0, unlisten: () => {} };
+    const st: LinkState = { link, guard: new StepGuard(this.opts.maxSessionsPerLink), sessions: new Map(), queued: 0, unlisten: () => {}, violated: false };
     this.links.add(st);
     const offMessage = link.onMessage((m) => this.onMessage(st, m));
     const offViolation = link.onViolation((e) => this.violation(st, e));
@@ -369,7 +371,10 @@ export class StageHost {
 
   /** A peer broke the protocol: tell it why, hang up, ban it (30 s, doubling per offence). */
   private violation(st: LinkState, e: ProtocolError | ReassemblyError | StepOrderError): void {
-    if (st.link.isDown) return;
+    // counted even when the link is already down: a flood hangs up at once, and frames right behind the link's
+    // proof break the protocol before we listen (the link holds those violations for us)
+    if (st.violated) return;
+    st.violated = true;
     this.counts.violations++;
     this.counts.bans++;
     const ms = this.bans.ban(st.link.remote.keyId); // the key, not the id: a new id for the same key is still banned

@@ -253,6 +253,8 @@ export class PeerLink implements Link {
    * is a flood.
    */
   private backlog: Msg[] | null = [];
+  /** Violations before anyone listened for them, handed to the first listener; null once it came. */
+  private heldViolations: (ProtocolError | ReassemblyError)[] | null = [];
   private readonly violations = new Listeners<ProtocolError | ReassemblyError>();
 
   private readonly decoder: MessageDecoder;
@@ -349,7 +351,11 @@ export class PeerLink implements Link {
   }
 
   onViolation(listener: (e: ProtocolError | ReassemblyError) => void): () => void {
-    return this.violations.add(listener);
+    const off = this.violations.add(listener);
+    const held = this.heldViolations;
+    this.heldViolations = null;
+    for (const e of held ?? []) listener(e);
+    return off;
   }
 
   get isDown(): boolean {
@@ -546,7 +552,10 @@ export class PeerLink implements Link {
 
   private violation(e: ProtocolError | ReassemblyError): void {
     this.counters.rejected++;
-    this.violations.emit(e);
+    if (!this.heldViolations) return this.violations.emit(e);
+    // nobody listens yet (frames right behind the proof): the owner hears of it when it does, and bans
+    if (this.heldViolations.length < BACKLOG) this.heldViolations.push(e);
+    else this.die('flood', `more than ${BACKLOG} violations before the link was in use`);
   }
 }
 
