@@ -267,8 +267,9 @@ export class SwarmPanel {
     if (!local) throw new InvalidArgumentError('Load a model first: Swarm mode joins with the model chosen here.');
     this.status(`joining "${this.settings.swarm}"…`);
     const swarm = swarmOf(this.settings);
-    // a fresh identity per join: a host cannot tell this chat from this tab's earlier ones by its key
-    this.status(swarm.powBits > 0 ? 'making a new identity for this chat (a second of work the public swarm asks)…' : `joining "${swarm.name}"…`);
+    // a fresh identity per join: a host cannot link this visit to the swarm with this tab's earlier ones by its key
+    // (chats within one visit share it; leaving and joining again makes a new one)
+    this.status(swarm.powBits > 0 ? 'making a new identity for this visit to the swarm (a second of work the public swarm asks)…' : `joining "${swarm.name}"…`);
     const identity = await Identity.generate({ powBits: swarm.powBits });
     this.status(`joining "${swarm.name}"…`);
     const net = await SwarmNet.join(signalConfigOf(this.settings), swarm, identity);
