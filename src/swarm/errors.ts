@@ -220,6 +220,11 @@ export class LinkAuthError extends FlockError {
 }
 
 /** Every error class of the swarm by its literal name (the worker boundary's registry, src/worker/errors.ts). */
+/** A witness (witness.ts) could not answer: its link went down, timed out or refused. The check waits for another. */
+export class WitnessUnavailableError extends FlockError {
+  override name = 'WitnessUnavailableError';
+}
+
 export const SWARM_ERRORS = {
   ProtocolError,
   EncodeError,
@@ -232,4 +237,6 @@ export const SWARM_ERRORS = {
   SignalError,
   IdentityError,
   LinkAuthError,
+  HopMismatchError,
+  WitnessUnavailableError,
 } as const;

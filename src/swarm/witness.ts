@@ -15,7 +15,7 @@
 // replacing hops (swarm-model.ts), the generation loop's rollback (engine/generate.ts).
 
 import { InvalidArgumentError } from '../model/errors';
-import { HopMismatchError, HopTimeoutError, LinkDownError, RemoteError } from './errors';
+import { HopMismatchError, HopTimeoutError, LinkDownError, RemoteError, WitnessUnavailableError } from './errors';
 import { checksOff, emptyVerification, firstMismatch, rowDivergence, unpredictable, type CheckPolicy, type Verification } from './hop-check';
 import type { Span } from './protocol';
 import type { HopSession } from './route-opener';
@@ -86,8 +86,6 @@ const WITNESS_WAIT_MS = 3_000;
 /** Rounds of third opinions one check may ask for (a witness that lied is replaced by the third opinion, which is then
  *  compared with the hop again). 2: one liar among witnesses, and one more chance. */
 const MAX_OPINIONS = 2;
-
-class WitnessFailed extends Error {}
 
 export class HopChecks {
   /** what checks found in this sequence */
@@ -267,7 +265,7 @@ export class HopChecks {
         return { kind: 'unverified', at: from + p };
       }
     } catch (e) {
-      if (e instanceof WitnessFailed) {
+      if (e instanceof WitnessUnavailableError) {
         if (!st.waiting) this.counts.deferred++;
         st.waiting = true;
         return { kind: 'deferred' };
@@ -355,7 +353,7 @@ export class HopChecks {
           if (!(e instanceof LinkDownError || e instanceof HopTimeoutError || e instanceof RemoteError)) throw e;
           this.ctx.blame(s.peer, e);
           this.dismiss(chain, false);
-          throw new WitnessFailed(e.message);
+          throw new WitnessUnavailableError(e.message);
         }
       }
       // keep rows [max(r, from), r + n)

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { expose, wrap } from 'comlink';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FlockError, InvalidArgumentError } from '../../src/model/errors';
-import { EncodeError, HopTimeoutError, IdentityError, LinkAuthError, LinkDownError, NoRouteError, ProtocolError, ReassemblyError, RemoteError, SignalError, StepOrderError } from '../../src/swarm/errors';
+import { EncodeError, HopMismatchError, HopTimeoutError, IdentityError, LinkAuthError, LinkDownError, NoRouteError, ProtocolError, ReassemblyError, RemoteError, SignalError, StepOrderError } from '../../src/swarm/errors';
 import { ERROR_CLASSES, installErrorTransfer } from '../../src/worker/errors';
 
 function sourceFiles(dir: string): string[] {
@@ -46,6 +46,7 @@ const SAMPLES: Record<string, () => Error> = {
   SignalError: () => new SignalError('unreachable', 'no answer from ws://127.0.0.1:9/'),
   IdentityError: () => new IdentityError('wrong-key', 'signed by another key'),
   LinkAuthError: () => new LinkAuthError('fingerprint', 'peer-9', 'the DTLS fingerprints it signed are not this connection\'s'),
+  HopMismatchError: () => new HopMismatchError('peer-10', 17, 'answered position 17 unlike two other hosts'),
 };
 
 function sample(name: string): Error {
