@@ -38,11 +38,12 @@ export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts
 }
 
 /**
- * Whether a host claims to be much faster than it measured: its claimed compute per token (1000 / throughput) plus
- * the round trip, times OVERCLAIM, is still below what a decode step through it took.
+ * Whether a host claims to be much faster than it measured: a decode step through it, less the link's round trip
+ * (the network's share), took more than OVERCLAIM times its claimed compute per token (1000 / throughput). The round
+ * trip is subtracted, not scaled: on a loaded machine a slow ping must not excuse a claim thousands of times too fast.
  */
 export function overclaims(r: PeerRecord, measuredMs: number, rttMs: number): boolean {
-  return r.throughput > 0 && OVERCLAIM * (1000 / r.throughput + rttMs) < measuredMs;
+  return r.throughput > 0 && measuredMs - rttMs > OVERCLAIM * (1000 / r.throughput);
 }
 
 /** A claim of speed this many times what was measured marks its host. 4: far beyond a busy moment's noise. */
