@@ -8,7 +8,7 @@ import { privateSwarm, publicSwarm, rendezvousKey } from '../../src/swarm/swarm-
 import { chooseSpan, coverage, shouldMove } from '../../src/swarm/placement';
 import { parseRecord, type PeerRecord } from '../../src/swarm/records';
 import { RecordTable } from '../../src/swarm/record-table';
-import { findRoute, holdsSpan, uncovered } from '../../src/swarm/routing';
+import { findRoute, holdsSpan, overclaims, uncovered } from '../../src/swarm/routing';
 import { parseSignalUrl } from '../../src/swarm/transport';
 
 const HASH = 'ab'.repeat(32);
@@ -60,6 +60,22 @@ describe('findRoute', () => {
     expect(uncovered([rec('a', 0, 2), rec('c', 4, 5)], 0, 5)).toEqual({ start: 2, end: 4 });
     expect(uncovered([rec('a', 0, 5)], 0, 5)).toBeNull();
     expect(uncovered([rec('a', 0, 5)], 0, 5, new Set(['a']))).toEqual({ start: 0, end: 5 });
+  });
+});
+
+describe('overclaims', () => {
+  // [claimed tokens/s, measured ms per step through the host, ping round trip ms, marked]
+  const table: [number, number, number, boolean][] = [
+    [90_000, 5, 3, true], // 0.011 ms claimed: a slow ping does not excuse it
+    [90_000, 5, 30, false], // the whole step is network: nothing left to judge the claim by
+    [100, 12, 3, false], // 10 ms claimed, 9 ms of compute measured
+    [100, 44, 3, true], // 41 ms of compute against 10 ms claimed: past the x4 margin
+    [1_000, 4.5, 0.4, true],
+    [1_000, 4.3, 0.4, false],
+    [0, 1_000, 0, false], // no claim, nothing to mark
+  ];
+  it.each(table)('claim %d tok/s, measured %d ms with %d ms of round trip: marked %s', (tps, ms, rtt, want) => {
+    expect(overclaims(rec('h', 0, 5, tps), ms, rtt)).toBe(want);
   });
 });
 
