@@ -3,7 +3,8 @@
 // o, gate/up as one, down) over 5 layers plus the output head, one rope_kv and attention per layer, the Head's final
 // norm, one embed and one top-k (the layers' norms and SwiGLU run inside the matrix products when decoding) — so the
 // counts must be exactly those, and nothing may go untimed; and the wall clock around the generation: every kind's GPU
-// time is positive, and their total is less than the wall time.
+// time is finite and not negative, the heavy kinds (matrix products, attention) took some, and their total is positive and
+// less than the wall time. (A one-row embed can read 0 µs: the timer's ticks are coarser than the kernel.)
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeDevice } from '../../src/cli/dawn';
@@ -44,10 +45,17 @@ describe('GPU profiler', () => {
       'matvec f32': 4 * 5 + 1, rmsnorm: 1, rope_kv: 5, attention: 5, 'embed f32': 1, topk: 1,
     });
     expect(profiler.dropped).toBe(0);
-    // real durations: every kind took some GPU time, and all of it fits in the wall time of the generation
+    // real durations: the heavy kinds took GPU time, and all of it fits in the wall time of the generation
     const totalUs = kinds.reduce((sum, k) => sum + k.us, 0);
     console.log(`profiler: ${kinds.map((k) => `${k.kind} ${k.us.toFixed(0)} µs`).join(', ')}; total ${totalUs.toFixed(0)} µs of ${wallUs.toFixed(0)} µs wall`);
-    for (const k of kinds) expect(k.us, k.kind).toBeGreaterThan(0);
+    for (const k of kinds) {
+      expect(Number.isFinite(k.us), k.kind).toBe(true);
+      expect(k.us, k.kind).toBeGreaterThanOrEqual(0);
+    }
+    const us = Object.fromEntries(kinds.map((k) => [k.kind, k.us]));
+    expect(us['matvec f32']).toBeGreaterThan(0);
+    expect(us.attention).toBeGreaterThan(0);
+    expect(totalUs).toBeGreaterThan(0);
     expect(totalUs).toBeLessThan(wallUs);
     // a second read starts over
     expect(await profiler.read()).toEqual([]);
