@@ -9,8 +9,9 @@
 // a `stop` string, `max_tokens`, the end of the context, or interruptGenerate().
 // Over a swarm whose hosts are checked, a streamed reply may be corrected: tokens already sent are withdrawn (a chunk
 // with `flock.correction`) and new ones follow; `checkedOnly` sends only tokens whose steps were checked instead.
-// Not here: tool calls, JSON mode/grammars, logprobs, n > 1, images (all refused with UnsupportedChatFeatureError),
-// and KV-cache reuse across turns (each request prefills its whole conversation).
+// With a PrefixCache, a request that continues the last one's conversation runs only its new tokens; resetChat()
+// drops what is cached. Not here: tool calls, JSON mode/grammars, logprobs, n > 1, images (all refused with
+// UnsupportedChatFeatureError).
 
 import type { ChatCompletionFinishReason, ChatCompletionRequestBase, CompletionUsage } from '@mlc-ai/web-llm';
 import { ChatTemplate, type ChatMessage } from '../model/chat-template';
@@ -112,8 +113,12 @@ export class FlockChatEngine implements ChatEngine {
     this.current?.abort();
   }
 
-  /** WebLLM keeps a conversation between calls; Flock is stateless per request, so there is nothing to reset. */
-  async resetChat(): Promise<void> {}
+  /** Forget the conversation: the reply in progress ends, and the cached KV of the last one is freed (over a swarm: its hosts' sessions close). */
+  async resetChat(): Promise<void> {
+    this.interruptGenerate();
+    await this.queue;
+    this.cache?.clear();
+  }
 
   /** Speeds of the last reply, in WebLLM's wording. */
   async runtimeStatsText(): Promise<string> {

@@ -1,7 +1,7 @@
 // This tab's identity as a host (Contribute mode), kept in IndexedDB so the tab keeps its peer id, and with it its
 // standing with clients, across reloads. The private key is a non-extractable CryptoKey: IndexedDB stores it as it
 // is, and no script can read its bytes out. A stored key whose proof of work is below what a swarm asks gets a new
-// nonce (same key, same id). A client does not use this: it takes a fresh identity per swarm join.
+// nonce (same key, same id). A client does not use this: it takes a fresh identity per chat.
 // Not here: identities themselves (src/swarm/identity.ts).
 
 import { createStore, get, set, type UseStore } from 'idb-keyval';

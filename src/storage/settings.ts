@@ -92,6 +92,8 @@ export interface NetSettings {
   secret: string;
   /** GPU memory Contribute mode may use for weights and KV cache, MB */
   memoryMb: number;
+  /** Swarm mode: a new identity (key and peer id) for each conversation, so hosts cannot link one chat to another by key */
+  identityPerChat: boolean;
 }
 
 /**
@@ -109,6 +111,7 @@ export function defaultNetSettings(development: boolean): NetSettings {
     swarm: 'flock-public',
     secret: '',
     memoryMb: 1024,
+    identityPerChat: true,
   };
 }
 
@@ -121,6 +124,7 @@ export function parseNetSettings(v: unknown, defaults: NetSettings): NetSettings
     swarm: str('swarm', defaults.swarm).trim() || defaults.swarm,
     secret: /^[A-Za-z0-9_-]{43}$/.test(str('secret', '')) ? str('secret', '') : '',
     memoryMb: num(r.memoryMb, (n) => n > 0 && n <= 1_048_576, defaults.memoryMb),
+    identityPerChat: typeof r.identityPerChat === 'boolean' ? r.identityPerChat : defaults.identityPerChat,
   };
 }
 

@@ -23,6 +23,8 @@ export interface ContributeStats {
   peerId: string;
   sessions: number;
   links: number;
+  /** peer ids of the clients holding sessions here now */
+  clients: string[];
   /** token positions run for others */
   tokens: number;
   uptimeMs: number;
@@ -82,6 +84,7 @@ export class Contributor {
       peerId: this.net.id,
       sessions: s.sessions,
       links: s.links,
+      clients: s.clients,
       tokens: s.tokens,
       uptimeMs: Date.now() - this.serving.since,
       tokensPerSecond: this.serving.host.tokensPerSecond,

@@ -92,6 +92,8 @@ interface LinkState {
 export interface HostStats {
   links: number;
   sessions: number;
+  /** peer ids of the links holding sessions now: what this host can tell about who it serves */
+  clients: string[];
   kvBytesReserved: number;
   /** bytes held by reassemblers for partial messages, all links */
   bufferedBytes: number;
@@ -156,6 +158,7 @@ export class StageHost {
     return {
       links: this.links.size,
       sessions: this.nSessions,
+      clients: [...this.links].filter((l) => l.sessions.size > 0).map((l) => l.link.peer),
       kvBytesReserved: this.kvReserved,
       bufferedBytes: buffered,
       peakBufferedBytes: peak,

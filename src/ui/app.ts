@@ -43,6 +43,8 @@ export class App {
       canSend: () => this.state === 'ready' && this.model !== null,
       generating: (on) => this.setState(on ? 'generating' : 'ready'),
       modelName: () => this.model?.name ?? '',
+      conversationChanged: (id) => this.panel?.conversationChanged(id),
+      beforeReply: async (id) => this.panel?.readyFor(id),
     });
     this.setState('loading');
   }
@@ -72,6 +74,7 @@ export class App {
       showError: (e) => this.notice.showError(e, 'swarm'),
       clearError: () => this.notice.clear('swarm'),
       context: () => this.settings.read().context,
+      conversation: () => this.chat.conversationId,
     });
     await this.panel.init();
     await this.chat.resume();

@@ -34,6 +34,10 @@ export interface ChatHost {
   generating(on: boolean): void;
   /** the loaded model's name, kept with the conversation */
   modelName(): string;
+  /** another conversation is on screen (a new chat, or a past one opened) */
+  conversationChanged(id: string): void;
+  /** ready to send a reply in conversation `id` (Swarm mode: under this conversation's identity); may take a moment */
+  beforeReply(id: string): Promise<void>;
 }
 
 export class ChatController {
@@ -65,6 +69,11 @@ export class ChatController {
     this.buttons.newChat.addEventListener('click', () => this.startNew());
   }
 
+  /** the conversation on screen */
+  get conversationId(): string {
+    return this.conv.id;
+  }
+
   /** Enable what can be used now; the chat list follows. */
   refresh(): void {
     const canSend = this.host.canSend() && !this.busy;
@@ -79,6 +88,7 @@ export class ChatController {
     if (this.busy) return;
     this.conv = newConversation(this.host.modelName());
     void saveLastConversation(this.conv.id);
+    this.host.conversationChanged(this.conv.id);
     this.view.showMessages([]);
     this.host.notice.clear('chat');
     this.refresh();
@@ -101,8 +111,10 @@ export class ChatController {
     if (this.busy) return false;
     const c = await getConversation(id);
     if (!c) return false;
+    const changed = c.id !== this.conv.id;
     this.conv = c;
     void saveLastConversation(c.id);
+    if (changed) this.host.conversationChanged(c.id);
     this.view.showMessages(c.messages.filter((m) => m.role !== 'system'));
     this.host.notice.clear('chat');
     this.refresh();
@@ -144,6 +156,7 @@ export class ChatController {
     this.host.generating(true);
     const streaming = this.view.startReply();
     try {
+      await this.host.beforeReply(this.conv.id);
       const stream = await this.host.engine.chat.completions.create({
         messages, stream: true, stream_options: { include_usage: true },
         temperature: s.temperature, top_p: s.topP, max_tokens: s.maxTokens, seed,

@@ -55,6 +55,7 @@ export class ContributeSession {
     stats.dataset.span = `${s.span.start}:${s.span.end}`;
     stats.dataset.peer = s.peerId;
     stats.dataset.sessions = String(s.sessions);
+    stats.dataset.clients = s.clients.join(',');
     stats.dataset.tokens = String(s.tokens);
     stats.dataset.weights = s.weights;
     const rows: [string, string][] = [

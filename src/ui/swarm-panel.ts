@@ -1,7 +1,8 @@
 // The modes bar and the swarm panel: Local (nothing leaves the device), Swarm (this tab's Head, the layers on the
 // swarm's hosts: the engine worker runs the Head and the page relays its links) and Contribute (this tab serves a span
 // to others, contribute-view.ts). Also the signalling and ICE settings, the swarm picture, and which swarm: a public one
-// by name, or a private one created here or joined by invite link (swarm-invite.ts).
+// by name, or a private one created here or joined by invite link (swarm-invite.ts). In Swarm mode each conversation
+// gets its own identity (key, peer id, links) unless the user turns that off: hosts cannot link two chats by key.
 // Not here: the chat itself (chat-controller.ts), the worker (src/worker).
 
 import { proxy } from 'comlink';
@@ -68,11 +69,22 @@ export interface PanelHost {
   clearError(): void;
   /** the context chosen for chats (0: the model's own) */
   context(): number;
+  /** the conversation on screen (its id) */
+  conversation(): string;
 }
+
+/** A new identity's discovery waits this long to know the hosts the old one knew. 5 s: a few announce rounds. */
+const REKEY_WAIT_MS = 5_000;
 
 export class SwarmPanel {
   mode: Mode = 'local';
   private net: SwarmNet | undefined;
+  /** Swarm mode: where and as what the net joined, and for which conversation its identity is */
+  private joined: { signal: SignalConfig; swarm: SwarmConfig; conversation: string } | undefined;
+  /** a change of identity in progress */
+  private rekeying: Promise<void> | undefined;
+  /** the next conversation's identity, made ahead (its proof of work takes a moment) */
+  private nextIdentity: Promise<Identity> | undefined;
   /** Swarm mode: the Head the worker loaded */
   private head: LoadedModel | undefined;
   private contributing: ContributeSession | undefined;
@@ -104,6 +116,8 @@ export class SwarmPanel {
     map: byId('swarm-map', HTMLElement),
     signal: byId('signal-url', HTMLInputElement),
     ice: byId('ice-servers', HTMLTextAreaElement),
+    identityRow: byId('identity-row', HTMLElement),
+    identityPerChat: byId('identity-per-chat', HTMLInputElement),
   };
 
   constructor(private readonly host: PanelHost) {}
@@ -115,7 +129,8 @@ export class SwarmPanel {
     e.memory.value = String(this.settings.memoryMb);
     e.signal.value = this.settings.signalUrl;
     e.ice.value = this.settings.iceServers;
-    for (const input of [e.name, e.memory, e.signal, e.ice]) input.addEventListener('change', () => void this.saveFields());
+    e.identityPerChat.checked = this.settings.identityPerChat;
+    for (const input of [e.name, e.memory, e.signal, e.ice, e.identityPerChat]) input.addEventListener('change', () => void this.saveFields());
     for (const b of e.modeButtons) {
       const m = MODES.find((x) => x === b.dataset.mode);
       if (m) b.addEventListener('click', () => void this.switchTo(m));
@@ -166,6 +181,7 @@ export class SwarmPanel {
       memoryMb: Number.isFinite(memoryMb) && memoryMb > 0 ? memoryMb : this.settings.memoryMb,
       signalUrl: e.signal.value.trim() || this.settings.signalUrl,
       iceServers: e.ice.value,
+      identityPerChat: e.identityPerChat.checked,
     };
     await saveNetSettings(this.settings, this.development);
     this.showKind();
@@ -220,6 +236,7 @@ export class SwarmPanel {
     e.privacy.innerHTML = PRIVACY[m];
     e.panel.hidden = m === 'local';
     e.contributeRow.hidden = m !== 'contribute';
+    e.identityRow.hidden = m !== 'swarm';
     const on = this.active();
     e.join.textContent = m === 'swarm' ? (on ? 'Leave swarm' : 'Join swarm') : on ? 'Stop contributing' : 'Start contributing';
     e.join.classList.toggle('primary', !on && !this.invite.offered);
@@ -267,13 +284,14 @@ export class SwarmPanel {
     if (!local) throw new InvalidArgumentError('Load a model first: Swarm mode joins with the model chosen here.');
     this.status(`joining "${this.settings.swarm}"…`);
     const swarm = swarmOf(this.settings);
-    // a fresh identity per join: a host cannot link this visit to the swarm with this tab's earlier ones by its key
-    // (chats within one visit share it; leaving and joining again makes a new one)
-    this.status(swarm.powBits > 0 ? 'making a new identity for this visit to the swarm (a second of work the public swarm asks)…' : `joining "${swarm.name}"…`);
+    // a fresh identity per join, and per chat after it (readyFor): a host cannot link this chat to this tab's others by key
+    this.status(swarm.powBits > 0 ? 'making a new identity for this chat (a second of work the public swarm asks)…' : `joining "${swarm.name}"…`);
     const identity = await Identity.generate({ powBits: swarm.powBits });
     this.status(`joining "${swarm.name}"…`);
-    const net = await SwarmNet.join(signalConfigOf(this.settings), swarm, identity);
+    const signal = signalConfigOf(this.settings);
+    const net = await SwarmNet.join(signal, swarm, identity);
     this.net = net;
+    this.joined = { signal, swarm, conversation: this.host.conversation() };
     this.status('loading the model\'s head (embeddings and output) on this device…');
     this.localBefore = local;
     this.host.swarmLoading();
@@ -286,6 +304,75 @@ export class SwarmPanel {
     this.host.modelReady(head);
     this.timer = setInterval(() => void this.refreshSwarm(), REFRESH_MS);
     await this.refreshSwarm();
+    this.makeNextIdentity();
+  }
+
+  /** Another conversation is on screen: change identity now (in the background), so its first reply need not wait. */
+  conversationChanged(id: string): void {
+    this.readyFor(id).catch((e: unknown) => this.host.showError(e));
+  }
+
+  /**
+   * Ready for a reply in conversation `id`: in Swarm mode with an identity per chat, under that conversation's own
+   * identity (a new one when the conversation changed since the last reply). Rejects, with the network's named error,
+   * when no new identity could join: a reply is never sent under another conversation's key.
+   */
+  async readyFor(id: string): Promise<void> {
+    for (;;) {
+      const busy = this.rekeying;
+      if (busy) await busy.catch(() => undefined);
+      else break;
+    }
+    const j = this.joined;
+    if (!j || !this.net || !this.head || !this.settings.identityPerChat || j.conversation === id) return;
+    const p = this.rekey(id);
+    this.rekeying = p;
+    try {
+      await p;
+    } finally {
+      if (this.rekeying === p) this.rekeying = undefined;
+    }
+  }
+
+  private makeNextIdentity(): void {
+    const j = this.joined;
+    if (!j || !this.settings.identityPerChat) return;
+    const next = Identity.generate({ powBits: j.swarm.powBits });
+    next.catch(() => undefined); // made again when needed
+    this.nextIdentity = next;
+  }
+
+  /** Join the same swarm as a new identity, move the worker's links to it, then hang up the old one. */
+  private async rekey(conversation: string): Promise<void> {
+    const old = this.net;
+    const j = this.joined;
+    const head = this.head;
+    if (!old || !j || !head) return;
+    this.status('a new identity for this chat…');
+    const made = this.nextIdentity;
+    this.nextIdentity = undefined;
+    const identity = (await made?.catch(() => undefined)) ?? (await Identity.generate({ powBits: j.swarm.powBits }));
+    const net = await SwarmNet.join(j.signal, j.swarm, identity);
+    if (this.net !== old) {
+      net.stop(); // the swarm was left meanwhile
+      return;
+    }
+    // route with as many hosts as the old identity knew, once the new one has heard of them (or after REKEY_WAIT_MS)
+    const known = old.records(head.modelHash).length;
+    await net.discovery.waitFor(() => net.records(head.modelHash).length >= known, REKEY_WAIT_MS).catch(() => undefined);
+    if (this.net !== old) {
+      net.stop();
+      return;
+    }
+    this.net = net;
+    this.joined = { ...j, conversation };
+    try {
+      await this.host.engine.rebindSwarm(proxy(relayBridge(net.discovery)));
+    } finally {
+      old.stop();
+    }
+    await this.refreshSwarm();
+    this.makeNextIdentity();
   }
 
   private async refreshSwarm(): Promise<void> {
@@ -297,6 +384,7 @@ export class SwarmPanel {
     const status = await this.host.engine.swarmStatus();
     if (this.net !== net) return; // left meanwhile
     renderSwarm(this.els.map, { nLayers: head.nLayers, records, status, own: head.own });
+    this.els.status.dataset.peer = net.id;
     const covered = this.els.map.dataset.coverage === 'full';
     this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${head.name}` +
       (covered ? '' : ' · waiting for every layer to be served') + (head.weights === 'unpinned' ? ` · ${UNPINNED_SWARM}` : ''));
@@ -339,6 +427,9 @@ export class SwarmPanel {
     if (local !== undefined) await this.host.engine.leaveSwarm();
     this.net?.stop();
     this.net = undefined;
+    this.joined = undefined;
+    this.nextIdentity = undefined;
+    delete this.els.status.dataset.peer;
     this.status('');
     if (!local) return;
     // a join that failed left the local model in place; otherwise load it again

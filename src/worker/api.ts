@@ -143,6 +143,11 @@ export interface EngineApi {
   joinSwarm(spec: ModelSpec, key: string, bridge: SwarmBridge, onProgress: (p: LoadProgress) => void, options?: SwarmJoinOptions): Promise<LoadedModel>;
   /** drop the swarm Head; chat needs a local model loaded again */
   leaveSwarm(): void;
+  /**
+   * Swarm mode under a new identity: the last conversation's sessions end (hosts free their caches), every link of
+   * the old identity is hung up, and links are dialled through `bridge` from now on. The Head stays loaded.
+   */
+  rebindSwarm(bridge: SwarmBridge): Promise<void>;
   /** the model loaded now, or null */
   loaded(): LoadedModel | null;
   /**

@@ -117,6 +117,11 @@ export class EngineClient implements ChatEngine {
     return this.remote.leaveSwarm();
   }
 
+  /** Swarm mode under a new identity (EngineApi.rebindSwarm); `bridge` must already be a comlink proxy. */
+  rebindSwarm(bridge: SwarmBridge): Promise<void> {
+    return this.remote.rebindSwarm(bridge);
+  }
+
   /** The model the worker has loaded now (the worker owns this), or null. */
   loaded(): Promise<LoadedModel | null> {
     return this.remote.loaded();

@@ -137,6 +137,13 @@ class EngineWorker implements EngineApi {
     if (this.current?.info.mode === 'swarm') void this.drop();
   }
 
+  async rebindSwarm(bridge: SwarmBridge): Promise<void> {
+    const cur = this.current;
+    if (!cur?.directory) throw new InvalidArgumentError('Not in a swarm: there is no identity to change.');
+    await cur.chat.resetChat(); // the sessions of the last conversation: a new identity must not hold them
+    cur.directory.rebind(bridge);
+  }
+
   async createChat(request: ChatCompletionRequestBase, onEvent: (e: ChatEvent) => void): Promise<FlockCompletion | null> {
     const cur = this.current;
     if (!cur) throw new InvalidArgumentError('No model is loaded yet.');

@@ -15,7 +15,7 @@ export class RelayedDirectory implements Directory {
   private rtt = new Map<string, number>();
   private readonly links = new Map<string, Promise<PortLink>>();
 
-  constructor(private readonly bridge: SwarmBridge) {}
+  constructor(private bridge: SwarmBridge) {}
 
   /** The page's latest view: records of hosts, heartbeat round trips by peer. Malformed entries are dropped. */
   update(records: unknown, rttMs: unknown): void {
@@ -58,8 +58,14 @@ export class RelayedDirectory implements Directory {
   }
 
   /** Hang up every link (leaving the swarm). */
-  close(): void {
-    for (const p of this.links.values()) void p.then((l) => l.close('closed', 'left the swarm'), () => {});
+  close(reason = 'left the swarm'): void {
+    for (const p of this.links.values()) void p.then((l) => l.close('closed', reason), () => {});
     this.links.clear();
+  }
+
+  /** Dial through `bridge` from now on (the page's new identity); every link of the old one is hung up. */
+  rebind(bridge: SwarmBridge): void {
+    this.close('a new identity');
+    this.bridge = bridge;
   }
 }

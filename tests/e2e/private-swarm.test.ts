@@ -4,6 +4,9 @@
 // llama.cpp's (tests/e2e/llama-reply.ts). A fourth tab on the same swarm name without the invite (the public swarm
 // of that name) must see no host at all, and its message must end in NoRouteError. On the way: a malformed and an
 // oversized invite are named errors, and a private swarm is left for a public one by its name.
+// Identity per chat, seen from the hosts (the Contribute tabs list the peer ids of the clients holding sessions): a new
+// chat is served to another peer id, the old one's sessions are gone, and the reply is still llama.cpp's; with the
+// setting off, the next chat keeps the identity.
 
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +29,8 @@ const contexts: BrowserContext[] = [];
 let want: number[];
 let link = '';
 let chat: Page;
+/** the Contribute tabs of the swarm */
+const hosts: Page[] = [];
 
 interface Tab {
   page: Page;
@@ -131,6 +136,7 @@ describe('a private swarm in the app', () => {
     await c.page.click('#invite-join');
     spans.push(await serving(c.page));
     expect(spans).toEqual(['1:3', '3:4', '1:3']);
+    hosts.push(a.page, b.page, c.page);
     const upMs = performance.now() - t0;
 
     // the chat tab opens the link in Swarm mode and joins from the offer
@@ -154,6 +160,57 @@ describe('a private swarm in the app', () => {
     await a.page.screenshot({ path: await screenshotPath('screenshot-private-invite.png') });
     console.log(`3 contributors joined by invite in ${upMs.toFixed(0)} ms; the member's reply of ${reply.ids.length} tokens in ${replyMs.toFixed(0)} ms`);
     for (const t of [a, b, c, ch]) expect(t.errors).toEqual([]);
+  });
+
+  it('each chat is a new identity to the hosts, unless the setting is off; the replies are still llama.cpp\'s', async () => {
+    expect(hosts.length).toBe(3);
+    const peerOf = () => chat.$eval('#swarm-status', (el) => (el as HTMLElement).dataset.peer ?? '');
+    /** the peer ids holding sessions on each host, once `ok` holds for them (the tabs render their stats every second) */
+    const clientsWhen = async (ok: (ids: string[][]) => boolean, what: string): Promise<string[][]> => {
+      const t0 = performance.now();
+      for (;;) {
+        const ids = await Promise.all(hosts.map((h) => h.$eval('#contribute-stats', (el) => ((el as HTMLElement).dataset.clients ?? '').split(',').filter(Boolean))));
+        if (ok(ids)) return ids;
+        if (performance.now() - t0 > 15_000) throw new Error(`hosts' clients ${JSON.stringify(ids)}: never ${what}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    const first = await peerOf();
+    expect(first).not.toBe('');
+    // the first chat's sessions stay open between turns: its route's hosts (layers 1-2 and 3; a witness of checked hops
+    // may hold one more) serve `first`
+    await clientsWhen((ids) => ids.filter((c) => c.includes(first)).length >= 2, `two hosts serving ${first}`);
+
+    const t0 = performance.now();
+    await chat.click('#new-chat');
+    await chat.waitForFunction((old) => {
+      const p = document.getElementById('swarm-status')?.dataset.peer;
+      return p !== undefined && p !== old;
+    }, first, { timeout: 30_000, polling: 100 });
+    const rekeyMs = performance.now() - t0;
+    const second = await peerOf();
+    await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    const reply = await waitForReply(chat, 120_000);
+    expect(reply.state).toBe('done');
+    expect(reply.ids).toEqual(want);
+    const seen = await clientsWhen((ids) => ids.filter((c) => c.includes(second)).length >= 2 && !ids.some((c) => c.includes(first)),
+      `two hosts serving ${second} and none ${first}`);
+    console.log(`a new chat's identity ready in ${rekeyMs.toFixed(0)} ms; hosts' clients after its reply: ${JSON.stringify(seen)}`);
+
+    // the user turns it off: the next chat keeps the identity (and a past chat opened again would too)
+    await chat.evaluate(() => {
+      const box = document.getElementById('identity-per-chat') as HTMLInputElement;
+      box.checked = false;
+      box.dispatchEvent(new Event('change'));
+    });
+    await chat.click('#new-chat');
+    await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    const again = await waitForReply(chat, 120_000);
+    expect(again.ids).toEqual(want);
+    expect(await peerOf()).toBe(second);
+    await clientsWhen((ids) => ids.filter((c) => c.includes(second)).length >= 2, `two hosts serving ${second}`);
+    const errors = await chat.$eval('#message', (el) => ((el as HTMLElement).hidden ? '' : el.textContent ?? ''));
+    expect(errors).toBe('');
   });
 
   it('a tab on the same name without the invite sees no host and gets NoRouteError; bad invites are named errors', async () => {

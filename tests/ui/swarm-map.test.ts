@@ -49,6 +49,10 @@ describe('swarm settings', () => {
       ...prod, signalUrl: 'ws://h:1/',
     });
     expect(parseNetSettings({ memoryMb: 1.5, swarm: 'mine' }, prod)).toEqual({ ...prod, memoryMb: 1.5, swarm: 'mine' });
+    // a new identity per chat unless the user turned it off; anything but a boolean is the default
+    expect(prod.identityPerChat).toBe(true);
+    expect(parseNetSettings({ identityPerChat: false }, prod).identityPerChat).toBe(false);
+    expect(parseNetSettings({ identityPerChat: 'no' }, prod).identityPerChat).toBe(true);
   });
 });
 
