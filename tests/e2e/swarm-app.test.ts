@@ -4,7 +4,9 @@
 // equal llama.cpp's greedy reply to the same message (tests/e2e/llama-reply.ts), as the same tab's local reply must.
 // Then a fourth contributor comes online as a spare (it takes the span covered least) and the tab serving that span
 // on the route is closed mid-reply (it says goodbye first): the reply must still be llama.cpp's, with one re-route,
-// to the spare, shown in the swarm picture.
+// to the spare, shown in the swarm picture. Then churn: three times over, a tab serving a hop is closed mid-reply and
+// the same browser profile opens the app again and contributes (its stored key: the same host back); every reply,
+// each in a new chat under a new identity, must be llama.cpp's.
 
 import { createServer, type AddressInfo } from 'node:net';
 import type { BrowserContext, Page } from 'playwright-core';
@@ -28,7 +30,7 @@ let chatErrors: string[] = [];
 let tokenizer: Tokenizer;
 /** llama.cpp's greedy reply to PROMPT (MAX_TOKENS ids at most, cut before an end-of-generation id): the oracle */
 let want: number[];
-const contributors: { page: Page; span: string; peer: string; errors: string[] }[] = [];
+const contributors: { page: Page; span: string; peer: string; errors: string[]; ctx: BrowserContext }[] = [];
 
 async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute', net: { signal?: string; ice?: string } = {}): Promise<void> {
   await page.click(`.modes .mode[data-mode="${mode}"]`);
@@ -46,9 +48,10 @@ async function useSwarmSettings(page: Page, mode: 'swarm' | 'contribute', net: {
   if (mode === 'contribute') await set('#memory-mb', String(MEMORY_MB));
 }
 
-async function contribute(): Promise<(typeof contributors)[number]> {
-  const ctx = await app.newContext();
-  contexts.push(ctx);
+/** A Contribute tab, serving once it returns; in a new browser profile, or in `ctx` (a tab opened again there). */
+async function contribute(reopen?: BrowserContext): Promise<(typeof contributors)[number]> {
+  const ctx = reopen ?? (await app.newContext());
+  if (!reopen) contexts.push(ctx);
   const page = await ctx.newPage();
   const errors = collectPageErrors(page);
   await openReady(page, app.served.url);
@@ -66,7 +69,7 @@ async function contribute(): Promise<(typeof contributors)[number]> {
   });
   // the embedded model is pinned: each contributor checked its span's tensors before announcing it
   expect(weights).toBe('verified');
-  const c = { page, span, peer, errors };
+  const c = { page, span, peer, errors, ctx };
   contributors.push(c);
   return c;
 }
@@ -196,6 +199,43 @@ describe('the app in Swarm and Contribute modes', () => {
     expect(others).toContain(now);
     console.log(`closed ${victimPeer} after ${streamedBefore} tokens; the reply finished ${ms.toFixed(0)} ms later with one re-route`);
     expect(chatErrors).toEqual([]);
+  });
+
+  it("tabs serving hops closed mid-reply and opened again, one after another: every reply is llama.cpp's", async () => {
+    const live = () => contributors.filter((c) => !c.page.isClosed());
+    const rounds: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      await chat.waitForFunction((n) => document.querySelectorAll('#swarm-map .swarm-row').length === n, live().length, { timeout: 30_000 });
+      await chat.click('#new-chat');
+      await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+      // half the reply streamed (the picture, refreshed every 500 ms, shows this reply's route by then): close the tab
+      // on the route whose span another live tab also serves
+      const route = await chat.waitForFunction((half) => {
+        const hops = [...document.querySelectorAll<HTMLElement>('#swarm-map li.hop')].map((li) => li.dataset.peer ?? '');
+        const all = document.querySelectorAll<HTMLElement>('#messages .msg.assistant');
+        const ids = all[all.length - 1]?.dataset.ids ?? '';
+        return hops.length === 2 && hops.every(Boolean) && ids.split(',').length >= half ? hops : false;
+      }, Math.floor(want.length / 2), { timeout: 60_000, polling: 20 });
+      const hops = (await route.jsonValue()) as string[];
+      const victim = live().find((c) => hops.includes(c.peer) && live().some((o) => o !== c && o.span === c.span));
+      expect(victim, `a hop of ${JSON.stringify(hops)} whose span another tab serves`).toBeDefined();
+      const streamed = (await chat.$$eval('#messages .msg.assistant', (els) => (els.at(-1) as HTMLElement).dataset.ids ?? '')).split(',').length;
+      await victim!.page.close();
+      const reply = await waitForReply(chat, 120_000);
+      expect(reply.state).toBe('done');
+      expect(reply.ids).toEqual(want);
+      expect(streamed).toBeLessThan(want.length); // the tab closed mid-reply
+      // the reply went on past the closed tab by a re-route (the picture shows this reply's re-routes)
+      await chat.waitForFunction(() => Number((document.getElementById('swarm-map') as HTMLElement).dataset.reroutes ?? '0') >= 1, undefined, { timeout: 5_000 });
+      const reroutes = Number(await chat.$eval('#swarm-map', (el) => (el as HTMLElement).dataset.reroutes ?? '0'));
+      // the same profile opens the app again and contributes: its host key, kept in IndexedDB, comes back with it
+      const back = await contribute(victim!.ctx);
+      expect(back.peer.startsWith(victim!.peer)).toBe(true);
+      rounds.push(`closed ${victim!.peer.slice(0, 8)} (${victim!.span}) after ${streamed} tokens: ${reroutes} re-route(s); back on ${back.span}`);
+    }
+    console.log(`churn in the page: ${rounds.join('; ')}`);
+    expect(chatErrors).toEqual([]);
+    for (const c of live()) expect(c.errors).toEqual([]);
   });
 
   it('a signalling server that is not there, or a bad ICE line, is a named error and the tab keeps chatting locally', async () => {
