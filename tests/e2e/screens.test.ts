@@ -150,7 +150,7 @@ describe('screens', () => {
     await page.click('.modes .mode[data-mode="swarm"]');
     await page.waitForSelector('#swarm-panel[data-open]');
     expect(await overflow(page)).toEqual({ scroll: 0, wide: [] });
-    expect(await badControls(page, ['#swarm-name', '#swarm-join', '#panel-toggle', '#prompt', '#send'], 44)).toEqual([]);
+    expect(await badControls(page, ['#swarm-name', '#swarm-join', '#identity-row', '#panel-toggle', '#prompt', '#send'], 44)).toEqual([]);
     await page.screenshot({ path: await screenshotPath('screen-390x844-swarm.png') });
     await page.click('#panel-toggle');
     expect(await page.isHidden('#swarm-panel')).toBe(true);
