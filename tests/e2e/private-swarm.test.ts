@@ -175,6 +175,9 @@ describe('a private swarm in the app', () => {
         await new Promise((r) => setTimeout(r, 250));
       }
     };
+    /** the last reply's "first token after N ms" */
+    const firstTokenMs = () => chat.$eval('#messages .msg.assistant:last-of-type .stats', (el) => Number(/first token after (\d+) ms/.exec(el.textContent ?? '')?.[1] ?? NaN));
+    const firstChatMs = await firstTokenMs();
     const first = await peerOf();
     expect(first).not.toBe('');
     // the first chat's sessions stay open between turns: its route's hosts (layers 1-2 and 3; a witness of checked hops
@@ -195,7 +198,8 @@ describe('a private swarm in the app', () => {
     expect(reply.ids).toEqual(want);
     const seen = await clientsWhen((ids) => ids.filter((c) => c.includes(second)).length >= 2 && !ids.some((c) => c.includes(first)),
       `two hosts serving ${second} and none ${first}`);
-    console.log(`a new chat's identity ready in ${rekeyMs.toFixed(0)} ms; hosts' clients after its reply: ${JSON.stringify(seen)}`);
+    console.log(`a new chat's identity ready in ${rekeyMs.toFixed(0)} ms; first token after ${await firstTokenMs()} ms under it ` +
+      `(${firstChatMs} ms for the first chat); hosts' clients after its reply: ${JSON.stringify(seen)}`);
 
     // the user turns it off: the next chat keeps the identity (and a past chat opened again would too)
     await chat.evaluate(() => {
