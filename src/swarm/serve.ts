@@ -85,6 +85,7 @@ export function layersWithin(file: GgufFile, config: ModelConfig, budgetBytes: n
 
 export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
   const { discovery: d, peer } = o.net;
+  const selfId = o.net.id; // peer.id is null while the signalling server is out of reach
   const config = readConfig(o.file);
   const modelHash = await modelHashOf(o.file);
   let span = o.layers;
@@ -116,7 +117,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     await stage.forward(warm, new Float32Array(5 * config.dim));
     await stage.forward(warm, new Float32Array(config.dim));
     stage.closeSession(warm);
-    const host = new StageHost(stage, { peerId: peer.id, modelHash, link: o.link, auth: d.auth, ...o.host });
+    const host = new StageHost(stage, { peerId: selfId, modelHash, link: o.link, auth: d.auth, ...o.host });
     d.opts.self = () => ({
       modelHash, span: sp, throughput: Math.min(host.tokensPerSecond, MAX_CLAIMED_THROUGHPUT),
       freeKv: Math.min(host.freeKvTokens, MAX_CLAIMED_FREE_KV), protocolVersion: PROTOCOL_VERSION,
@@ -137,7 +138,7 @@ export async function serveSpan(o: ServeOptions): Promise<ServingHost> {
     rebalance: async () => {
       // Only a host that chose its own span moves, and only while it serves nobody (moving drops sessions).
       if (stopped || o.layers || serving.host.stats().sessions > 0) return false;
-      const others = d.recordsFor(modelHash).filter((r) => r.id !== peer.id);
+      const others = d.recordsFor(modelHash).filter((r) => r.id !== selfId);
       const target = shouldMove(config.nLayers, serving.span, others, hostedLayers(config.nLayers));
       if (!target) return false;
       const next = await load(target);

@@ -15,11 +15,16 @@ import { openPeer, type PeerOpenResult, type SignalConfig } from './transport';
 const MAX_SUFFIX = 8;
 
 export class SwarmNet {
+  /** the id the signalling server gave us (PeerJS's peer.id is null while the server is out of reach) */
+  private readonly openedId: string;
+
   private constructor(
     readonly peer: Peer,
     readonly discovery: Discovery,
     readonly config: SwarmConfig,
-  ) {}
+  ) {
+    this.openedId = peer.id;
+  }
 
   /**
    * A peer whose id is `identity`'s (with a '-n' suffix when someone holds the bare id: an id is only a name on the
@@ -48,7 +53,7 @@ export class SwarmNet {
   }
 
   get id(): string {
-    return this.peer.id;
+    return this.peer.id ?? this.openedId;
   }
 
   /** live records of hosts serving `modelHash` (this participant's own included when it hosts) */

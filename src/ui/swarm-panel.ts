@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../model/errors';
 import type { NetSettings } from '../storage/settings';
 import { loadNetSettings, parseIceServers, saveNetSettings } from '../storage/settings';
 import { fromBase64url, toBase64url } from '../swarm/base64url';
-import { IdentityError } from '../swarm/errors';
+import { IdentityError, SignalError } from '../swarm/errors';
 import { Identity } from '../swarm/identity';
 import { newSecret, privateSwarm, publicSwarm, SECRET_BYTES, type SwarmConfig } from '../swarm/swarm-config';
 import { SwarmNet } from '../swarm/swarm-net';
@@ -329,6 +329,9 @@ export class SwarmPanel {
     this.rekeying = p;
     try {
       await p;
+    } catch (e) {
+      void this.refreshSwarm(); // the status line says how things stand again
+      throw e;
     } finally {
       if (this.rekeying === p) this.rekeying = undefined;
     }
@@ -352,7 +355,11 @@ export class SwarmPanel {
     const made = this.nextIdentity;
     this.nextIdentity = undefined;
     const identity = (await made?.catch(() => undefined)) ?? (await Identity.generate({ powBits: j.swarm.powBits }));
-    const net = await SwarmNet.join(j.signal, j.swarm, identity);
+    const net = await SwarmNet.join(j.signal, j.swarm, identity).catch((e: unknown) => {
+      // the old identity is still joined: say how to go on with it
+      if (e instanceof SignalError) throw new SignalError(e.code, `${e.message} This chat's new identity could not join; the message is kept. Send again later, or turn off "A new identity for each chat" to go on as before.`);
+      throw e;
+    });
     if (this.net !== old) {
       net.stop(); // the swarm was left meanwhile
       return;
@@ -387,7 +394,8 @@ export class SwarmPanel {
     this.els.status.dataset.peer = net.id;
     const covered = this.els.map.dataset.coverage === 'full';
     this.status(`in swarm "${net.swarm}" as ${net.id.slice(0, 8)}… · ${records.length} host${records.length === 1 ? '' : 's'} of ${head.name}` +
-      (covered ? '' : ' · waiting for every layer to be served') + (head.weights === 'unpinned' ? ` · ${UNPINNED_SWARM}` : ''));
+      (covered ? '' : ' · waiting for every layer to be served') +
+      (net.peer.disconnected ? ' · signalling server out of reach: hosts already linked still serve, new ones wait for it' : '') + (head.weights === 'unpinned' ? ` · ${UNPINNED_SWARM}` : ''));
   }
 
   private async startContributing(): Promise<void> {

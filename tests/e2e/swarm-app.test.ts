@@ -6,7 +6,10 @@
 // on the route is closed mid-reply (it says goodbye first): the reply must still be llama.cpp's, with one re-route,
 // to the spare, shown in the swarm picture. Then churn: three times over, a tab serving a hop is closed mid-reply and
 // the same browser profile opens the app again and contributes (its stored key: the same host back); every reply,
-// each in a new chat under a new identity, must be llama.cpp's.
+// each in a new chat under a new identity, must be llama.cpp's. With the signalling server gone, a new chat's identity
+// cannot join: the page names the SignalError and keeps the message (nothing goes out under the last chat's key); with
+// "A new identity for each chat" off, the same chat goes on over the links already open, and the panel says the
+// server is out of reach, with no exception on the page.
 
 import { createServer, type AddressInfo } from 'node:net';
 import type { BrowserContext, Page } from 'playwright-core';
@@ -236,6 +239,35 @@ describe('the app in Swarm and Contribute modes', () => {
     console.log(`churn in the page: ${rounds.join('; ')}`);
     expect(chatErrors).toEqual([]);
     for (const c of live()) expect(c.errors).toEqual([]);
+  });
+
+  it('with the signalling server gone, a new chat\'s identity cannot join: a named error, the message kept; with the setting off the chat goes on', async () => {
+    await signal.close(); // the links already open are peer to peer and stay up
+    await chat.click('#new-chat');
+    await chat.waitForSelector('#message:not([hidden])', { timeout: 30_000 }); // the new identity, made ahead, could not join
+    await send(chat, PROMPT, { temperature: 0, maxTokens: MAX_TOKENS });
+    // the reply fails before anything is generated: its message goes, the chat's error stays
+    await chat.waitForSelector('#message[data-scope="chat"]:not([hidden])', { timeout: 60_000 });
+    await chat.waitForSelector('#app[data-state="ready"]');
+    expect(await chat.$$eval('#messages .msg.assistant', (els) => els.length)).toBe(0);
+    const shownNow = await chat.$eval('#message', (el) => ({ name: (el as HTMLElement).dataset.error, text: el.textContent ?? '' }));
+    expect(shownNow.name).toBe('SignalError');
+    expect(shownNow.text).toContain('new identity could not join; the message is kept');
+    // the message is kept, and nothing went out under the last chat's identity
+    expect(await chat.$$eval('#messages .msg.user', (els) => els.map((e) => e.textContent ?? ''))).toEqual([expect.stringContaining(PROMPT)]);
+    await chat.evaluate(() => {
+      const box = document.getElementById('identity-per-chat') as HTMLInputElement;
+      box.checked = false;
+      box.dispatchEvent(new Event('change'));
+    });
+    await chat.click('#regenerate');
+    const reply = await waitForReply(chat, 120_000);
+    expect(reply.state).toBe('done');
+    expect(reply.ids).toEqual(want);
+    // the panel says the server is out of reach (and still shows this tab's id, which PeerJS forgets meanwhile)
+    expect(await chat.$eval('#swarm-status', (el) => el.textContent ?? '')).toContain('signalling server out of reach');
+    // what the page logged: the named error it showed, and the browser's refused connections; no exception
+    expect(chatErrors.filter((e) => !/SignalError|WebSocket|ERR_CONNECTION_REFUSED/.test(e))).toEqual([]);
   });
 
   it('a signalling server that is not there, or a bad ICE line, is a named error and the tab keeps chatting locally', async () => {
