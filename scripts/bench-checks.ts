@@ -18,11 +18,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { median, swarmPerToken } from '../src/cli/bench-runs';
 import { nodeDevice } from '../src/cli/dawn';
 import { launchHost, type LaunchedHost } from '../src/cli/host';
 import { installNodeWebRtc } from '../src/cli/node-webrtc';
 import { startSignalServer } from '../src/cli/signal';
-import { drain, generateTokens } from '../src/engine/generate';
+import { generateTokens } from '../src/engine/generate';
 import type { FlockDevice } from '../src/gpu/device';
 import { openGguf, type GgufFile } from '../src/model/gguf';
 import { FileSource } from '../src/model/source-file';
@@ -53,7 +54,6 @@ const LIAR_SPAN = SPANS[1];
 const POW_BITS = 8;
 const ANNOUNCE_MS = 300;
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 interface Client {
@@ -109,20 +109,10 @@ async function main(): Promise<void> {
     const r0 = rate === 'off' ? 0 : rate === 'checked only' ? DEFAULT_CHECK_POLICY.rate : rate;
     const c = await client(dev, file, signal, swarm, r0, rate !== 'off', hosts.length);
     const gen = { ...gen0, checkedOnly: rate === 'checked only' };
-    await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, pipelines
-    const ms: number[] = [];
-    const bytes: number[] = [];
-    const checks: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const w0 = c.model.wire.bytesIn + c.model.wire.bytesOut;
-      const r = await drain(generateTokens(c.model, gen));
-      ms.push(r.timings.decodeMs / (TOKENS - 1));
-      bytes.push((c.model.wire.bytesIn + c.model.wire.bytesOut - w0) / TOKENS);
-      checks.push(c.model.verification.checks / TOKENS);
-    }
-    cost.push({ rate, msPerToken: median(ms), bytesPerToken: median(bytes), checksPerToken: median(checks) });
+    const t = await swarmPerToken(c.model, gen, RUNS);
+    cost.push({ rate, msPerToken: t.ms, bytesPerToken: t.bytes, checksPerToken: t.checks });
     c.stop();
-    process.stderr.write(`cost ${rate}: ${median(ms).toFixed(2)} ms/token\n`);
+    process.stderr.write(`cost ${rate}: ${t.ms.toFixed(2)} ms/token\n`);
   }
 
   // detection: a liar of type (d) on the route

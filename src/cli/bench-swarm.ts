@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { drain, generateTokens } from '../engine/generate';
+import { drain } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
 import { splitLayers } from '../engine/spans';
 import { openGguf } from '../model/gguf';
@@ -21,6 +21,7 @@ import { parseSignalUrl } from '../swarm/transport';
 import type { Dtype } from '../swarm/protocol';
 import { DEFAULT_CHECK_POLICY, type CheckPolicy } from '../swarm/hop-check';
 import { benchChurn, churnTable } from './bench-churn';
+import { median, swarmPerToken } from './bench-runs';
 import { nodeDevice } from './dawn';
 import { DEFAULT_MODEL } from './default-model';
 import { launchHost, type LaunchedHost } from './host';
@@ -29,7 +30,6 @@ import { startSignalServer } from './signal';
 import { launchClient } from './swarm-generate';
 import { DEFAULT_OWN_LAYERS, type OwnLayers } from '../swarm/own-layers';
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** What checks cost on one route: decode ms and wire bytes per token, checks run per token. */
 interface CheckRow {
@@ -117,16 +117,7 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
     ];
     for (const { dtype, own } of configs) {
       const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, own, swarmOptions: { dtype, maxContext: 256 }, waitForRouteMs: 20_000 });
-      await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // compile pipelines, open links
-      const ms: number[] = [];
-      let bytes = 0;
-      for (let i = 0; i < runs; i++) {
-        const before = c.model.wire.bytesOut + c.model.wire.bytesIn;
-        const r = await drain(generateTokens(c.model, gen));
-        ms.push(msPerToken(r.timings.decodeMs));
-        bytes = (c.model.wire.bytesOut + c.model.wire.bytesIn - before) / tokens;
-      }
-      const m = median(ms);
+      const { ms: m, bytes } = await swarmPerToken(c.model, gen, runs);
       const rtts: number[] = [];
       for (const hop of c.model.route) {
         const rtt = (await c.discovery.connect(hop.peer)).rttMs;
@@ -151,18 +142,8 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
     for (const [name, checks] of settings) {
       const c = await launchClient({ dev, model: file, swarm, signal, announceMs: 500, swarmOptions: { maxContext: 256, checks }, waitForRouteMs: 20_000 });
       await c.discovery.waitFor((r) => r.filter((x) => x.modelHash === c.modelHash).length >= hosts.length, 20_000);
-      await drain(generateTokens(c.model, { ...gen, maxTokens: 8 })); // links, sessions, witnesses, pipelines
-      const ms: number[] = [];
-      const bytes: number[] = [];
-      const checksRun: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const before = c.model.wire.bytesOut + c.model.wire.bytesIn;
-        const r = await drain(generateTokens(c.model, gen));
-        ms.push(msPerToken(r.timings.decodeMs));
-        bytes.push((c.model.wire.bytesOut + c.model.wire.bytesIn - before) / tokens);
-        checksRun.push(c.model.verification.checks / tokens);
-      }
-      checkRows.push({ checks: name, rate: checks.rate, hops: c.model.route.length, decodeMsPerToken: median(ms), wireBytesPerToken: median(bytes), checksPerToken: median(checksRun) });
+      const t = await swarmPerToken(c.model, gen, runs);
+      checkRows.push({ checks: name, rate: checks.rate, hops: c.model.route.length, decodeMsPerToken: t.ms, wireBytesPerToken: t.bytes, checksPerToken: t.checks });
       c.stop();
     }
     for (const h of hosts) h.stop();

@@ -17,6 +17,7 @@ import { InvalidArgumentError } from '../model/errors';
 import { encodeReadback, storageBuffer, submit, type FlockDevice, type GpuCounters } from '../gpu/device';
 import { GpuProfiler, PROFILER_MAX_DISPATCHES, type KindTime } from '../gpu/profiler';
 import { DEFAULT_MODEL } from './default-model';
+import { median } from './bench-runs';
 
 const run = promisify(execFile);
 
@@ -25,7 +26,6 @@ interface Speed {
   decodeTokensPerSecond: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface LlamaRun {
   backend: 'cpu' | 'vulkan';
