@@ -36,10 +36,30 @@ export function sdpFingerprint(sdp: string | undefined | null): string {
   return m ? m[1].toUpperCase() : '';
 }
 
-/** This connection's DTLS fingerprints: ours, and the one the other end's description names. */
-export function connectionFingerprints(conn: DataConnection): { local: string; remote: string } {
+/** How often, and for how long at most, to look for a description the connection has not shown yet. */
+const DESCRIPTION_POLL_MS = 10;
+const DESCRIPTION_WAIT_MS = 3_000;
+
+/** This connection's DTLS fingerprints as its descriptions show them now ('' for one not shown yet). */
+function fingerprintsNow(conn: DataConnection): { local: string; remote: string } {
   const pc = conn.peerConnection;
   return { local: sdpFingerprint(pc?.localDescription?.sdp), remote: sdpFingerprint(pc?.remoteDescription?.sdp) };
+}
+
+/**
+ * This connection's DTLS fingerprints: ours, and the one the other end's description names. A channel can open
+ * before the page sees the description that opened it (Chromium under load: the answer's setRemoteDescription has
+ * not resolved when the data channel's open event runs), so a missing one is waited for, DESCRIPTION_WAIT_MS at most;
+ * still missing, it stays '' and the check fails.
+ */
+export async function connectionFingerprints(conn: DataConnection): Promise<{ local: string; remote: string }> {
+  const until = performance.now() + DESCRIPTION_WAIT_MS;
+  let fp = fingerprintsNow(conn);
+  while ((fp.local === '' || fp.remote === '') && performance.now() < until && conn.peerConnection) {
+    await new Promise((r) => setTimeout(r, DESCRIPTION_POLL_MS));
+    fp = fingerprintsNow(conn);
+  }
+  return fp;
 }
 
 function transcript(swarm: SwarmConfig, from: string, to: string, fromFp: string, toFp: string): Uint8Array<ArrayBuffer> {
@@ -101,7 +121,8 @@ async function checkAuth(data: unknown, conn: DataConnection, myId: string, swar
   if (!(await verifySignature(p, t, signature))) return fail('bad-signature', 'its signature does not verify');
   // the certificate it signed as its own must be the one this connection shows us, and the other way round
   if (theirFp !== fp.remote || peerFp !== fp.local || fp.local === '' || fp.remote === '') {
-    return fail('fingerprint', 'the DTLS fingerprints it signed are not this connection\'s: someone is in the middle');
+    const short = (f: string): string => (f ? f.slice(0, 11) : 'none');
+    return fail('fingerprint', `the DTLS fingerprints it signed are not this connection's: someone is in the middle (it signed ${short(theirFp)} as its own and ${short(peerFp)} as ours; this connection shows ${short(fp.remote)} and ${short(fp.local)})`);
   }
   const mk = await membershipKey(swarm);
   if (mk) {
@@ -117,7 +138,6 @@ async function checkAuth(data: unknown, conn: DataConnection, myId: string, swar
  * it proves its key, the fingerprints and membership, but not that the id is its key's.
  */
 export async function authenticate(conn: DataConnection, identity: Identity, myId: string, swarm: SwarmConfig, timeoutMs: number, opts: { bindId?: boolean } = {}): Promise<AuthResult> {
-  const fp = connectionFingerprints(conn);
   const early: unknown[] = [];
   let first: ((d: unknown) => void) | null = null;
   const onData = (d: unknown): void => {
@@ -139,6 +159,7 @@ export async function authenticate(conn: DataConnection, identity: Identity, myI
     });
     theirs.catch(() => {}); // awaited below; a rejection before that point must not count as unhandled
     try {
+      const fp = await connectionFingerprints(conn);
       conn.send(await encodeAuth(identity, swarm, myId, conn.peer, fp));
       const remote = await checkAuth(await theirs, conn, myId, swarm, fp, opts.bindId ?? true);
       return { remote, early };

@@ -4,12 +4,13 @@
 // and only the failed spans are planned again. A candidate that fails is left out at once, so no attempt waits on
 // one that failed elsewhere; all of it runs under one deadline. While generating, a warm spare is kept per span (a
 // connected, introduced link to the next best host), so a re-route rarely needs a new connection.
-// How failures count: a host that is gone (link closed, unavailable, never opened, leaving) is only left out until it
-// announces itself again; one that misbehaves (wrong model or span, protocol errors, no answer while connected) is
-// banned with a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
+// How failures count: a host that is gone (link closed, unavailable, never opened, leaving, closed before it proved
+// who it is) or whose link's fingerprints do not cross is only left out until it announces itself again; one that
+// misbehaves (wrong model or span, protocol errors, a bad key or signature, no answer while connected) is banned with
+// a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
 
 import { StepAbortedError } from '../model/errors';
-import { HopTimeoutError, LinkDownError, NoRouteError, RemoteError } from './errors';
+import { HopTimeoutError, LinkAuthError, LinkDownError, NoRouteError, RemoteError } from './errors';
 import type { Link } from './link';
 import { requests } from './link-requests';
 import type { Limits, Span } from './protocol';
@@ -65,6 +66,9 @@ export function isDeparture(e: unknown): boolean {
   if (e instanceof LinkDownError) return e.reason === 'closed' || e.reason === 'unavailable' || e.reason === 'leaving' || e.reason === 'open-timeout' || e.reason === 'heartbeat' || e.reason === 'send-timeout';
   // no-session: the host let the session expire (idle between turns); it did nothing wrong
   if (e instanceof RemoteError) return e.code === 'shutting-down' || e.code === 'busy' || e.code === 'kv-full' || e.code === 'no-session';
+  // a link closed before it authenticated (a tab closing as it opened), or fingerprints that do not cross (whoever
+  // sits in the path, not provably the host): leave it out until it announces again, never ban its key for it
+  if (e instanceof LinkAuthError) return e.code === 'no-auth' || e.code === 'fingerprint';
   return false;
 }
 

@@ -355,7 +355,9 @@ export class SwarmPanel {
     const made = this.nextIdentity;
     this.nextIdentity = undefined;
     const identity = (await made?.catch(() => undefined)) ?? (await Identity.generate({ powBits: j.swarm.powBits }));
-    const net = await SwarmNet.join(j.signal, j.swarm, identity).catch((e: unknown) => {
+    // the hosts the old identity knew are asked directly too, besides the rendezvous (one of which may have just closed)
+    const knownPeers = old.records(head.modelHash).map((r) => r.id);
+    const net = await SwarmNet.join(j.signal, j.swarm, identity, { knownPeers }).catch((e: unknown) => {
       // the old identity is still joined: say how to go on with it
       if (e instanceof SignalError) throw new SignalError(e.code, `${e.message} This chat's new identity could not join; the message is kept. Send again later, or turn off "A new identity for each chat" to go on as before.`);
       throw e;

@@ -124,6 +124,49 @@ describe('mitm-signal, honest', () => {
     out.close();
   });
 
+
+  it('a channel that opens before its remote description shows (Chromium under load) still authenticates; one that never shows it is refused', async () => {
+    const [a, b] = [await identityPeer(), await identityPeer()];
+    const refusals: unknown[] = [];
+    b.peer.on('connection', (c) => void PeerLink.open(c, { openTimeoutMs: 5_000 }, b.auth).then((l) => l.close(), (e: unknown) => refusals.push(e)));
+    /** a's link to b, its remote description hidden from the page for `hideMs` from the moment the channel opens */
+    const openHiding = async (hideMs: number): Promise<PeerLink> => {
+      for (let tries = 1; ; tries++) {
+        const out = connectRaw(a.peer, b.peer.id);
+        out.once('open', () => {
+          // runs before PeerLink.open's own open listener: authentication starts with the description hidden
+          const pc = out.peerConnection as unknown as Record<string, unknown>;
+          const own = Object.getOwnPropertyDescriptor(pc, 'remoteDescription');
+          Object.defineProperty(pc, 'remoteDescription', { get: () => null, configurable: true });
+          setTimeout(() => {
+            if (own) Object.defineProperty(pc, 'remoteDescription', own);
+            else delete pc.remoteDescription;
+          }, hideMs);
+        });
+        try {
+          return await PeerLink.open(out, { openTimeoutMs: 3_000 }, a.auth);
+        } catch (e) {
+          // on loopback a DTLS handshake can stall (see connect above): try a fresh connection
+          if (tries >= 4 || !(e instanceof LinkDownError) || e.reason !== 'open-timeout') throw e;
+        }
+      }
+    };
+    // shown 300 ms after the channel opened: the fingerprints are waited for, and both ends prove who they are
+    const link = await openHiding(300);
+    expect(link.remote.keyId).toBe(b.auth.identity.id);
+    link.close();
+    // never shown within the wait: refused as a fingerprint mismatch (an unreadable connection is never trusted)
+    const err = await openHiding(10_000).then(() => null, (e: unknown) => e);
+    expect(err instanceof LinkAuthError && err.code).toBe('fingerprint');
+    expect(err instanceof Error && err.message).toContain('this connection shows none');
+    // and the host refused it too: what a signed as our certificate was not one this connection shows
+    const t0 = performance.now();
+    const authRefusals = (): unknown[] => refusals.filter((e) => e instanceof LinkAuthError); // not a stalled attempt's open-timeout
+    while (authRefusals().length === 0 && performance.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    console.log(`the host refused: ${refusals.map(String).join('; ')}`);
+    expect(authRefusals().map((e) => e instanceof LinkAuthError && e.code)).toEqual(['fingerprint']);
+  });
+
   it('answers an offer to an absent id with EXPIRE, and refuses an id that is held', async () => {
     const [a] = [await newPeer()];
     const t0 = performance.now();

@@ -10,6 +10,8 @@ import { parseRecord, type PeerRecord } from '../../src/swarm/records';
 import { RecordTable } from '../../src/swarm/record-table';
 import { findRoute, holdsSpan, overclaims, uncovered } from '../../src/swarm/routing';
 import { parseSignalUrl } from '../../src/swarm/transport';
+import { isDeparture } from '../../src/swarm/route-opener';
+import { HopTimeoutError, LinkAuthError, LinkDownError, ProtocolError, RemoteError } from '../../src/swarm/errors';
 
 const HASH = 'ab'.repeat(32);
 const NOW = 1_000_000;
@@ -229,5 +231,21 @@ describe('parseSignalUrl', () => {
   it('rejects other schemes and non-URLs', () => {
     expect(() => parseSignalUrl('ftp://x')).toThrow(/ws:\/\//);
     expect(() => parseSignalUrl('not a url')).toThrow(/not a URL/);
+  });
+});
+
+describe('how a failed host counts (route-opener.ts isDeparture: left out until it announces again, or banned)', () => {
+  it('gone, full, closing as it opened, or a path whose fingerprints do not cross: left out; a bad key or protocol: banned', () => {
+    const gone = [
+      new LinkDownError('closed', 'p', 'x'), new LinkDownError('unavailable', 'p', 'x'), new LinkDownError('leaving', 'p', 'x'),
+      new RemoteError('shutting-down', 'p', 'x'), new RemoteError('busy', 'p', 'x'),
+      new LinkAuthError('no-auth', 'p', 'closed the link before authenticating'), new LinkAuthError('fingerprint', 'p', 'x'),
+    ];
+    const banned = [
+      new LinkAuthError('wrong-key', 'p', 'x'), new LinkAuthError('bad-signature', 'p', 'x'), new LinkAuthError('pow', 'p', 'x'),
+      new LinkAuthError('not-member', 'p', 'x'), new LinkDownError('protocol', 'p', 'x'), new ProtocolError('bad-field', 'x'), new HopTimeoutError('no answer in 5000 ms'),
+    ];
+    expect(gone.map(isDeparture)).toEqual(gone.map(() => true));
+    expect(banned.map(isDeparture)).toEqual(banned.map(() => false));
   });
 });
