@@ -356,8 +356,8 @@ export class SwarmPanel {
     this.nextIdentity = undefined;
     const identity = (await made?.catch(() => undefined)) ?? (await Identity.generate({ powBits: j.swarm.powBits }));
     // the hosts the old identity knew are asked directly too, besides the rendezvous (one of which may have just closed)
-    const knownPeers = old.records(head.modelHash).map((r) => r.id);
-    const net = await SwarmNet.join(j.signal, j.swarm, identity, { knownPeers }).catch((e: unknown) => {
+    const known = old.records(head.modelHash);
+    const net = await SwarmNet.join(j.signal, j.swarm, identity, { knownPeers: known.map((r) => r.id) }).catch((e: unknown) => {
       // the old identity is still joined: say how to go on with it
       if (e instanceof SignalError) throw new SignalError(e.code, `${e.message} This chat's new identity could not join; the message is kept. Send again later, or turn off "A new identity for each chat" to go on as before.`);
       throw e;
@@ -367,8 +367,7 @@ export class SwarmPanel {
       return;
     }
     // route with as many hosts as the old identity knew, once the new one has heard of them (or after REKEY_WAIT_MS)
-    const known = old.records(head.modelHash).length;
-    await net.discovery.waitFor(() => net.records(head.modelHash).length >= known, REKEY_WAIT_MS).catch(() => undefined);
+    await net.discovery.waitFor(() => net.records(head.modelHash).length >= known.length, REKEY_WAIT_MS).catch(() => undefined);
     if (this.net !== old) {
       net.stop();
       return;
