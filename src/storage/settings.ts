@@ -71,14 +71,45 @@ export async function saveSettings(s: ChatSettings): Promise<void> {
   await set('chat', s, db());
 }
 
-/** The id of the conversation that was open last (the app reopens it), or undefined. */
-export async function loadLastConversation(): Promise<string | undefined> {
-  const v: unknown = await get('last-conversation', db());
+/**
+ * Which conversation was open last is kept in localStorage, written at once: an IndexedDB write still in flight when
+ * the user reloads (or closes the tab) right after choosing a chat is lost, and the page reopened the chat before.
+ * Older versions kept it in IndexedDB; that value is read when localStorage has none.
+ */
+const LAST_CONVERSATION_KEY = 'flock.last-conversation';
+
+function validConversationId(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 && v.length <= 100 ? v : undefined;
 }
 
-export async function saveLastConversation(id: string): Promise<void> {
-  await set('last-conversation', id, db());
+function localStore(): Storage | undefined {
+  try {
+    return typeof localStorage === 'undefined' ? undefined : localStorage;
+  } catch {
+    return undefined; // storage blocked (some privacy settings throw on access)
+  }
+}
+
+/** The id of the conversation that was open last (the app reopens it), or undefined. */
+export async function loadLastConversation(): Promise<string | undefined> {
+  const ls = localStore();
+  const local = validConversationId(ls?.getItem(LAST_CONVERSATION_KEY));
+  if (local) return local;
+  return validConversationId(await get('last-conversation', db()));
+}
+
+/** Record the open conversation; done when this returns, so a reload straight after reopens it. */
+export function saveLastConversation(id: string): void {
+  const ls = localStore();
+  try {
+    if (ls) {
+      ls.setItem(LAST_CONVERSATION_KEY, id);
+      return;
+    }
+  } catch {
+    // quota exceeded or storage blocked: fall back to IndexedDB below
+  }
+  void set('last-conversation', id, db());
 }
 
 /** How this device reaches a swarm: the signalling server, ICE servers, the swarm's name, a memory limit to serve. */

@@ -87,7 +87,7 @@ export class ChatController {
   startNew(focus = true): void {
     if (this.busy) return;
     this.conv = newConversation(this.host.modelName());
-    void saveLastConversation(this.conv.id);
+    saveLastConversation(this.conv.id);
     this.host.conversationChanged(this.conv.id);
     this.view.showMessages([]);
     this.host.notice.clear('chat');
@@ -113,7 +113,7 @@ export class ChatController {
     if (!c) return false;
     const changed = c.id !== this.conv.id;
     this.conv = c;
-    void saveLastConversation(c.id);
+    saveLastConversation(c.id);
     if (changed) this.host.conversationChanged(c.id);
     this.view.showMessages(c.messages.filter((m) => m.role !== 'system'));
     this.host.notice.clear('chat');

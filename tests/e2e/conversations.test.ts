@@ -42,8 +42,14 @@ describe('past chats', () => {
     expect(await page.textContent('#messages .msg.assistant .content')).toBe(reply.text);
     expect(await page.locator('#chat-list li.current .title').textContent()).toBe('Lily had a red ball');
     // a new chat left empty is where the user left too: a reload shows it empty, without adding to the list
-    await page.click('#new-chat');
-    await page.reload();
+    // clicked and reloaded in one task: what the page records must be done before the click handler returns
+    await Promise.all([
+      page.waitForEvent('load'),
+      page.evaluate(() => {
+        document.querySelector<HTMLButtonElement>('#new-chat')!.click();
+        location.reload();
+      }),
+    ]);
     await openReady(page, app.served.url);
     expect(await page.locator('#messages .msg').count()).toBe(0);
     expect(await chatTitles(page)).toEqual(['Lily had a red ball']);
