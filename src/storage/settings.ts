@@ -1,5 +1,5 @@
 // User settings kept on this device (IndexedDB through idb-keyval): system prompt, sampling, the chosen model, its
-// context and the memory limit for models, and which conversation was open last.
+// context and the memory limit for models; and which conversation was open last (localStorage: written at once).
 // Values read back are checked and fall back to defaults one by one. Not here: applying them (the UI does).
 
 import { createStore, get, set, type UseStore } from 'idb-keyval';

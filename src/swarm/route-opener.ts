@@ -7,7 +7,9 @@
 // How failures count: a host that is gone (link closed, unavailable, never opened, leaving, closed before it proved
 // who it is) or whose link's fingerprints do not cross is only left out until it announces itself again; one that
 // misbehaves (wrong model or span, protocol errors, a bad key or signature, no answer while connected) is banned with
-// a doubling backoff. Not here: replay and the forward loop (swarm-model.ts).
+// a doubling backoff. Either way the failure is remembered (reliability.ts): routing prices a host by its failures, so
+// one that keeps dropping sessions and announcing again loses to steadier hosts. A full host (busy, no room) is only
+// left out. Not here: replay and the forward loop (swarm-model.ts).
 
 import { StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkAuthError, LinkDownError, NoRouteError, RemoteError } from './errors';
@@ -43,16 +45,18 @@ export interface HopContext {
   rttMs(): Map<string, number> | undefined;
   /** a decode step's measured round trip through each host used so far (routing.ts hopCost) */
   measuredMs(): ReadonlyMap<string, number>;
+  /** what each host's failures are expected to cost per token, ms (reliability.ts) */
+  penaltyMs(): ReadonlyMap<string, number>;
   connect(peer: string, limits: Limits): Promise<Link>;
   readonly modelHash: string;
   readonly limits: Limits;
   readonly openTimeoutMs: number;
   /** peers not to use now: banned, or gone since their last record */
   excluded(records: readonly PeerRecord[]): Set<string>;
-  /** a host that misbehaved */
+  /** a host that misbehaved: banned, and remembered as a failure */
   ban(peer: string): void;
-  /** a host that is gone (or busy): left out until its record is refreshed */
-  markGone(peer: string): void;
+  /** a host that is gone (or full): left out until its record is refreshed; `failure`: remembered as one (not when full) */
+  markGone(peer: string, failure: boolean): void;
 }
 
 /** Session ids: random, u32, never 0 (a host cannot link sessions of one client by counting). */
@@ -72,10 +76,15 @@ export function isDeparture(e: unknown): boolean {
   return false;
 }
 
+/** Whether a host refused for want of room (busy, no KV left): it did nothing wrong, it is only full now. */
+function isFull(e: unknown): boolean {
+  return e instanceof RemoteError && (e.code === 'busy' || e.code === 'kv-full');
+}
+
 /** Record a failed host the way its failure says. A session the host expired (idle) is nobody's fault. */
 export function blame(ctx: HopContext, peer: string, e: unknown): void {
   if (e instanceof RemoteError && e.code === 'no-session') return;
-  if (isDeparture(e)) ctx.markGone(peer);
+  if (isDeparture(e)) ctx.markGone(peer, !isFull(e));
   else ctx.ban(peer);
 }
 
@@ -107,7 +116,7 @@ export class RouteOpener {
       if (this.stopped) throw new StepAbortedError('The sequence was closed while its route was being opened.');
       const records = this.ctx.recordsFor(this.ctx.modelHash);
       const exclude = this.excludedNow(records, avoid);
-      const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs() });
+      const plan = findRoute(records, range.start, range.end, { exclude, rttMs: this.ctx.rttMs(), measuredMs: this.ctx.measuredMs(), penaltyMs: this.ctx.penaltyMs() });
       if (plan && performance.now() < deadline) {
         const opened = await Promise.all(plan.map((hop) => this.openSpan(hop.span, deadline, avoid)));
         if (this.stopped) {
@@ -195,14 +204,14 @@ export class RouteOpener {
     return winner;
   }
 
-  /** The span's hosts, best first: the spare, then by routing cost. */
+  /** The span's hosts, best first: the spare, then by routing cost (failures included). */
   private candidates(span: Span, avoid?: ReadonlySet<string>): string[] {
     const records = this.ctx.recordsFor(this.ctx.modelHash);
     const exclude = this.excludedNow(records, avoid);
     const rtt = this.ctx.rttMs();
     const same = records.filter((r) => holdsSpan(r.span, span) && !exclude.has(r.id));
-    const measuredMs = this.ctx.measuredMs();
-    same.sort((a, b) => hopCost(a, rtt, { measuredMs }) - hopCost(b, rtt, { measuredMs }) || (a.id < b.id ? -1 : 1));
+    const costs = { measuredMs: this.ctx.measuredMs(), penaltyMs: this.ctx.penaltyMs() };
+    same.sort((a, b) => hopCost(a, rtt, costs) - hopCost(b, rtt, costs) || (a.id < b.id ? -1 : 1));
     const ids = same.map((r) => r.id);
     const spare = this.spares.get(`${span.start}:${span.end}`);
     if (spare && ids.includes(spare)) return [spare, ...ids.filter((p) => p !== spare)];

@@ -2,7 +2,8 @@
 // for [from, to) is a sequence of records whose spans, cut to [from, to), tile it exactly: a host runs its whole span
 // except where the route's ends cut into it (a client running its own first and last layers). Cost of a hop =
 // hopMs (a fixed price per hop: serialisation + a network round trip on a good link) + its measured round trip, or
-// defaultRttMs when unmeasured, + its compute time (1000 / throughput ms per token, when known). The cheapest tiling
+// defaultRttMs when unmeasured, + its compute time (1000 / throughput ms per token, when known), + what its failures
+// are expected to cost per token (reliability.ts), when it failed this client before. The cheapest tiling
 // wins (a shortest path over layer boundaries, which only move forward); ties go to fewer hops, then lower peer ids,
 // so equal inputs give equal routes. Not here: measuring, banning (the caller passes `exclude`).
 
@@ -25,16 +26,20 @@ export interface RouteOptions {
   defaultRttMs?: number;
   /** a decode step's measured round trip through each peer this client used, ms: replaces its claim */
   measuredMs?: ReadonlyMap<string, number>;
+  /** by peer id, what the host's failures are expected to cost per token, ms (reliability.ts): added to its hop */
+  penaltyMs?: ReadonlyMap<string, number>;
 }
 
 /**
  * What a hop through `r` costs, ms per token (see the header). A hop this client has measured (a decode step's round
  * trip through it, compute included) costs what was measured: a host's own claim of speed counts only until then.
+ * A host that failed this client costs its expected failures on top.
  */
-export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts: Pick<RouteOptions, 'hopMs' | 'defaultRttMs' | 'measuredMs'> = {}): number {
+export function hopCost(r: PeerRecord, rttMs?: ReadonlyMap<string, number>, opts: Pick<RouteOptions, 'hopMs' | 'defaultRttMs' | 'measuredMs' | 'penaltyMs'> = {}): number {
+  const penalty = opts.penaltyMs?.get(r.id) ?? 0;
   const measured = opts.measuredMs?.get(r.id);
-  if (measured !== undefined) return (opts.hopMs ?? 2) + measured;
-  return (opts.hopMs ?? 2) + (rttMs?.get(r.id) ?? opts.defaultRttMs ?? 20) + (r.throughput > 0 ? 1000 / r.throughput : 0);
+  if (measured !== undefined) return (opts.hopMs ?? 2) + measured + penalty;
+  return (opts.hopMs ?? 2) + (rttMs?.get(r.id) ?? opts.defaultRttMs ?? 20) + (r.throughput > 0 ? 1000 / r.throughput : 0) + penalty;
 }
 
 /**

@@ -215,6 +215,11 @@ export class StageHost {
     for (const l of this.links) l.link.mute();
   }
 
+  /** Test hook: hang up every link now, without a word (as a crashing tab would), and go on serving new ones. */
+  hangUp(): void {
+    for (const l of [...this.links]) l.link.close('closed', 'host hung up');
+  }
+
   /**
    * Close every link and session. Clients are told first ('shutting-down': move your sessions), so they re-route at
    * once instead of waiting for a dead link; the links close right after, when the word has left.

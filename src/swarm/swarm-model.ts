@@ -8,7 +8,8 @@
 //
 // Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
 // When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
-// (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone), opens a
+// (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone; either way
+// the failure is remembered, and routing prices the host by it: reliability.ts), opens a
 // route for just that hop's span (route-opener.ts: candidates raced, a warm spare first), replays the kept inputs
 // there in chunks of up to maxBatch positions (N decode steps cost N/maxBatch round trips; the new KV cache equals the
 // lost one up to float rounding, as a prefill's equals a decode's) and continues: the ids are the fault-free run's.
@@ -32,6 +33,7 @@ import type { PeerRecord } from './records';
 import type { GgufFile } from '../model/gguf';
 import { withoutUndefined } from '../model/options';
 import { BanList } from './bans';
+import { Reliability } from './reliability';
 import { overclaims } from './routing';
 import type { Link } from './link';
 import { requests } from './link-requests';
@@ -164,6 +166,8 @@ export class SwarmModel implements Backend, HopContext {
   private readonly bans: BanList;
   /** peers that failed by leaving, with the expiry of the record they had then */
   private readonly gone = new Map<string, number>();
+  /** what this client saw of each host: positions served, failures (routing prices hosts by it) */
+  readonly reliability = new Reliability();
   private readonly X: GPUBuffer;
   /** the Head on this device */
   readonly head: GpuHead;
@@ -225,14 +229,25 @@ export class SwarmModel implements Backend, HopContext {
     return this.bans.banned();
   }
 
+  /** A host that misbehaved: banned (doubling), and its failure remembered for after the ban. */
   ban(peer: string): void {
     this.bans.ban(peer);
+    this.reliability.failed(peer);
   }
 
-  /** A host that is gone (its link closed, it was unavailable, it is leaving) or full: left out until it announces again. */
-  markGone(peer: string): void {
+  /**
+   * A host that is gone (its link closed, it was unavailable, it is leaving) or full: left out until it announces
+   * again; `failure` (not when it was only full): remembered, so routing prefers steadier hosts (reliability.ts).
+   */
+  markGone(peer: string, failure = true): void {
     const r = this.directory.recordsFor(this.modelHash).find((x) => x.id === peer);
     this.gone.set(peer, r?.expiresAt ?? Date.now());
+    if (failure) this.reliability.failed(peer);
+  }
+
+  /** What each host's failures are expected to cost per token through it, ms (what routing adds to its hops). */
+  penaltyMs(): ReadonlyMap<string, number> {
+    return this.reliability.penaltyMs();
   }
 
   /** Banned peers, and peers gone since the record they hold now was made. */
@@ -431,6 +446,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     }
     // a result comes back in as many frames as the forward went out, each with the same header
     this.m.wire.bytesIn += r.payload.length * (r.dtype === 'f32' ? 4 : 2) + frames.length * TENSOR_PAYLOAD_OFFSET;
+    this.m.reliability.served(h.peer, nTokens);
     h.step = step + 1;
     h.length = pos0 + nTokens;
     if (keep) h.inputs.push(x);
