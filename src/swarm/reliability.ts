@@ -46,6 +46,16 @@ export class Reliability {
     return s ? this.faded(s).failures : 0;
   }
 
+  /** Failures by peer now (faded; those above 0.5, rounded), for the swarm picture. */
+  failureCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [peer, s] of this.seen) {
+      const n = Math.round(this.faded(s).failures);
+      if (n > 0) out.set(peer, n);
+    }
+    return out;
+  }
+
   /** Expected cost per token of routing through each peer that failed, ms (routing.ts RouteOptions.penaltyMs). */
   penaltyMs(): Map<string, number> {
     const out = new Map<string, number>();

@@ -1,6 +1,7 @@
 // The swarm picture: which peers serve which layers of the model (one bar per host over the layer axis), a coverage
 // strip where layers nobody serves stand out (a chat's own first and last layers run on this device and need no
-// host), and the route the current chat takes with each hop's latency.
+// host), and the route the current chat takes with each hop's latency. Hosts that failed this tab lately, or claim
+// more speed than was measured through them, are marked (routing prefers others: swarm/reliability.ts, routing.ts).
 // Pure rendering from plain data into one container; main.ts calls render() when records or the route change.
 
 import type { Span } from '../swarm/protocol';
@@ -50,6 +51,21 @@ function bar(cls: string, start: number, end: number, n: number, label: string):
 
 const layers = (a: number, b: number): string => (b - a === 1 ? `layer ${a}` : `layers ${a}–${b - 1}`);
 
+/** What the picture says of a host that failed this tab lately or claims more speed than measured. */
+export function hostMarks(peer: string, status: SwarmStatus | null | undefined): { failures: number; overclaims: boolean; text: string; title: string } {
+  const failures = status?.failures[peer] ?? 0;
+  const overclaims = status?.overclaimed.includes(peer) ?? false;
+  const text = [
+    failures > 0 ? `failed this tab ${failures}×` : '',
+    overclaims ? 'slower than it claims' : '',
+  ].filter(Boolean).join(' · ');
+  const title = [
+    failures > 0 ? `Lately this host failed this tab ${failures} time${failures === 1 ? '' : 's'} (a session dropped, silence, or leaving mid-reply): routes prefer steadier hosts of its layers.` : '',
+    overclaims ? 'It claims far more speed than was measured through it: it is routed as measured.' : '',
+  ].filter(Boolean).join(' ');
+  return { failures, overclaims, text, title };
+}
+
 export function renderSwarm(box: HTMLElement, v: SwarmView): void {
   const n = Math.max(1, v.nLayers);
   const counts = hostCounts(n, v.records);
@@ -94,9 +110,17 @@ export function renderSwarm(box: HTMLElement, v: SwarmView): void {
     row.dataset.span = `${r.span.start}:${r.span.end}`;
     const who = r.id === v.self ? 'this tab' : short(r.id);
     const tps = r.throughput > 0 ? ` · ${r.throughput.toFixed(0)} tok/s` : '';
+    const marks = hostMarks(r.id, v.status);
+    if (marks.failures > 0) row.dataset.failures = String(marks.failures);
+    if (marks.overclaims) row.dataset.overclaims = '';
     const track = h('div', { class: 'track' });
     track.append(bar(hop !== undefined ? 'span on-route' : r.id === v.self ? 'span self' : 'span', r.span.start, r.span.end, n, r.span.end - r.span.start === 1 ? `${r.span.start}` : `${r.span.start}–${r.span.end - 1}`));
-    row.append(h('span', { class: 'who' }, `${who}${tps}`), track);
+    const label = h('span', { class: 'who' }, `${who}${tps}`);
+    if (marks.text) {
+      label.append(h('span', { class: 'mark' }, marks.text));
+      label.title = marks.title;
+    }
+    row.append(label, track);
     rows.append(row);
   }
   if (sorted.length === 0) rows.append(h('p', { class: 'muted small' }, 'No hosts of this model found yet.'));

@@ -126,6 +126,8 @@ export interface SwarmStatus {
   wire: { bytesOut: number; bytesIn: number };
   /** hosts whose claimed speed is far beyond what was measured through them: routed as measured, marked here */
   overclaimed: string[];
+  /** hosts that failed this tab's client lately, and how often (faded; swarm/reliability.ts): routed around, marked here */
+  failures: Record<string, number>;
 }
 
 /** How a tab's swarm client behaves (swarm/swarm-model.ts SwarmOptions; the defaults suit most swarms). */

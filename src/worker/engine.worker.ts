@@ -180,6 +180,7 @@ class EngineWorker implements EngineApi {
       reroutes: m.reroutes.map((r) => ({ step: r.step, from: r.from, to: r.to, start: r.span.start, end: r.span.end, reason: r.reason, ms: r.ms })),
       wire: { ...m.wire },
       overclaimed: m.overclaimed(),
+      failures: Object.fromEntries(m.reliability.failureCounts()),
     };
   }
 

@@ -275,6 +275,15 @@ describe('the app in Swarm and Contribute modes', () => {
       const back = await contribute(victim!.ctx);
       step(`back on ${back.span}`);
       expect(back.peer.startsWith(victim!.peer)).toBe(true);
+      // the chat remembers that this host dropped its reply: the picture marks the host's row when it shows again
+      const marked = await chat.waitForFunction((peer) => {
+        const row = document.querySelector<HTMLElement>(`#swarm-map .swarm-row[data-peer^="${peer}"]`);
+        return row?.dataset.failures ? { failures: Number(row.dataset.failures), text: row.querySelector('.mark')?.textContent ?? '' } : false;
+      }, victim!.peer, { timeout: 30_000, polling: 100 });
+      const mark = (await marked.jsonValue()) as { failures: number; text: string };
+      expect(mark.failures).toBeGreaterThanOrEqual(1);
+      expect(mark.text).toContain('failed this tab');
+      if (round === 0) await chat.screenshot({ path: await screenshotPath('screenshot-swarm-failed-host.png') });
       rounds.push(`closed ${victim!.peer.slice(0, 8)} (${victim!.span}) after ${streamed} tokens: ${reroutes} re-route(s); back on ${back.span}`);
     }
     console.log(`churn in the page: ${rounds.join('; ')}`);

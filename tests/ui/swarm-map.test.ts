@@ -3,7 +3,7 @@
 // (against stories260K's own tensor sizes).
 
 import { describe, expect, it } from 'vitest';
-import { gaps, hostCounts } from '../../src/ui/swarm-map';
+import { gaps, hostCounts, hostMarks } from '../../src/ui/swarm-map';
 import { defaultNetSettings, parseIceServers, parseNetSettings, PUBLIC_SIGNAL_URL } from '../../src/storage/settings';
 import { InvalidArgumentError } from '../../src/model/errors';
 import { openGguf } from '../../src/model/gguf';
@@ -25,6 +25,27 @@ describe('swarm picture data', () => {
     const c = hostCounts(5, spans.map(([a, b]) => rec(a, b)));
     expect(c).toEqual(counts);
     expect(gaps(c).map((g) => [g.start, g.end])).toEqual(holes);
+  });
+});
+
+describe('how the picture marks a host', () => {
+  const status = { route: [], reroutes: [], wire: { bytesOut: 0, bytesIn: 0 }, overclaimed: ['fast-talker'], failures: { dropper: 2, both: 1 } };
+  it.each([
+    { peer: 'steady', text: '', failures: 0, overclaims: false },
+    { peer: 'dropper', text: 'failed this tab 2×', failures: 2, overclaims: false },
+    { peer: 'fast-talker', text: 'slower than it claims', failures: 0, overclaims: true },
+  ])('$peer: "$text"', ({ peer, text, failures, overclaims }) => {
+    const m = hostMarks(peer, status);
+    expect(m).toMatchObject({ text, failures, overclaims });
+    expect(m.title === '').toBe(text === '');
+  });
+  it('says both, and why routes avoid it', () => {
+    const m = hostMarks('both', { ...status, overclaimed: ['both'] });
+    expect(m.text).toBe('failed this tab 1× · slower than it claims');
+    expect(m.title).toContain('1 time (');
+    expect(m.title).toContain('routes prefer steadier hosts');
+    expect(m.title).toContain('routed as measured');
+    expect(hostMarks('x', null).text).toBe('');
   });
 });
 
