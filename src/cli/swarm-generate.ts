@@ -124,6 +124,8 @@ export async function runSwarmGenerate(values: SwarmGenerateArgs): Promise<void>
         wire_bytes: c.model.wire,
         overclaimed: c.model.overclaimed(),
         verification: c.model.verification,
+        // hosts that failed this client, and how often (faded: swarm/reliability.ts); routing prices them by it
+        host_failures: Object.fromEntries(c.model.reliability.failureCounts()),
       }),
     });
   } finally {

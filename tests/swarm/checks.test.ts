@@ -116,7 +116,7 @@ describe('checked hops: a lying host on the route', () => {
     } finally {
       process.stdout.write = write;
     }
-    const json = JSON.parse(out.trim().split('\n').pop()!) as { output_ids: number[]; verification: { checks: number; mismatches: number; banned: string[]; rollbacks: number }; reroutes: { from: string; reason: string }[] };
+    const json = JSON.parse(out.trim().split('\n').pop()!) as { output_ids: number[]; verification: { checks: number; mismatches: number; banned: string[]; rollbacks: number }; reroutes: { from: string; reason: string }[]; host_failures: Record<string, number> };
     console.log(`(a) noise: verification ${JSON.stringify(json.verification)}; liar lied ${liar.lies()} times`);
     expect(json.output_ids).toEqual(ref.slice(0, 48));
     expect(json.verification.banned).toEqual([liar.id]);
@@ -124,6 +124,8 @@ describe('checked hops: a lying host on the route', () => {
     expect(json.verification.rollbacks).toBeGreaterThanOrEqual(1);
     expect(json.verification.checks).toBeGreaterThanOrEqual(3);
     expect(json.reroutes.find((r) => r.from === liar.id)?.reason).toMatch(/HopMismatchError/);
+    // the ban is remembered as a failure, for routing after the ban ends
+    expect(json.host_failures[liar.id]).toBeGreaterThanOrEqual(1);
   });
 
   it("(b) one layer's output x1.05: llama.cpp's ids, the liar banned", async () => {
