@@ -7,9 +7,9 @@
 // How failures count: a host that is gone (link closed, unavailable, never opened, leaving, closed before it proved
 // who it is) or whose link's fingerprints do not cross is only left out until it announces itself again; one that
 // misbehaves (wrong model or span, protocol errors, a bad key or signature, no answer while connected) is banned with
-// a doubling backoff. Either way the failure is remembered (reliability.ts): routing prices a host by its failures, so
-// one that keeps dropping sessions and announcing again loses to steadier hosts. A full host (busy, no room) is only
-// left out. Not here: replay and the forward loop (swarm-model.ts).
+// a doubling backoff. A ban, or a session dropped, is also remembered (reliability.ts): routing prices a host by its
+// failures, so one that keeps dropping sessions and announcing again loses to steadier hosts. A full host (busy, no
+// room), or one that could not be reached, is only left out. Not here: replay and the forward loop (swarm-model.ts).
 
 import { StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkAuthError, LinkDownError, NoRouteError, RemoteError } from './errors';
@@ -81,10 +81,15 @@ function isFull(e: unknown): boolean {
   return e instanceof RemoteError && (e.code === 'busy' || e.code === 'kv-full');
 }
 
-/** Record a failed host the way its failure says. A session the host expired (idle) is nobody's fault. */
-export function blame(ctx: HopContext, peer: string, e: unknown): void {
+/**
+ * Record a failed host the way its failure says. A session the host expired (idle) is nobody's fault. A departure is
+ * remembered as a failure only when the host held a session (`held`): one that dropped a session it took costs a
+ * re-route; one that could not be reached costs only a raced attempt, and unreachable is what a path in the middle
+ * (a hostile signalling server) can make of any honest host, so it must not be able to mark honest hosts so.
+ */
+export function blame(ctx: HopContext, peer: string, e: unknown, held = true): void {
   if (e instanceof RemoteError && e.code === 'no-session') return;
-  if (isDeparture(e)) ctx.markGone(peer, !isFull(e));
+  if (isDeparture(e)) ctx.markGone(peer, held && !isFull(e));
   else ctx.ban(peer);
 }
 
@@ -188,7 +193,7 @@ export class RouteOpener {
             },
             (e: unknown) => {
               this.lastError = describe(e);
-              blame(this.ctx, peer, e);
+              blame(this.ctx, peer, e, false);
               if (this.spares.get(key) === peer) this.spares.delete(key);
             },
           ).finally(() => {
@@ -274,7 +279,7 @@ export class RouteOpener {
           }
         },
         (e: unknown) => {
-          blame(this.ctx, peer, e);
+          blame(this.ctx, peer, e, false);
           if (this.spares.get(key) === peer) this.spares.delete(key);
         },
       );

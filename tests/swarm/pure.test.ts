@@ -10,7 +10,7 @@ import { parseRecord, type PeerRecord } from '../../src/swarm/records';
 import { RecordTable } from '../../src/swarm/record-table';
 import { findRoute, holdsSpan, overclaims, uncovered } from '../../src/swarm/routing';
 import { parseSignalUrl } from '../../src/swarm/transport';
-import { isDeparture } from '../../src/swarm/route-opener';
+import { blame, isDeparture, type HopContext } from '../../src/swarm/route-opener';
 import { HopTimeoutError, LinkAuthError, LinkDownError, ProtocolError, RemoteError } from '../../src/swarm/errors';
 
 const HASH = 'ab'.repeat(32);
@@ -247,5 +247,21 @@ describe('how a failed host counts (route-opener.ts isDeparture: left out until 
     ];
     expect(gone.map(isDeparture)).toEqual(gone.map(() => true));
     expect(banned.map(isDeparture)).toEqual(banned.map(() => false));
+  });
+
+  it('remembered as a failure: a ban, a session dropped; not: a host full, unreachable, or one that expired an idle session', () => {
+    const calls: string[] = [];
+    const ctx = {
+      ban: (p: string) => calls.push(`ban ${p}`),
+      markGone: (p: string, failure: boolean) => calls.push(`gone ${p}${failure ? ' failure' : ''}`),
+    } as unknown as HopContext;
+    blame(ctx, 'a', new LinkDownError('closed', 'a', 'x')); // a session's link dropped
+    blame(ctx, 'b', new LinkDownError('unavailable', 'b', 'x'), false); // could not be reached
+    blame(ctx, 'c', new LinkAuthError('fingerprint', 'c', 'x'), false); // a path in the middle
+    blame(ctx, 'd', new RemoteError('kv-full', 'd', 'x')); // full
+    blame(ctx, 'e', new RemoteError('no-session', 'e', 'x')); // expired an idle session
+    blame(ctx, 'f', new HopTimeoutError('no answer'));
+    blame(ctx, 'g', new RemoteError('shutting-down', 'g', 'x')); // left mid-reply
+    expect(calls).toEqual(['gone a failure', 'gone b', 'gone c', 'gone d', 'ban f', 'gone g failure']);
   });
 });
