@@ -106,11 +106,18 @@ async function main(): Promise<void> {
   }
 }
 
+/** Node's parseArgs throws a TypeError with one of these codes for an unknown option, a missing value or a stray word. */
+function isBadArgument(e: Error): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
 main().then(
   () => process.exit(0),
   (e: unknown) => {
     const err = e instanceof Error ? e : new Error(String(e));
-    process.stderr.write(`flock: ${err.name}: ${err.message}\n`);
+    if (isBadArgument(err)) process.stderr.write(`flock: InvalidArgumentError: ${err.message}. "flock --help" lists the commands and options.\n`);
+    else process.stderr.write(`flock: ${err.name}: ${err.message}\n`);
     process.exit(1);
   },
 );
