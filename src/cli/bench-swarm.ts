@@ -90,7 +90,7 @@ export async function runBenchSwarm(argv: string[]): Promise<void> {
   const msPerToken = (decodeMs: number): number => decodeMs / (tokens - 1);
 
   // the local run: one Head and one Stage on this device, one submission per token
-  const local = await LocalModel.load(dev, new FileSource(values.model!), { maxContext: 256 });
+  const local = await LocalModel.load(dev, source, { maxContext: 256 });
   await drain(local.generate({ ...gen, maxTokens: 8 })); // compile pipelines
   const localRuns: number[] = [];
   for (let i = 0; i < runs; i++) localRuns.push(msPerToken((await drain(local.generate(gen))).timings.decodeMs));

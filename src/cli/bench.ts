@@ -114,7 +114,8 @@ export async function runBench(argv: string[]): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   for (const path of models) {
     const t0 = performance.now();
-    const model = await LocalModel.load(dev, new FileSource(path), { maxContext: Math.max(...contexts) + decodeLen + 8 });
+    const source = new FileSource(path);
+    const model = await LocalModel.load(dev, source, { maxContext: Math.max(...contexts) + decodeLen + 8 });
     const loadMs = performance.now() - t0;
     const { vocab } = model.config;
     const bos = model.tokenizer.bosId ?? 1;
@@ -147,6 +148,7 @@ export async function runBench(argv: string[]): Promise<void> {
     const profile = values.profile && firstRun ? await profileDecode(dev, model, bos, firstRun.per.dispatches) : undefined;
     const modelWeightBytes = model.weightBytes;
     model.destroy();
+    await source.close();
     for (const c of fits) {
       const cpu = c <= cpuMaxContext
         ? await llamaCpp(path, { backend: 'cpu', prompt: c, decode: decodeLen, threads: cpuThreads, runs })

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { FlockError } from '../model/errors';
-import { openSource } from '../model/source-file';
+import { FileSource, openSource } from '../model/source-file';
 import { LocalModel } from '../engine/local-model';
 import { nodeDevice } from './dawn';
 import { generateOptionsFrom, num, printGeneration } from './generate-output';
@@ -58,13 +58,18 @@ async function generate(argv: string[]): Promise<void> {
   }
   const dev = await nodeDevice();
   const t0 = performance.now();
-  const model = await LocalModel.load(dev, openSource(values.model!), {
-    stages: num(values.stages, 'stages'),
-    maxContext: num(values['max-context'], 'max-context'),
-  });
-  const loadMs = performance.now() - t0;
-  await printGeneration(model.generate(generateOptionsFrom(values)), { json: values.json ?? false, loadMs, device: dev.adapterName });
-  model.destroy();
+  const source = openSource(values.model!);
+  try {
+    const model = await LocalModel.load(dev, source, {
+      stages: num(values.stages, 'stages'),
+      maxContext: num(values['max-context'], 'max-context'),
+    });
+    const loadMs = performance.now() - t0;
+    await printGeneration(model.generate(generateOptionsFrom(values)), { json: values.json ?? false, loadMs, device: dev.adapterName });
+    model.destroy();
+  } finally {
+    if (source instanceof FileSource) await source.close();
+  }
 }
 
 async function main(): Promise<void> {
