@@ -27,6 +27,21 @@ export interface FlockReplyExtra {
   cachedTokens: number;
   /** where the reply was corrected while it streamed (empty for most replies; always, on a local model) */
   corrections: FlockCorrection[];
+  /** what a swarm's checks found for this reply (src/swarm/witness.ts); absent on a local model */
+  checks?: FlockReplyChecks;
+}
+
+/**
+ * Whether the hosts' results behind a reply were checked. 'checked': every hop's answers matched another host's;
+ * 'unchecked': the layers in `unchecked` had no other host to compare with (the rest were checked); 'disputed':
+ * hosts disagreed and no third one could decide (those answers stand, unverified); 'off': checks are turned off.
+ */
+export interface FlockReplyChecks {
+  state: 'checked' | 'unchecked' | 'disputed' | 'off';
+  /** checks run during the reply */
+  checks: number;
+  /** layer ranges [start, end) whose hosts' answers nobody checked */
+  unchecked: { start: number; end: number }[];
 }
 
 /**

@@ -26,6 +26,7 @@ import { encodeReadback, submit, writeBufferPadded, type FlockDevice, type GpuCo
 import type { Candidates, GpuHead } from '../gpu/head';
 import type { GpuStage, StageSession } from '../gpu/stage';
 import type { Backend, BackendSequence, SequenceChecks, StepSelect } from '../engine/generate';
+import type { FlockReplyChecks } from '../engine/chat-api';
 import { FlockError, StepAbortedError } from '../model/errors';
 import { HopTimeoutError, LinkDownError, RemoteError } from './errors';
 import { encodeTensor, modelLimits, TENSOR_PAYLOAD_OFFSET, type Dtype, type Limits, type ResultMsg, type Span } from './protocol';
@@ -38,7 +39,7 @@ import { overclaims } from './routing';
 import type { Link } from './link';
 import { requests } from './link-requests';
 import { blame, describe, RouteOpener, type HopContext, type HopSession } from './route-opener';
-import { DEFAULT_CHECK_POLICY, emptyVerification, validatePolicy, type CheckPolicy, type Verification } from './hop-check';
+import { checksOff, DEFAULT_CHECK_POLICY, emptyVerification, validatePolicy, type CheckPolicy, type Verification } from './hop-check';
 import { cutRows, HopChecks, rowsOf, type CheckContext, type CheckedRoute } from './witness';
 import { HopMismatchError } from './errors';
 
@@ -124,6 +125,8 @@ class RouteLog {
   reroutes: Reroute[] = [];
   /** what the checks of the latest sequence found (the sequence's own counts, live) */
   verification: Verification = emptyVerification();
+  /** the layer ranges of the latest sequence's hops whose answers are not settled (checked, or found undecidable) */
+  unsettled: () => Span[] = () => [];
   /** the latest forward round trip per peer, ms (RouteEntry.ms reads it) */
   readonly hopMs = new Map<string, number>();
   /** the latest decode step's (one token's) round trip per peer, ms: what routing believes over a host's claim */
@@ -218,6 +221,23 @@ export class SwarmModel implements Backend, HopContext {
   /** what the latest sequence's checks found */
   get verification(): Verification {
     return this.log.verification;
+  }
+
+  /** A mark of the checks so far, for replyChecks to tell what one reply's checks found. */
+  checksMark(): ChecksMark {
+    const v = this.log.verification;
+    return { counts: v, checks: v.checks, unverified: v.unverified };
+  }
+
+  /** What the checks found since `mark` (taken when the reply began): for the reply's `flock.checks`. */
+  replyChecks(mark: ChecksMark): FlockReplyChecks {
+    const v = this.log.verification;
+    const same = v === mark.counts; // the reply went on in the sequence the mark saw, or began a new one
+    const checks = v.checks - (same ? mark.checks : 0);
+    const unverified = v.unverified - (same ? mark.unverified : 0);
+    if (checksOff(this.opts.checks)) return { state: 'off', checks: 0, unchecked: [] };
+    const unchecked = mergeSpans(this.log.unsettled());
+    return { state: unverified > 0 ? 'disputed' : unchecked.length > 0 ? 'unchecked' : 'checked', checks, unchecked };
   }
 
   counters(): GpuCounters {
@@ -373,6 +393,7 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     this.back = m.back?.createSession(maxPos);
     this.checker = new HopChecks(this.checkContext());
     m.log.verification = this.checker.counts;
+    m.log.unsettled = () => this.unsettled();
     const self = this;
     this.checks = {
       get checkedLength() {
@@ -617,8 +638,15 @@ class SwarmSequence implements BackendSequence, CheckedRoute {
     this.cutTo(length);
   }
 
+  /** Layer ranges of hops with positions not yet settled by a check (no witness could be had for them). */
+  private unsettled(): Span[] {
+    return this.hops.filter((h) => this.checker.settled([h]) < this.length).map((h) => ({ start: h.span.start, end: h.span.end }));
+  }
+
   close(): void {
     if (this.closed) return;
+    const last = this.unsettled(); // the checks' state goes with the sequence: what the reply ended with stays readable
+    this.m.log.unsettled = () => last;
     this.closed = true;
     this.opener.stopped = true;
     for (const h of this.hops) this.opener.close(h);
@@ -695,6 +723,24 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** What a reply's checks are measured from (SwarmModel.checksMark). */
+export interface ChecksMark {
+  counts: Verification;
+  checks: number;
+  unverified: number;
+}
+
+/** Spans sorted and joined where they touch: [1,3) and [3,4) are [1,4). */
+export function mergeSpans(spans: readonly Span[]): Span[] {
+  const out: Span[] = [];
+  for (const s of [...spans].sort((a, b) => a.start - b.start)) {
+    const last = out.at(-1);
+    if (last && s.start <= last.end) last.end = Math.max(last.end, s.end);
+    else out.push({ start: s.start, end: s.end });
+  }
+  return out;
 }
 
 /** Kept inputs (one per step, [n_i, dim] each) joined in order and cut into chunks of at most maxBatch rows. */

@@ -4,7 +4,7 @@
 // messages (chat-view.ts), storage formats (storage/conversations.ts).
 
 import type { ChatCompletionMessageParam } from '@mlc-ai/web-llm';
-import type { ChatEngine, FinishReason } from '../engine/chat-api';
+import type { ChatEngine, FinishReason, FlockReplyChecks } from '../engine/chat-api';
 import {
   deleteConversation, exportConversation, getConversation, listConversations, newConversation, renameConversation, saveConversation,
   titleFrom, type Conversation, type SavedMessage,
@@ -12,7 +12,7 @@ import {
 import { loadLastConversation, saveLastConversation } from '../storage/settings';
 import { ChatView, correctionNote } from './chat-view';
 import { byId, saveFile } from './dom';
-import { formatRate } from './format';
+import { checksNote, formatRate } from './format';
 import type { Notice } from './notice';
 import type { SettingsForm } from './settings-form';
 
@@ -166,6 +166,7 @@ export class ChatController {
       let tokens = 0;
       let rate = 0;
       let firstMs = 0;
+      let checks: FlockReplyChecks | undefined;
       for await (const chunk of stream) {
         const correction = chunk.flock.correction;
         if (correction) {
@@ -180,6 +181,7 @@ export class ChatController {
         if (reply) {
           finish = reply.finish;
           tokens = reply.outputIds.length;
+          checks = reply.checks;
         }
         if (chunk.usage) {
           rate = chunk.usage.extra.decode_tokens_per_s;
@@ -189,7 +191,8 @@ export class ChatController {
       const stats =
         `${tokens} tokens · ${formatRate(rate)} tokens/s · first token after ${Math.round(firstMs)} ms · ${FINISH_TEXT[finish]}` +
         (s.temperature > 0 ? ` · seed ${seed}` : '') +
-        (streaming.corrected.length > 0 ? ` · ${correctionNote(streaming.corrected)}` : '');
+        (streaming.corrected.length > 0 ? ` · ${correctionNote(streaming.corrected)}` : '') +
+        (checks ? ` · ${checksNote(checks)}` : '');
       streaming.finish(text, finish, stats);
       this.conv.messages.push({ role: 'assistant', content: text, finish, stats });
       this.conv.updatedAt = Date.now();

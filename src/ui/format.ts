@@ -1,5 +1,6 @@
 // Small text formatters for the page (byte counts, rates, durations, download progress). Pure functions, no DOM.
 
+import type { FlockReplyChecks } from '../engine/chat-api';
 import type { DownloadProgress } from '../storage/model-cache';
 
 /** 1234567 -> "1.2 MB" (decimal units, as download sizes are usually shown). */
@@ -36,4 +37,23 @@ export function formatDuration(s: number): string {
 export function formatDownload(p: DownloadProgress): string {
   const rate = p.rate > 0 ? `${formatBytes(p.rate)}/s` : '– /s';
   return `${formatBytes(p.loaded)} / ${formatBytes(p.total)} · ${rate} · ${p.loaded >= p.total ? 'done' : `${formatDuration(p.etaSeconds)} left`}`;
+}
+
+const layerText = (s: { start: number; end: number }): string => (s.end - s.start === 1 ? `layer ${s.start}` : `layers ${s.start}–${s.end - 1}`);
+
+/**
+ * What a swarm reply's stats line says of its checks (engine/chat-api.ts FlockReplyChecks): only what was found, no
+ * more: "checked" means every hop's answers matched another host's.
+ */
+export function checksNote(c: FlockReplyChecks): string {
+  switch (c.state) {
+    case 'checked':
+      return `results checked against other hosts (${c.checks} check${c.checks === 1 ? '' : 's'})`;
+    case 'unchecked':
+      return `not checked: ${c.unchecked.map(layerText).join(', ')} had no second host to compare with`;
+    case 'disputed':
+      return 'hosts disagreed and no third could decide: unverified';
+    case 'off':
+      return 'results not checked (checks off)';
+  }
 }

@@ -7,7 +7,7 @@
 
 /// <reference lib="webworker" />
 import { expose } from 'comlink';
-import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion } from '../engine/chat-api';
+import type { ChatCompletionRequestBase, FlockChunk, FlockCompletion, FlockReplyExtra } from '../engine/chat-api';
 import { FlockChatEngine } from '../engine/chat';
 import { PrefixCache } from '../engine/generate';
 import { LocalModel } from '../engine/local-model';
@@ -148,8 +148,11 @@ class EngineWorker implements EngineApi {
     const cur = this.current;
     if (!cur) throw new InvalidArgumentError('No model is loaded yet.');
     if (request.stream !== true) return cur.chat.chat.completions.create({ ...request, stream: false });
+    // a swarm reply says what the checks found for it: measured from here, added to its last chunk
+    const swarm = cur.info.mode === 'swarm' && 'route' in cur.backend ? cur.backend : undefined;
+    const mark = swarm?.checksMark();
     const stream = await cur.chat.chat.completions.create({ ...request, stream: true });
-    void this.pump(stream, onEvent);
+    void this.pump(stream, onEvent, swarm && mark ? (reply) => (reply.checks = swarm.replyChecks(mark)) : undefined);
     return null;
   }
 
@@ -185,9 +188,12 @@ class EngineWorker implements EngineApi {
   }
 
   /** Send a stream's chunks to the page in order, then its end or its error, on the one callback. */
-  private async pump(stream: AsyncIterable<FlockChunk>, onEvent: (e: ChatEvent) => void): Promise<void> {
+  private async pump(stream: AsyncIterable<FlockChunk>, onEvent: (e: ChatEvent) => void, onReply?: (reply: FlockReplyExtra) => void): Promise<void> {
     try {
-      for await (const chunk of stream) onEvent({ t: 'chunk', chunk });
+      for await (const chunk of stream) {
+        if (chunk.flock.reply) onReply?.(chunk.flock.reply);
+        onEvent({ t: 'chunk', chunk });
+      }
       onEvent({ t: 'end' });
     } catch (e) {
       onEvent({ t: 'error', error: serializeError(asError(e)) });

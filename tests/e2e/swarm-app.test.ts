@@ -174,6 +174,9 @@ describe('the app in Swarm and Contribute modes', () => {
     expect(swarm.state).toBe('done');
     expect(swarm.ids).toEqual(want);
     expect(norm(swarm.text)).toBe(norm(tokenizer.decode(want)));
+    // layers 1..2 have two hosts, so each was checked against the other; layer 3 has one: the reply says so
+    const stats = await chat.$eval('#messages .msg.assistant:last-of-type .stats', (el) => el.textContent ?? '');
+    expect(stats).toContain('not checked: layer 3 had no second host to compare with');
 
     // the picture shows the route: two hops (layers 1..2, 3), each with a measured latency, in layer order
     await chat.waitForFunction(() => document.querySelectorAll('#swarm-map li.hop[data-ms]:not([data-ms=""])').length === 2, undefined, { timeout: 5_000 });
