@@ -8,8 +8,8 @@
 //
 // Failure recovery (Petals' inference_session.py): each hop keeps the hidden-state inputs it was sent, one per step.
 // When a hop fails (link down, heartbeat, error, or no result within hopTimeoutMs) the client leaves that host out
-// (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone; either way
-// the failure is remembered, and routing prices the host by it: reliability.ts), opens a
+// (banned with a doubling backoff when it misbehaved, or only until it announces again when it is gone; a ban or a
+// dropped session is also remembered, and routing prices the host by it: reliability.ts), opens a
 // route for just that hop's span (route-opener.ts: candidates raced, a warm spare first), replays the kept inputs
 // there in chunks of up to maxBatch positions (N decode steps cost N/maxBatch round trips; the new KV cache equals the
 // lost one up to float rounding, as a prefill's equals a decode's) and continues: the ids are the fault-free run's.
@@ -259,7 +259,7 @@ export class SwarmModel implements Backend, HopContext {
    * A host that is gone (its link closed, it was unavailable, it is leaving) or full: left out until it announces
    * again; `failure` (not when it was only full): remembered, so routing prefers steadier hosts (reliability.ts).
    */
-  markGone(peer: string, failure = true): void {
+  markGone(peer: string, failure: boolean): void {
     const r = this.directory.recordsFor(this.modelHash).find((x) => x.id === peer);
     this.gone.set(peer, r?.expiresAt ?? Date.now());
     if (failure) this.reliability.failed(peer);

@@ -39,7 +39,10 @@ export function formatDownload(p: DownloadProgress): string {
   return `${formatBytes(p.loaded)} / ${formatBytes(p.total)} · ${rate} · ${p.loaded >= p.total ? 'done' : `${formatDuration(p.etaSeconds)} left`}`;
 }
 
-const layerText = (s: { start: number; end: number }): string => (s.end - s.start === 1 ? `layer ${s.start}` : `layers ${s.start}–${s.end - 1}`);
+/** Layers [start, end) in words: "layer 3", "layers 1–2". */
+export function formatLayers(start: number, end: number): string {
+  return end - start === 1 ? `layer ${start}` : `layers ${start}–${end - 1}`;
+}
 
 /**
  * What a swarm reply's stats line says of its checks (engine/chat-api.ts FlockReplyChecks): only what was found, no
@@ -50,7 +53,7 @@ export function checksNote(c: FlockReplyChecks): string {
     case 'checked':
       return `results checked against other hosts (${c.checks} check${c.checks === 1 ? '' : 's'})`;
     case 'unchecked':
-      return `not checked: ${c.unchecked.map(layerText).join(', ')} had no second host to compare with`;
+      return `not checked: ${c.unchecked.map((u) => formatLayers(u.start, u.end)).join(', ')} had no second host to compare with`;
     case 'disputed':
       return 'hosts disagreed and no third could decide: unverified';
     case 'off':

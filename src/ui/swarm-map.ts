@@ -8,6 +8,7 @@ import type { Span } from '../swarm/protocol';
 import type { PeerRecord } from '../swarm/records';
 import type { SwarmStatus } from '../worker/api';
 import { h } from './dom';
+import { formatLayers } from './format';
 
 export interface SwarmView {
   nLayers: number;
@@ -49,7 +50,6 @@ function bar(cls: string, start: number, end: number, n: number, label: string):
   return b;
 }
 
-const layers = (a: number, b: number): string => (b - a === 1 ? `layer ${a}` : `layers ${a}–${b - 1}`);
 
 /** What the picture says of a host that failed this tab lately or claims more speed than measured. */
 export function hostMarks(peer: string, status: SwarmStatus | null | undefined): { failures: number; overclaims: boolean; text: string; title: string } {
@@ -80,12 +80,12 @@ export function renderSwarm(box: HTMLElement, v: SwarmView): void {
   box.dataset.hosts = String(v.records.length);
   box.dataset.reroutes = String(v.status?.reroutes.length ?? 0);
 
-  const ownText = [v.own?.front, v.own?.back].filter((x) => x != null).map((x) => layers(x.start, x.end)).join(' and ');
+  const ownText = [v.own?.front, v.own?.back].filter((x) => x != null).map((x) => formatLayers(x.start, x.end)).join(' and ');
   const hosts = `${v.records.length} host${v.records.length === 1 ? '' : 's'}`;
   const summary = holes.length > 0
-    ? `Not served: ${holes.map((g) => layers(g.start, g.end)).join(', ')}. A chat needs every layer.`
+    ? `Not served: ${holes.map((g) => formatLayers(g.start, g.end)).join(', ')}. A chat needs every layer.`
     : ownText
-      ? `Hosts serve ${layers(from, to)} (${hosts}); ${ownText} run on this device.`
+      ? `Hosts serve ${formatLayers(from, to)} (${hosts}); ${ownText} run on this device.`
       : `Every layer 0–${n - 1} is served (${hosts}).`;
   box.append(h('p', { class: holes.length ? 'swarm-summary gap' : 'swarm-summary' }, summary));
 
@@ -131,20 +131,20 @@ export function renderSwarm(box: HTMLElement, v: SwarmView): void {
   if (route.length > 0) {
     const line = h('ol', { class: 'swarm-route' });
     line.setAttribute('aria-label', 'Route of this chat');
-    line.append(h('li', { class: 'end' }, `you: tokens, embedding${v.own?.front ? `, ${layers(v.own.front.start, v.own.front.end)}` : ''}`));
+    line.append(h('li', { class: 'end' }, `you: tokens, embedding${v.own?.front ? `, ${formatLayers(v.own.front.start, v.own.front.end)}` : ''}`));
     for (const [i, hop] of route.entries()) {
-      const li = h('li', { class: 'hop' }, `${short(hop.peer)} · ${layers(hop.start, hop.end)} · ${ms(hop.ms)}`);
+      const li = h('li', { class: 'hop' }, `${short(hop.peer)} · ${formatLayers(hop.start, hop.end)} · ${ms(hop.ms)}`);
       li.dataset.hop = String(i);
       li.dataset.peer = hop.peer;
       li.dataset.ms = Number.isFinite(hop.ms) ? hop.ms.toFixed(1) : '';
       line.append(li);
     }
-    line.append(h('li', { class: 'end' }, `you: ${v.own?.back ? `${layers(v.own.back.start, v.own.back.end)}, ` : ''}output head, sampling`));
+    line.append(h('li', { class: 'end' }, `you: ${v.own?.back ? `${formatLayers(v.own.back.start, v.own.back.end)}, ` : ''}output head, sampling`));
     box.append(line);
     const rr = v.status?.reroutes ?? [];
     if (rr.length > 0) {
       box.append(h('p', { class: 'muted small swarm-reroutes' },
-        rr.map((x) => `Step ${x.step}: ${layers(x.start, x.end)} moved from ${short(x.from)} to ${x.to.map(short).join(' + ')} in ${Math.round(x.ms)} ms (${x.reason.split(':')[0]}).`).join(' ')));
+        rr.map((x) => `Step ${x.step}: ${formatLayers(x.start, x.end)} moved from ${short(x.from)} to ${x.to.map(short).join(' + ')} in ${Math.round(x.ms)} ms (${x.reason.split(':')[0]}).`).join(' ')));
     }
   }
 }
